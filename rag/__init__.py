@@ -1,0 +1,77 @@
+"""Local, offline question answering over machine-learning paper abstracts, with verified citations.
+
+    >>> from rag import ask
+    >>> answer = ask("Which papers make metric learning robust to label noise?")
+    >>> print(answer.text)            # every claim carries [n] markers
+    >>> answer.citations[0].title     # [n] -> the cited paper
+
+The heavy machinery (torch, sentence-transformers, chromadb, the generator) is imported on first use, so
+`import rag` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Offline by default: no hub downloads, no telemetry. Set before any library that reads them is imported.
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "ANONYMIZED_TELEMETRY": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+from rag.errors import (  # noqa: E402
+    BackendError,
+    ConfigError,
+    CorpusError,
+    IndexError_,
+    QuestionError,
+    RagError,
+)
+from rag.settings import Settings  # noqa: E402
+from rag.types import (  # noqa: E402
+    Answer,
+    Chunk,
+    Citation,
+    Filters,
+    IngestReport,
+    Paper,
+    SentenceCheck,
+    Source,
+)
+
+__all__ = [
+    "Answer",
+    "BackendError",
+    "Bot",
+    "Chunk",
+    "Citation",
+    "ConfigError",
+    "CorpusError",
+    "Filters",
+    "IndexError_",
+    "IngestReport",
+    "Paper",
+    "QuestionError",
+    "RagError",
+    "SentenceCheck",
+    "Settings",
+    "Source",
+    "ask",
+    "ask_stream",
+    "ingest",
+    "search",
+]
+
+
+def __getattr__(name: str):
+    """Load the pipeline (and its heavy imports) only when an entry point is first used."""
+    if name in {"Bot", "ask", "ask_stream", "search", "ingest"}:
+        from rag import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'rag' has no attribute {name!r}")

@@ -1,0 +1,173 @@
+"""The public entry points: `Bot` wires corpus -> index -> retrieve -> answer; `ask()` and friends use one.
+
+Everything heavy is created on first use and then kept, so the first question pays the model loads and later
+ones do not. A `Bot` is safe to share between threads for retrieval; generation is serialised by a lock
+because a local model computes one answer at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+
+from rag.errors import QuestionError
+from rag.settings import Settings
+from rag.types import Answer, Filters, IngestReport, Source
+
+History = Sequence[tuple[str, str]]
+"""Earlier turns of a conversation as (question, answer) pairs, oldest first."""
+
+
+class Bot:
+    """One question-answering bot over one collection. Create it once, ask it many times."""
+
+    def __init__(self, settings: Settings | None = None, *, embedder=None, generator=None):
+        self.settings = settings or Settings()
+        self._embedder = embedder
+        self._generator = generator
+        self._generate_lock = threading.Lock()
+        self._ingest_lock = threading.Lock()
+
+    # --- stages, created lazily -------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from rag.embeddings import get_embedder
+
+            self._embedder = get_embedder(self.settings)
+        return self._embedder
+
+    @cached_property
+    def index(self):
+        from rag.index import open_index
+
+        return open_index(self.settings, self.embedder)
+
+    @cached_property
+    def retriever(self):
+        from rag.retrieve import Retriever
+
+        return Retriever(self.index, self.embedder, self.settings)
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            from rag.generate import load_generator
+
+            self._generator = load_generator(self.settings)
+        return self._generator
+
+    @cached_property
+    def answerer(self):
+        from rag.answer import Answerer
+
+        return Answerer(self.generator, self.embedder, self.settings)
+
+    # --- entry points ---------------------------------------------------------------------------------------
+    def ingest(self, paths: Sequence[str | Path] | None = None) -> IngestReport:
+        """Parse the corpus files (default: the bundled pages) and add what is new or changed to the index."""
+        from rag.corpus import load_corpus
+
+        started = time.perf_counter()
+        with self._ingest_lock:
+            corpus = load_corpus(paths or self.settings.corpus_paths)
+            report = self.index.ingest(corpus.papers)
+        self.__dict__.pop("retriever", None)  # the lexical index is rebuilt from the new chunks
+        return report.model_copy(
+            update={
+                "files": corpus.files,
+                "entries": corpus.entries,
+                "papers": len(corpus.papers),
+                "problems": corpus.problems + report.problems,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+
+    def ensure_index(self) -> None:
+        """Build the index from the default corpus on first use, so a fresh install answers at once."""
+        if self.index.count() == 0:
+            self.ingest()
+
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
+        """Papers most relevant to `query`, best first, numbered 1..k."""
+        query = self.check_question(query)
+        self.ensure_index()
+        return self.retriever.search(query, k=k, filters=filters)
+
+    def ask_stream(
+        self,
+        question: str,
+        history: History = (),
+        k: int | None = None,
+        filters: Filters | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield answer tokens as they are generated, then the verified `Answer` as the last item."""
+        question = self.check_question(question)
+        self.ensure_index()
+        with self._generate_lock:
+            yield from self.answerer.stream(question, self.retriever, history=history, k=k, filters=filters)
+
+    def ask(
+        self,
+        question: str,
+        history: History = (),
+        k: int | None = None,
+        filters: Filters | None = None,
+    ) -> Answer:
+        """Answer `question` from the collection, with verified citations; see `Answer`."""
+        final = None
+        for item in self.ask_stream(question, history=history, k=k, filters=filters):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None, "the answer stage always ends with an Answer"
+        return final
+
+    def check_question(self, question: str) -> str:
+        """Clean a question, or raise QuestionError with a one-line reason."""
+        if not isinstance(question, str):
+            raise QuestionError("The question must be text.")
+        cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in question).strip()
+        if not cleaned:
+            raise QuestionError("The question is empty: type a question about the papers.")
+        limit = self.settings.max_question_chars
+        if len(cleaned) > limit:
+            raise QuestionError(f"The question is {len(cleaned)} characters long; the limit is {limit}.")
+        return cleaned
+
+
+_default_bot: Bot | None = None
+_default_lock = threading.Lock()
+
+
+def default_bot() -> Bot:
+    """The process-wide bot used by the module-level functions, built from `Settings()` on first use."""
+    global _default_bot
+    with _default_lock:
+        if _default_bot is None:
+            _default_bot = Bot()
+        return _default_bot
+
+
+def ask(question: str, history: History = (), k: int | None = None, filters: Filters | None = None) -> Answer:
+    """Answer a question over the default collection. See `Bot.ask`."""
+    return default_bot().ask(question, history=history, k=k, filters=filters)
+
+
+def ask_stream(
+    question: str, history: History = (), k: int | None = None, filters: Filters | None = None
+) -> Iterator[str | Answer]:
+    """Stream an answer over the default collection. See `Bot.ask_stream`."""
+    return default_bot().ask_stream(question, history=history, k=k, filters=filters)
+
+
+def search(query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
+    """Search the default collection. See `Bot.search`."""
+    return default_bot().search(query, k=k, filters=filters)
+
+
+def ingest(paths: Sequence[str | Path] | None = None) -> IngestReport:
+    """Ingest files into the default collection. See `Bot.ingest`."""
+    return default_bot().ingest(paths)

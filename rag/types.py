@@ -1,0 +1,114 @@
+"""The data that flows through the bot: Paper -> Chunk -> Source -> Answer (with Citations).
+
+Pydantic models, so every value validates on creation and serialises to the JSON that `rag ask --json`, the
+eval reports and the UI share.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Paper(BaseModel):
+    """One unique paper of the corpus, after duplicates across and within pages were merged."""
+
+    id: str = Field(description="Stable id: derived from the normalised title, or the id given by a JSONL/CSV row.")
+    title: str
+    abstract: str
+    authors: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list, description="Files (names) the paper was read from.")
+    session: str | None = Field(default=None, description="Conference session name, for session pages.")
+    room: str | None = None
+    moderator: str | None = None
+    day: str | None = Field(default=None, description="Day of the talk as printed, e.g. 'Tue 20 July'.")
+    time_slot: str | None = Field(default=None, description="Time slot as printed, e.g. '7:00 - 7:20 PDT'.")
+    year: int | None = None
+
+
+class Filters(BaseModel):
+    """Metadata filters a search can be narrowed by; all given filters must hold (case-insensitive)."""
+
+    source: str | None = Field(default=None, description="Substring of a source file name.")
+    session: str | None = Field(default=None, description="Substring of the session name.")
+    author: str | None = Field(default=None, description="Substring of any author's name.")
+    year: int | None = None
+
+    def is_empty(self) -> bool:
+        return not any(value is not None and value != "" for value in self.model_dump().values())
+
+
+class Chunk(BaseModel):
+    """A piece of one paper's text as embedded: the title and authors are kept with every chunk."""
+
+    id: str = Field(description="'<paper_id>#<index>'")
+    paper_id: str
+    index: int = Field(ge=0, description="Position of the chunk within its paper.")
+    text: str = Field(description="The text that was embedded (title, authors, then abstract sentences).")
+
+
+class Source(BaseModel):
+    """A retrieved paper as handed to the answer stage and shown to the user; `number` is its [n] in prompts."""
+
+    number: int = Field(ge=1)
+    paper: Paper
+    score: float = Field(description="Fused retrieval score (higher is better).")
+    dense_score: float | None = Field(default=None, description="Best cosine similarity of its chunks.")
+    passage: str = Field(default="", description="The text of this paper shown to the model.")
+
+    @property
+    def paper_id(self) -> str:
+        return self.paper.id
+
+    @property
+    def title(self) -> str:
+        return self.paper.title
+
+
+class Citation(BaseModel):
+    """A citation marker [n] of the answer, mapped back to its paper."""
+
+    number: int
+    paper_id: str
+    title: str
+
+
+class SentenceCheck(BaseModel):
+    """How one answer sentence is backed by the sources."""
+
+    text: str
+    citations: list[int] = Field(default_factory=list, description="Source numbers it cites after verification.")
+    support: float = Field(default=0.0, description="Best similarity to a cited source (0..1).")
+    supported: bool = False
+    added_citations: list[int] = Field(default_factory=list, description="Citations added in code, not by the model.")
+
+
+class Answer(BaseModel):
+    """What `ask()` returns."""
+
+    question: str
+    standalone_question: str | None = Field(default=None, description="The question after follow-up rewriting.")
+    text: str = Field(description="The answer with verified [n] markers.")
+    citations: list[Citation] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list, description="Retrieved papers, numbered as in the answer.")
+    sentences: list[SentenceCheck] = Field(default_factory=list)
+    declined: bool = Field(default=False, description="True when the collection does not answer the question.")
+    backend: str = ""
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage, plus 'first_token'.")
+
+    @property
+    def cited_sources(self) -> list[Source]:
+        cited = {citation.number for citation in self.citations}
+        return [source for source in self.sources if source.number in cited]
+
+
+class IngestReport(BaseModel):
+    """What `ingest()` did, for the CLI and logs."""
+
+    files: int = 0
+    entries: int = Field(default=0, description="Paper entries read, before merging duplicates.")
+    papers: int = Field(default=0, description="Unique papers after merging.")
+    chunks_added: int = 0
+    papers_skipped: int = Field(default=0, description="Unchanged papers that were already indexed.")
+    papers_replaced: int = Field(default=0, description="Changed papers whose old chunks were replaced.")
+    problems: list[str] = Field(default_factory=list, description="One line per unreadable file or row.")
+    seconds: float = 0.0
