@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(default=64, ge=1, description="Texts embedded per forward pass.")
 
     # --- retrieval -----------------------------------------------------------------------------------------
+    retrieval_mode: Literal["hybrid", "dense", "lexical"] = Field(
+        default="hybrid", description="Which retrievers run: both fused, dense (Chroma) only, or BM25 only."
+    )
     top_k: int = Field(default=5, ge=1, le=50, description="Papers handed to the answer stage.")
     candidate_chunks: int = Field(default=50, ge=1, description="Chunks fetched from each retriever before fusion.")
     dense_weight: float = Field(default=1.0, ge=0, description="Weight of the dense ranking in fusion.")

@@ -1,0 +1,131 @@
+"""Shared fixtures: a tiny random sentence-transformers model, a handful of abstracts, isolated settings.
+
+Unit tests never touch the real models or the user's data directory: `settings` points every path into a
+temporary folder and the embedder at a 1-layer random BERT built here from the real MiniLM tokenizer files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from rag.settings import Settings  # noqa: E402
+from rag.types import Paper  # noqa: E402
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 1-layer, 32-dim random sentence-transformers model saved to disk (loads in well under a second)."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    from rag.models import embedding_model_path
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    backbone_dir = root / "backbone"
+    backbone_dir.mkdir()
+    real = Path(embedding_model_path("all-MiniLM-L6-v2"))
+    for name in TOKENIZER_FILES:
+        shutil.copy(real / name, backbone_dir / name)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(backbone_dir)
+    transformer = models.Transformer(str(backbone_dir), max_seq_length=128)
+    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
+    out = root / "model"
+    model.save(str(out))
+    return out
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_model_dir) -> Settings:
+    """Settings isolated in a temp folder, with the tiny embedder and the extractive (no-LLM) backend."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        embedding_model=str(tiny_model_dir),
+        backend="extractive",
+        collection="test",
+    )
+
+
+@pytest.fixture
+def papers() -> list[Paper]:
+    """Five short, distinct abstracts covering the kinds of questions the bot gets."""
+    return [
+        Paper(
+            id="snr-metric",
+            title="Signal-to-Noise Ratio: A Robust Distance Metric for Deep Metric Learning",
+            abstract=(
+                "Deep metric learning maps similar examples close together. We propose a robust SNR distance "
+                "metric based on the signal-to-noise ratio for measuring the similarity of image pairs. "
+                "Experiments on CARS196, CUB200-2011 and SOP show that DSML outperforms Euclidean distance."
+            ),
+            authors=["Tongtong Yuan", "Weihong Deng"],
+            sources=["004.txt"],
+        ),
+        Paper(
+            id="vilt",
+            title="ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision",
+            abstract=(
+                "Vision-and-Language Pre-training relies on region supervision and convolutional feature "
+                "extraction. We present ViLT, a minimal model that processes visual inputs without convolution. "
+                "ViLT is up to tens of times faster than previous VLP models."
+            ),
+            authors=["Wonjae Kim", "Bokyung Son", "Ildoo Kim"],
+            sources=["000.txt"],
+            session="Deep Learning Algorithms 3",
+            moderator="Razvan Pascanu",
+            day="Tue 20 July",
+            time_slot="7:00 - 7:20 PDT",
+        ),
+        Paper(
+            id="fpn",
+            title="Feature Pyramid Networks for Object Detection",
+            abstract=(
+                "Feature pyramids are a basic component in recognition systems for detecting objects at "
+                "different scales. A top-down architecture with lateral connections builds high-level semantic "
+                "feature maps at all scales. FPN runs at 5 FPS on a GPU."
+            ),
+            sources=["001.txt"],
+        ),
+        Paper(
+            id="gradient-noise",
+            title="Adding Gradient Noise Improves Learning for Very Deep Networks",
+            abstract=(
+                "Deep feedforward and recurrent networks are hard to optimise. Adding annealed Gaussian noise to "
+                "the gradient helps training of very deep networks and reduces the failure rate of training."
+            ),
+            sources=["002.txt"],
+        ),
+        Paper(
+            id="integrated-gradients",
+            title="Axiomatic Attribution for Deep Networks",
+            abstract=(
+                "We study attributing the prediction of a deep network to its input features. We identify two "
+                "axioms, Sensitivity and Implementation Invariance, and design Integrated Gradients, which needs "
+                "only a few calls to the standard gradient operator."
+            ),
+            authors=["Mukund Sundararajan", "Ankur Taly", "Qiqi Yan"],
+            sources=["004.txt"],
+        ),
+    ]
