@@ -97,6 +97,9 @@ class Settings(BaseSettings):
         default=0.45, description="Least similarity between an answer sentence and a cited source to count as supported."
     )
     max_question_chars: int = Field(default=2000, ge=10, description="Longer questions are rejected.")
+    extractive_sentences: int = Field(
+        default=3, ge=1, description="Source sentences the extractive (no-LLM) backend answers with."
+    )
     history_turns: int = Field(default=3, ge=0, description="Previous turns used to rewrite a follow-up question.")
 
     # --- chat UI -------------------------------------------------------------------------------------------
