@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     context_window: int = Field(default=4096, ge=512, description="Model context length in tokens.")
     max_new_tokens: int = Field(default=220, ge=16, description="Cap on generated tokens per answer.")
     temperature: float = Field(default=0.0, ge=0, description="Sampling temperature (0 = greedy).")
+    extractive_sentences: int = Field(
+        default=3, ge=1, description="Source sentences the extractive (no-LLM) backend answers with."
+    )
 
     # --- answer --------------------------------------------------------------------------------------------
     passage_sentences: int = Field(
@@ -97,9 +100,6 @@ class Settings(BaseSettings):
         default=0.45, description="Least similarity between an answer sentence and a cited source to count as supported."
     )
     max_question_chars: int = Field(default=2000, ge=10, description="Longer questions are rejected.")
-    extractive_sentences: int = Field(
-        default=3, ge=1, description="Source sentences the extractive (no-LLM) backend answers with."
-    )
     history_turns: int = Field(default=3, ge=0, description="Previous turns used to rewrite a follow-up question.")
 
     # --- chat UI -------------------------------------------------------------------------------------------
