@@ -115,3 +115,15 @@ def _part_path(model: SplitModel, number: int) -> Path:
             f"Model part package {package} is missing; run scripts/setup.sh to install the model parts."
         ) from error
     return Path(module.get_part_path())
+
+
+def main() -> None:
+    """`python -m rag.models`: assemble and verify the configured generator, print where the weights are."""
+    settings = Settings()
+    print(f"embedding model: {embedding_model_path(settings.embedding_model)}")
+    for size in GENERATORS:
+        print(f"generator {size}: {generator_model_path(settings.model_copy(update={'model_size': size}))}")
+
+
+if __name__ == "__main__":
+    main()
