@@ -1,0 +1,98 @@
+"""The `rag` command: one-line errors with a non-zero exit, JSON output carrying the Answer's fields."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rag.cli import main
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m rag.cli` in a subprocess, as a user would, and capture what they would see."""
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_lists_every_command():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("ingest", "ask", "search", "chat", "eval"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t  "])
+def test_empty_question_is_a_one_line_error(question, capsys):
+    assert main(["ask", question]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rag: error:") and "empty" in err
+    assert "\n" not in err
+
+
+def test_huge_question_is_refused_without_loading_anything(capsys):
+    assert main(["ask", "x" * 100_000]) == 2
+    err = capsys.readouterr().err
+    assert "100000 characters" in err and "Traceback" not in err
+
+
+def test_unknown_backend_in_environment_is_one_line():
+    result = run_cli("ask", "what is FPN?", env={"RAG_BACKEND": "gpt-17"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("rag: error: invalid setting backend")
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_corpus_path_is_one_line(tmp_path, settings):
+    result = run_cli(
+        "ingest",
+        str(tmp_path / "nope.jsonl"),
+        "--data-dir",
+        str(tmp_path / "data"),
+        env={"RAG_EMBEDDING_MODEL": str(settings.embedding_model)},
+    )
+    assert result.returncode == 2
+    assert "nope.jsonl" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ingest_search_and_ask_json_over_a_small_corpus(tmp_path, settings, papers):
+    corpus = tmp_path / "papers.jsonl"
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"id": paper.id, "title": paper.title, "text": paper.abstract, "authors": paper.authors})
+            for paper in papers
+        )
+    )
+    env = {"RAG_EMBEDDING_MODEL": str(settings.embedding_model), "RAG_DATA_DIR": str(tmp_path / "data")}
+    ingest = run_cli("ingest", str(corpus), env=env)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "unique papers 5" in ingest.stdout
+
+    again = run_cli("ingest", str(corpus), env=env)
+    assert "chunks added 0" in again.stdout and "papers skipped (unchanged) 5" in again.stdout
+
+    search = run_cli("search", "signal-to-noise ratio distance metric", "--json", "--k", "3", env=env)
+    assert search.returncode == 0, search.stderr
+    hits = json.loads(search.stdout)
+    assert hits[0]["paper"]["id"] == "snr-metric"
+
+    ask = run_cli(
+        "ask", "Which distance metric is based on the signal-to-noise ratio?", "--json", "--backend", "extractive",
+        env=env,
+    )
+    assert ask.returncode == 0, ask.stderr
+    answer = json.loads(ask.stdout)
+    for field in ("text", "citations", "sources", "declined", "timings", "sentences"):
+        assert field in answer
+    assert not answer["declined"]
+    assert answer["citations"] and answer["citations"][0]["paper_id"] == "snr-metric"
+    numbers = {source["number"] for source in answer["sources"]}
+    assert all(citation["number"] in numbers for citation in answer["citations"])
