@@ -67,6 +67,22 @@ class Settings(BaseSettings):
         "(the answer stage then declines without calling the model).",
     )
     rerank: bool = Field(default=False, description="Re-rank fused papers with the reranker hook.")
+    rerank_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the reranker's order when fused (RRF) with the retrieval order."
+    )
+    rerank_candidates: int = Field(
+        default=20, ge=1, description="Fused papers handed to the reranker / MMR, of which top_k are kept."
+    )
+    metadata_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight in fusion of the papers whose author, session or moderator the query names verbatim.",
+    )
+    bm25_k1: float = Field(default=1.2, ge=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 document-length normalisation.")
+    bm25_stemming: bool = Field(
+        default=True, description="Strip plural/-ing/-ed suffixes in BM25 terms (never touches acronyms)."
+    )
 
     # --- generation ----------------------------------------------------------------------------------------
     backend: BackendName = Field(

@@ -1,0 +1,309 @@
+"""Hybrid retrieval: dense (Chroma) + BM25 + metadata mentions, fused by weighted RRF, grouped to papers.
+
+Each retriever ranks chunks; a chunk ranking becomes a paper ranking by keeping each paper at the rank of its
+best chunk, so a paper with many chunks is not counted several times. Paper rankings are fused by weighted
+reciprocal rank fusion (rank-based, so cosine and BM25 scales never have to be reconciled). A third, small
+ranking lists the papers whose authors, session or moderator the query names verbatim: that is what makes
+"which papers did Derek Hoiem co-author" work, which neither MiniLM nor a bag of words does reliably.
+Then optional reranking and MMR, and the first k papers become numbered `Source`s.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from rag.lexical import BM25Index
+from rag.settings import Settings
+from rag.types import Chunk, Filters, Paper, Source
+
+
+# --- pure pieces (tested on their own) ----------------------------------------------------------------------
+def reciprocal_rank_fusion(
+    rankings: Mapping[str, Sequence[str]], weights: Mapping[str, float], k: int
+) -> dict[str, float]:
+    """Weighted RRF: item score = sum over rankings of weight / (k + rank), rank starting at 1."""
+    fused: dict[str, float] = {}
+    for name, ranking in rankings.items():
+        weight = weights.get(name, 1.0)
+        if weight <= 0:
+            continue
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + weight / (k + rank)
+    return fused
+
+
+def papers_in_rank_order(chunk_ids: Sequence[str], paper_of: Mapping[str, str]) -> list[str]:
+    """Paper ids in the order of their best (first) chunk, each paper once."""
+    seen: dict[str, None] = {}
+    for chunk_id in chunk_ids:
+        paper_id = paper_of.get(chunk_id)
+        if paper_id is not None and paper_id not in seen:
+            seen[paper_id] = None
+    return list(seen)
+
+
+def matches_filters(paper: Paper, filters: Filters) -> bool:
+    """True when every given filter holds (case-insensitive substrings; exact year)."""
+
+    def contains(haystack: str | None, needle: str | None) -> bool:
+        return not needle or (haystack is not None and needle.casefold() in haystack.casefold())
+
+    return (
+        (not filters.source or any(contains(name, filters.source) for name in paper.sources))
+        and contains(paper.session, filters.session)
+        and (not filters.author or any(contains(name, filters.author) for name in paper.authors))
+        and (filters.year is None or paper.year == filters.year)
+    )
+
+
+def mmr_order(relevance: Sequence[float], vectors: np.ndarray, lambda_: float, n: int) -> list[int]:
+    """Maximal marginal relevance: greedily pick the item maximising λ·rel - (1-λ)·max sim to those picked.
+
+    `relevance` is min-max normalised first so it lives on the same 0..1 scale as the cosine similarities.
+    """
+    if len(relevance) == 0:
+        return []
+    rel = np.asarray(relevance, dtype=np.float32)
+    spread = float(rel.max() - rel.min())
+    rel = (rel - rel.min()) / spread if spread > 0 else np.ones_like(rel)
+    similarity = vectors @ vectors.T
+    picked: list[int] = []
+    left = list(range(len(rel)))
+    while left and len(picked) < n:
+        redundancy = similarity[np.ix_(left, picked)].max(axis=1) if picked else np.zeros(len(left))
+        gains = lambda_ * rel[left] - (1 - lambda_) * redundancy
+        picked.append(left.pop(int(np.argmax(gains))))
+    return picked
+
+
+def metadata_text(paper: Paper) -> str:
+    """The metadata of a paper as plain text, indexed by BM25 next to each of its chunks."""
+    fields = {
+        "Session": paper.session,
+        "Moderator": paper.moderator,
+        "Room": paper.room,
+        "Day": paper.day,
+        "Time": paper.time_slot,
+        "Year": str(paper.year) if paper.year else None,
+    }
+    return " ".join(f"{name}: {value}." for name, value in fields.items() if value)
+
+
+def _normalise(text: str) -> str:
+    return " " + " ".join(re.findall(r"\w+", text.casefold())) + " "
+
+
+def mentioned_papers(query: str, papers: Mapping[str, Paper]) -> list[str]:
+    """Papers whose full author name, moderator or session name the query contains as whole words."""
+    words = _normalise(query)
+    hits = []
+    for paper_id, paper in papers.items():
+        names = [*paper.authors, paper.moderator or "", paper.session or ""]
+        if any(len(key) > 4 and key in words for key in map(_normalise, filter(None, names))):
+            hits.append(paper_id)
+    return hits
+
+
+# --- reranking hook -----------------------------------------------------------------------------------------
+class Reranker(Protocol):
+    """Reorders (and may re-score) the fused papers for a query; gets more candidates than it must return."""
+
+    def rerank(self, query: str, sources: list[Source]) -> list[Source]: ...
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
+
+
+class SentenceMaxSimReranker:
+    """Scores each paper by its best single sentence's cosine to the query, using the same MiniLM embedder.
+
+    A chunk embedding averages several sentences; a question is usually about one of them. The max-sim order
+    is fused with the retrieval order by RRF (weight `rerank_weight`), so it nudges rather than replaces.
+    Sentence vectors are cached per paper, so only the first query touching a paper pays for them.
+    """
+
+    def __init__(self, embedder, settings: Settings):
+        self.embedder = embedder
+        self.settings = settings
+        self._cache: dict[str, np.ndarray] = {}
+
+    def sentence_vectors(self, paper: Paper) -> np.ndarray:
+        vectors = self._cache.get(paper.id)
+        if vectors is None:
+            sentences = [paper.title, *(s for s in _SENTENCE_END.split(paper.abstract) if s.strip())]
+            vectors = self.embedder.embed(sentences)
+            self._cache[paper.id] = vectors
+        return vectors
+
+    def rerank(self, query: str, sources: list[Source]) -> list[Source]:
+        if not sources:
+            return sources
+        query_vector = self.embedder.embed_one(query)
+        best = [float((self.sentence_vectors(source.paper) @ query_vector).max()) for source in sources]
+        by_maxsim = [
+            source.paper_id for _, source in sorted(zip(best, sources, strict=True), key=lambda x: -x[0])
+        ]
+        fused = reciprocal_rank_fusion(
+            {"retrieval": [source.paper_id for source in sources], "maxsim": by_maxsim},
+            {"retrieval": 1.0, "maxsim": self.settings.rerank_weight},
+            self.settings.rrf_k,
+        )
+        rescored = [source.model_copy(update={"score": fused[source.paper_id]}) for source in sources]
+        return sorted(rescored, key=lambda source: -source.score)
+
+
+# --- the retriever ------------------------------------------------------------------------------------------
+@dataclass
+class _Corpus:
+    """What the retriever keeps from the index between questions; rebuilt when the chunk count changes."""
+
+    count: int
+    chunks: dict[str, Chunk]
+    papers: dict[str, Paper]
+    bm25: BM25Index
+    paper_of: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Candidates:
+    """Per-query working set: rankings of papers, best chunk per paper, best cosine per paper."""
+
+    rankings: dict[str, list[str]] = field(default_factory=dict)
+    chunk_score: dict[str, float] = field(default_factory=dict)
+    dense_score: dict[str, float] = field(default_factory=dict)
+
+
+class Retriever:
+    """Finds the papers for a question. Safe to share between threads (the BM25 rebuild is locked)."""
+
+    def __init__(self, index, embedder, settings: Settings, reranker: Reranker | None = None):
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self.reranker = reranker or (SentenceMaxSimReranker(embedder, settings) if settings.rerank else None)
+        self._corpus: _Corpus | None = None
+        self._lock = threading.Lock()
+        self._passage_vectors: dict[str, np.ndarray] = {}
+
+    # --- corpus state ---------------------------------------------------------------------------------------
+    def corpus(self) -> _Corpus:
+        """The chunks, papers and BM25 index, built on first use and again whenever the index has grown."""
+        count = self.index.count()
+        with self._lock:
+            if self._corpus is None or self._corpus.count != count:
+                chunks = {chunk.id: chunk for chunk in self.index.chunks()}
+                papers = self.index.papers()
+                bm25 = BM25Index(
+                    list(chunks.values()),
+                    {paper_id: metadata_text(paper) for paper_id, paper in papers.items()},
+                    k1=self.settings.bm25_k1,
+                    b=self.settings.bm25_b,
+                    stemming=self.settings.bm25_stemming,
+                )
+                paper_of = {chunk_id: chunk.paper_id for chunk_id, chunk in chunks.items()}
+                self._corpus = _Corpus(count, chunks, papers, bm25, paper_of)
+            return self._corpus
+
+    def papers(self) -> dict[str, Paper]:
+        return self.corpus().papers
+
+    # --- search ---------------------------------------------------------------------------------------------
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
+        """The k most relevant papers, best first, numbered 1..k, each paper once."""
+        k = k or self.settings.top_k
+        corpus = self.corpus()
+        allowed = None
+        if filters is not None and not filters.is_empty():
+            allowed = {pid for pid, paper in corpus.papers.items() if matches_filters(paper, filters)}
+            if not allowed:
+                return []
+        found = self._candidates(query, corpus, allowed)
+        weights = {
+            "dense": self.settings.dense_weight,
+            "lexical": self.settings.lexical_weight,
+            "metadata": self.settings.metadata_weight,
+        }
+        fused = reciprocal_rank_fusion(found.rankings, weights, self.settings.rrf_k)
+        ranked = sorted(fused, key=lambda paper_id: -fused[paper_id])
+        pool = max(k, self.settings.rerank_candidates) if self.reranker or self.settings.mmr_lambda else k
+        sources = [self._source(paper_id, fused[paper_id], found, corpus) for paper_id in ranked[:pool]]
+        if self.reranker is not None:
+            sources = self.reranker.rerank(query, sources)
+        if self.settings.mmr_lambda is not None:
+            sources = self._mmr(sources, k)
+        return [source.model_copy(update={"number": n}) for n, source in enumerate(sources[:k], start=1)]
+
+    def is_relevant(self, sources: Sequence[Source]) -> bool:
+        """Whether the collection can answer: the best dense cosine reaches `settings.min_relevance`.
+
+        With no dense scores (lexical mode) any BM25 match counts, since BM25 only returns papers sharing a
+        query term.
+        """
+        if not sources:
+            return False
+        dense = [source.dense_score for source in sources if source.dense_score is not None]
+        if not dense:
+            return True
+        return max(dense) >= self.settings.min_relevance
+
+    # --- steps ----------------------------------------------------------------------------------------------
+    def _candidates(self, query: str, corpus: _Corpus, allowed: set[str] | None) -> _Candidates:
+        found = _Candidates()
+        mode = self.settings.retrieval_mode
+        n = self.settings.candidate_chunks
+        if mode in ("hybrid", "dense"):
+            hits = self._dense(query, n, allowed)
+            for rank, (chunk, cosine) in enumerate(hits, start=1):
+                found.dense_score[chunk.paper_id] = max(found.dense_score.get(chunk.paper_id, -1.0), cosine)
+                found.chunk_score[chunk.id] = found.chunk_score.get(chunk.id, 0.0) + self._rrf(rank, "dense")
+            found.rankings["dense"] = papers_in_rank_order([chunk.id for chunk, _ in hits], corpus.paper_of)
+        if mode in ("hybrid", "lexical"):
+            hits = corpus.bm25.search(query, n, allowed)
+            for rank, (chunk_id, _) in enumerate(hits, start=1):
+                found.chunk_score[chunk_id] = found.chunk_score.get(chunk_id, 0.0) + self._rrf(
+                    rank, "lexical"
+                )
+            found.rankings["lexical"] = papers_in_rank_order(
+                [chunk_id for chunk_id, _ in hits], corpus.paper_of
+            )
+            mentioned = mentioned_papers(query, corpus.papers)
+            found.rankings["metadata"] = [pid for pid in mentioned if allowed is None or pid in allowed]
+        return found
+
+    def _rrf(self, rank: int, retriever: str) -> float:
+        weight = self.settings.dense_weight if retriever == "dense" else self.settings.lexical_weight
+        return weight / (self.settings.rrf_k + rank)
+
+    def _dense(self, query: str, n: int, allowed: set[str] | None) -> list[tuple[Chunk, float]]:
+        """Nearest chunks by cosine; with a filter, Chroma is asked for the allowed papers' chunks only."""
+        vector = self.embedder.embed_one(query)
+        if allowed is None:
+            return self.index.query(vector, n)
+        return self.index.query(vector, n, where={"paper_id": {"$in": sorted(allowed)}})
+
+    def _source(self, paper_id: str, score: float, found: _Candidates, corpus: _Corpus) -> Source:
+        paper = corpus.papers[paper_id]
+        own = [cid for cid in found.chunk_score if corpus.paper_of.get(cid) == paper_id]
+        best = max(own, key=found.chunk_score.__getitem__) if own else f"{paper_id}#0"
+        chunk = corpus.chunks.get(best)
+        return Source(
+            number=1,
+            paper=paper,
+            score=score,
+            dense_score=found.dense_score.get(paper_id),
+            passage=chunk.text if chunk else paper.abstract,
+        )
+
+    def _mmr(self, sources: list[Source], k: int) -> list[Source]:
+        missing = [s.passage for s in sources if s.passage not in self._passage_vectors]
+        if missing:
+            self._passage_vectors.update(zip(missing, self.embedder.embed(missing), strict=True))
+        vectors = np.stack([self._passage_vectors[s.passage] for s in sources])
+        order = mmr_order([s.score for s in sources], vectors, self.settings.mmr_lambda, k)
+        return [sources[i] for i in order]

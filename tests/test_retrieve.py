@@ -1,0 +1,311 @@
+"""Retrieval: tokenising, BM25, fusion, paper grouping, filters, MMR, relevance threshold, metrics, adapter.
+
+Dense behaviour is pinned with a bag-of-words fake embedder (deterministic: cosine = word overlap); the
+real `PaperIndex` with the tiny random model is used where only BM25 or exact metadata decides the outcome.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+
+import numpy as np
+import pytest
+
+from eval.retrieval import load_beir, mrr, ndcg_at_k, normalise_title, recall_at_k, score_rankings
+from rag.lexical import BM25Index, stem, tokenize
+from rag.retrieve import (
+    Retriever,
+    matches_filters,
+    mentioned_papers,
+    mmr_order,
+    papers_in_rank_order,
+    reciprocal_rank_fusion,
+)
+from rag.types import Chunk, Filters, Source
+
+
+# --- fakes --------------------------------------------------------------------------------------------------
+class BagOfWordsEmbedder:
+    """Hashes lowercased words into 512 dims: cosine is plain word overlap, so results are predictable."""
+
+    def embed(self, texts):
+        vectors = np.zeros((len(texts), 512), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                vectors[row, zlib.crc32(word.encode()) % 512] += 1.0
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1, norms)
+
+    def embed_one(self, text):
+        return self.embed([text])[0]
+
+
+class FakeIndex:
+    """The `PaperIndex` contract in memory: two chunks per paper (first and second half of the abstract)."""
+
+    def __init__(self, papers, embedder):
+        self._papers = {paper.id: paper for paper in papers}
+        self._chunks = []
+        for paper in papers:
+            sentences = re.split(r"(?<=\.)\s+", paper.abstract)
+            half = max(1, len(sentences) // 2)
+            head = f"{paper.title}\n{', '.join(paper.authors)}\n"
+            for index, part in enumerate([sentences[:half], sentences[half:]]):
+                if part:
+                    self._chunks.append(
+                        Chunk(
+                            id=f"{paper.id}#{index}",
+                            paper_id=paper.id,
+                            index=index,
+                            text=head + " ".join(part),
+                        )
+                    )
+        self._vectors = embedder.embed([chunk.text for chunk in self._chunks])
+
+    def chunks(self):
+        return list(self._chunks)
+
+    def papers(self):
+        return dict(self._papers)
+
+    def count(self):
+        return len(self._chunks)
+
+    def query(self, embedding, n, where=None):
+        allowed = set(where["paper_id"]["$in"]) if where else None
+        scores = self._vectors @ embedding
+        order = np.argsort(-scores)
+        hits = [(self._chunks[i], float(scores[i])) for i in order]
+        return [hit for hit in hits if allowed is None or hit[0].paper_id in allowed][:n]
+
+
+@pytest.fixture
+def fake_retriever(settings, papers):
+    embedder = BagOfWordsEmbedder()
+    return Retriever(FakeIndex(papers, embedder), embedder, settings)
+
+
+# --- tokenisation and BM25 ----------------------------------------------------------------------------------
+def test_tokenize_keeps_method_names_numbers_and_acronyms():
+    tokens = tokenize("Who wrote ViLT? ResNet-50 on CIFAR-10 reaches 2.46% error with BERT.")
+    for token in ("vilt", "resnet-50", "resnet", "50", "cifar-10", "2.46%", "bert"):
+        assert token in tokens
+    assert "who" not in tokens and "with" not in tokens and "on" not in tokens
+
+
+def test_stem_merges_inflections_but_leaves_acronyms():
+    assert stem("networks") == stem("network") == "network"
+    assert stem("training") == stem("trained") == "train"
+    assert stem("studies") == "study"
+    assert stem("dqn") == "dqn" and stem("gans") == stem("gan") == "gan"  # short words are never touched
+    assert stem("cifar10") == "cifar10"
+
+
+def test_bm25_finds_exact_rare_tokens_and_filters_papers():
+    chunks = [
+        Chunk(id="a#0", paper_id="a", index=0, text="ResNet-50 on ImageNet with label smoothing"),
+        Chunk(id="b#0", paper_id="b", index=0, text="A transformer for machine translation"),
+        Chunk(id="c#0", paper_id="c", index=0, text="ResNet variants for CIFAR-10"),
+    ]
+    index = BM25Index(chunks)
+    assert index.search("resnet-50", 3)[0][0] == "a#0"
+    assert index.search("CIFAR-10 results", 3)[0][0] == "c#0"
+    assert [cid for cid, _ in index.search("resnet", 5)] == ["a#0", "c#0"] or {
+        cid for cid, _ in index.search("resnet", 5)
+    } == {"a#0", "c#0"}
+    assert [cid for cid, _ in index.search("resnet", 5, paper_ids={"c"})] == ["c#0"]
+    assert index.search("capital of france", 5) == []  # no shared term: no result at all
+    assert BM25Index([]).search("anything", 5) == []
+
+
+# --- fusion and grouping ------------------------------------------------------------------------------------
+def test_rrf_matches_hand_computation():
+    fused = reciprocal_rank_fusion(
+        {"dense": ["a", "b"], "lexical": ["b", "c"]}, {"dense": 1.0, "lexical": 2.0}, 60
+    )
+    assert fused["a"] == pytest.approx(1 / 61)
+    assert fused["b"] == pytest.approx(1 / 62 + 2 / 61)
+    assert fused["c"] == pytest.approx(2 / 62)
+    assert "a" not in reciprocal_rank_fusion({"dense": ["a"]}, {"dense": 0.0}, 60)
+
+
+def test_papers_keep_the_rank_of_their_best_chunk():
+    paper_of = {"x#0": "x", "x#1": "x", "y#0": "y"}
+    assert papers_in_rank_order(["x#1", "y#0", "x#0"], paper_of) == ["x", "y"]
+
+
+def test_search_returns_each_paper_once_numbered_from_one(fake_retriever):
+    sources = fake_retriever.search("deep networks gradient", k=5)
+    ids = [source.paper_id for source in sources]
+    assert len(ids) == len(set(ids)) == 5
+    assert [source.number for source in sources] == [1, 2, 3, 4, 5]
+    assert all(source.score > 0 for source in sources)
+    scores = [source.score for source in sources]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_passage_is_the_best_matching_chunk(fake_retriever):
+    sources = fake_retriever.search("FPN runs at 5 FPS on a GPU", k=1)
+    assert sources[0].paper_id == "fpn"
+    assert "5 FPS" in sources[0].passage
+    assert sources[0].dense_score is not None and 0 < sources[0].dense_score <= 1
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_every_mode_finds_a_distinctive_paper(fake_retriever, settings, mode):
+    fake_retriever.settings = settings.model_copy(update={"retrieval_mode": mode})
+    sources = fake_retriever.search("annealed Gaussian noise added to the gradient", k=3)
+    assert sources[0].paper_id == "gradient-noise"
+    assert (sources[0].dense_score is None) == (mode == "lexical")
+
+
+# --- filters ------------------------------------------------------------------------------------------------
+def test_filters_match_case_insensitive_substrings(papers):
+    vilt = next(paper for paper in papers if paper.id == "vilt")
+    assert matches_filters(vilt, Filters(author="bokyung"))
+    assert matches_filters(vilt, Filters(session="deep learning algorithms", source="000"))
+    assert not matches_filters(vilt, Filters(author="Hoiem"))
+    assert not matches_filters(vilt, Filters(year=2021))
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_filters_apply_to_every_retriever(fake_retriever, settings, mode):
+    fake_retriever.settings = settings.model_copy(update={"retrieval_mode": mode})
+    sources = fake_retriever.search("deep networks", k=5, filters=Filters(source="004"))
+    assert {source.paper_id for source in sources} <= {"snr-metric", "integrated-gradients"}
+    assert sources, "the filtered papers mention deep networks"
+    assert fake_retriever.search("deep networks", filters=Filters(author="nobody at all")) == []
+
+
+# --- metadata questions -------------------------------------------------------------------------------------
+def test_mentioned_papers_by_author_moderator_and_session(papers):
+    by_id = {paper.id: paper for paper in papers}
+    assert mentioned_papers("which papers did Mukund Sundararajan co-author?", by_id) == [
+        "integrated-gradients"
+    ]
+    assert mentioned_papers("What did razvan pascanu moderate", by_id) == ["vilt"]
+    assert mentioned_papers("talks in Deep Learning Algorithms 3", by_id) == ["vilt"]
+    assert mentioned_papers("what is deep metric learning", by_id) == []
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("who wrote ViLT", "vilt"),
+        ("Which papers did Ankur Taly co-author?", "integrated-gradients"),
+        ("who moderated the session where ViLT was presented", "vilt"),
+        ("Razvan Pascanu moderated which session?", "vilt"),
+        ("What does DSML outperform on CARS196?", "snr-metric"),
+    ],
+)
+def test_author_and_session_questions(fake_retriever, question, expected):
+    assert fake_retriever.search(question, k=3)[0].paper_id == expected
+
+
+# --- MMR and reranking --------------------------------------------------------------------------------------
+def test_mmr_skips_a_near_duplicate():
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    assert mmr_order([1.0, 0.99, 0.5], vectors, lambda_=1.0, n=3) == [0, 1, 2]
+    assert mmr_order([1.0, 0.99, 0.5], vectors, lambda_=0.5, n=2) == [0, 2]
+    assert mmr_order([], np.zeros((0, 2)), 0.5, 2) == []
+
+
+def test_mmr_setting_changes_the_order_but_not_the_set_size(fake_retriever, settings):
+    fake_retriever.settings = settings.model_copy(update={"mmr_lambda": 0.3})
+    sources = fake_retriever.search("deep networks", k=4)
+    assert len(sources) == len({s.paper_id for s in sources}) == 4
+    assert [s.number for s in sources] == [1, 2, 3, 4]
+
+
+def test_reranker_hook_is_used_when_enabled(settings, papers):
+    class Reverse:
+        def rerank(self, query, sources):
+            return list(reversed(sources))
+
+    embedder = BagOfWordsEmbedder()
+    index = FakeIndex(papers, embedder)
+    plain = Retriever(index, embedder, settings).search("deep networks", k=5)
+    reranked = Retriever(index, embedder, settings, reranker=Reverse()).search("deep networks", k=5)
+    assert reranked[0].paper_id != plain[0].paper_id
+    assert reranked[0].number == 1
+
+
+def test_sentence_maxsim_reranker_prefers_the_matching_sentence(settings, papers):
+    embedder = BagOfWordsEmbedder()
+    retriever = Retriever(FakeIndex(papers, embedder), embedder, settings.model_copy(update={"rerank": True}))
+    sources = retriever.search("two axioms Sensitivity and Implementation Invariance", k=3)
+    assert sources[0].paper_id == "integrated-gradients"
+
+
+# --- relevance threshold and index growth -------------------------------------------------------------------
+def test_is_relevant_follows_the_best_dense_score(fake_retriever, settings, papers):
+    def source(dense):
+        return Source(number=1, paper=papers[0], score=0.1, dense_score=dense)
+
+    fake_retriever.settings = settings.model_copy(update={"min_relevance": 0.3})
+    assert fake_retriever.is_relevant([source(0.1), source(0.35)])
+    assert not fake_retriever.is_relevant([source(0.1), source(0.29)])
+    assert not fake_retriever.is_relevant([])
+    assert fake_retriever.is_relevant([source(None)])  # lexical mode: a BM25 match is the evidence
+    off_topic = fake_retriever.search("best pizza recipe with mozzarella", k=3)
+    on_topic = fake_retriever.search("feature pyramids for object detection at different scales", k=3)
+    assert max(s.dense_score or 0 for s in off_topic) < max(s.dense_score or 0 for s in on_topic)
+
+
+def test_bm25_is_rebuilt_when_the_index_grows(settings, papers):
+    embedder = BagOfWordsEmbedder()
+    index = FakeIndex(papers[:2], embedder)
+    retriever = Retriever(index, embedder, settings.model_copy(update={"retrieval_mode": "lexical"}))
+    assert retriever.search("feature pyramid", k=5) == [] or all(
+        s.paper_id != "fpn" for s in retriever.search("feature pyramid", k=5)
+    )
+    grown = FakeIndex(papers, embedder)
+    retriever.index = grown
+    assert retriever.search("feature pyramid", k=1)[0].paper_id == "fpn"
+
+
+# --- metrics ------------------------------------------------------------------------------------------------
+def test_metrics_on_hand_computed_examples():
+    ranked = ["x", "g1", "y", "g2"]
+    gold = {"g1", "g2"}
+    assert recall_at_k(ranked, gold, 1) == 0.0
+    assert recall_at_k(ranked, gold, 2) == 0.5
+    assert recall_at_k(ranked, gold, 10) == 1.0
+    assert mrr(ranked, gold) == 0.5
+    assert mrr(ranked, gold, k=1) == 0.0
+    ideal = 1 + 1 / math.log2(3)
+    assert ndcg_at_k(ranked, gold, 10) == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / ideal)
+    assert ndcg_at_k(["g1"], {"g1"}, 10) == 1.0
+    assert ndcg_at_k(ranked, set(), 10) == 0.0
+    summary = score_rankings([["a", "b"], ["c"]], [{"b"}, {"z"}])
+    assert summary["mrr@10"] == 0.25 and summary["recall@5"] == 0.5 and summary["recall@1"] == 0.0
+
+
+def test_load_beir_selects_splits_and_review_tldrs(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        '{"id": "p1", "title": "T1", "text": "A1", "split": "dev"}\n'
+        '{"id": "p2", "title": "T2", "text": "A2", "split": "test"}\n'
+    )
+    queries = tmp_path / "queries.jsonl"
+    rows = [("p1#0", "dev", 0), ("p1#1", "dev", 1), ("p2#1", "test", 2), ("p3#1", "train", 1)]
+    queries.write_text(
+        "".join(
+            f'{{"id": "{qid}", "query": "q", "gold_ids": ["{qid[:2]}"], '
+            f'"split": "{split}", "tldr_index": {tldr}}}\n'
+            for qid, split, tldr in rows
+        )
+    )
+    papers, selected = load_beir(corpus, queries)
+    assert [paper.id for paper in papers] == ["p1", "p2"] and papers[0].abstract == "A1"
+    assert [query.id for query in selected] == ["p1#1", "p2#1"]
+    assert len(load_beir(corpus, queries, splits=None, min_tldr_index=0)[1]) == 4
+
+
+def test_normalise_title_ignores_case_punctuation_and_accents():
+    assert normalise_title("ViLT: Vision-and-Language  Transformer") == normalise_title(
+        "vilt vision and language transformer"
+    )
+    assert normalise_title("Café") == "cafe"
