@@ -139,7 +139,7 @@ class LlamaCppGenerator:
                 "or set RAG_BACKEND=transformers."
             )
         path = _model_path(settings)
-        llm, lock = cached_model("llama_cpp", path, lambda: (_load_llama(path, settings), threading.Lock()))
+        llm, lock = cached_model("llama_cpp", path, lambda: (load_llama(path, settings), threading.Lock()))
         return cls(llm, settings, model=path.name, lock=lock)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
@@ -166,7 +166,8 @@ class LlamaCppGenerator:
                     close()
 
 
-def _load_llama(path: Path, settings: Settings) -> Any:
+def load_llama(path: Path, settings: Settings) -> Any:
+    """A llama.cpp model for `path`, uncached (`LlamaCppGenerator.from_settings` caches it)."""
     from llama_cpp import Llama
 
     try:
@@ -209,7 +210,7 @@ class TransformersGenerator:
     @classmethod
     def from_settings(cls, settings: Settings) -> TransformersGenerator:
         path = _model_path(settings)
-        loaded = cached_model("transformers", path, partial(_load_transformers, path, settings))
+        loaded = cached_model("transformers", path, partial(load_transformers, path, settings))
         model, tokenizer, lock = loaded
         return cls(model, tokenizer, settings, name=path.name, lock=lock)
 
@@ -269,7 +270,8 @@ def _sampling_options(temperature: float) -> dict[str, Any]:
     return {"do_sample": True, "temperature": temperature}
 
 
-def _load_transformers(path: Path, settings: Settings) -> tuple[Any, Any, threading.Lock]:
+def load_transformers(path: Path, settings: Settings) -> tuple[Any, Any, threading.Lock]:
+    """(model, tokenizer, lock) for the GGUF at `path`, dequantised to float32 (uncached)."""
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
