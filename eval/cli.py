@@ -1,0 +1,277 @@
+"""`rag eval`: score the bot on the question set (or a BEIR-style set), write reports, compare runs.
+
+    rag eval --smoke --backend extractive          # CI: ~12 questions, exits 1 below the floors
+    rag eval --out eval/reports/latest             # the whole set; rerun the same line to resume
+    rag eval --retrieval                           # rankings only, no generation (seconds, not minutes)
+    rag eval --corpus corpus.jsonl --queries queries.jsonl --limit 200
+    rag eval --compare eval/reports/before eval/reports/after
+
+`rag eval ...` (rag/cli.py) and `python -m eval.cli ...` both land in `main(argv)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from eval.harness import QUESTION_TYPES
+from rag.errors import RagError
+from rag.settings import BackendName
+
+EXIT_OK = 0
+EXIT_BELOW_FLOOR = 1
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+SMOKE_MIN_FACT_ACCURACY = 0.6
+"""Floor on overall fact accuracy of the smoke set (extractive backend answers most known-item questions)."""
+SMOKE_MIN_CITATION_VALIDITY = 1.0
+"""Every citation of every answer must name a retrieved source: anything less is a bug, not a weak model."""
+SMOKE_MIN_REFUSAL_RECALL = 0.6
+"""Floor on the share of unanswerable smoke questions the bot declines."""
+
+DEFAULT_RUNS_DIR = Path("artifacts") / "eval"
+"""Where runs go without --out (git-ignored); the folder name carries the settings hash, so reruns resume."""
+
+BACKENDS: tuple[str, ...] = BackendName.__args__  # type: ignore[attr-defined]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag eval",
+        description="Score answers (facts, citations, refusals, latency) or rankings on a question set.",
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = parser.add_argument_group("what to run")
+    what.add_argument(
+        "--questions", type=Path, help="Question set, JSON lines (default: eval/questions.jsonl)."
+    )
+    what.add_argument("--smoke", action="store_true", help="Only questions marked smoke; check the floors.")
+    what.add_argument("--types", nargs="+", choices=QUESTION_TYPES, metavar="TYPE", help="Only these types.")
+    what.add_argument("--limit", type=int, help="At most this many questions (or BEIR queries).")
+    what.add_argument("--retrieval", action="store_true", help="Rankings only: no generation (fast).")
+    what.add_argument("--k", type=int, help="Papers retrieved per question (default: the top_k setting).")
+    beir = parser.add_argument_group("BEIR-style set (instead of the question set)")
+    beir.add_argument("--corpus", type=Path, help="corpus.jsonl ({_id|id, title, text} per line).")
+    beir.add_argument("--queries", type=Path, help="queries.jsonl with gold_ids per query.")
+    beir.add_argument(
+        "--answers", action="store_true", help="Also generate and score answers for the queries."
+    )
+    bot = parser.add_argument_group("bot settings")
+    bot.add_argument("--backend", choices=BACKENDS, help="Generator backend (default: the backend setting).")
+    bot.add_argument("--collection", help="Chroma collection (default: papers).")
+    bot.add_argument("--data-dir", type=Path, help="Where the index and models live.")
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--out",
+        type=Path,
+        help=f"Run folder; rerun with the same one to resume (default: under {DEFAULT_RUNS_DIR}/).",
+    )
+    out.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="Compare two run folders."
+    )
+    out.add_argument("--worst", type=int, default=10, help="Failures shown in report.md (default 10).")
+    out.add_argument("--no-plots", action="store_true", help="Skip the PNG plots.")
+    out.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+    floors = parser.add_argument_group("floors (checked with --smoke or --check; below one: exit 1)")
+    floors.add_argument("--check", action="store_true", help="Check the floors on a full run too.")
+    floors.add_argument("--min-fact-accuracy", type=float, default=SMOKE_MIN_FACT_ACCURACY)
+    floors.add_argument("--min-citation-validity", type=float, default=SMOKE_MIN_CITATION_VALIDITY)
+    floors.add_argument("--min-refusal-recall", type=float, default=SMOKE_MIN_REFUSAL_RECALL)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `rag eval` with `argv` (without the 'eval' word); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.compare:
+            return compare(args)
+        if args.corpus or args.queries:
+            return run_beir_set(args)
+        return run_question_set(args, command="rag eval " + shlex.join(argv))
+    except RagError as error:
+        print(f"rag eval: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("rag eval: interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def make_settings(args: argparse.Namespace):
+    from rag import Settings
+
+    overrides = {"backend": args.backend, "collection": args.collection, "data_dir": args.data_dir}
+    return Settings(**{name: value for name, value in overrides.items() if value is not None})
+
+
+def run_question_set(args: argparse.Namespace, command: str) -> int:
+    from eval.harness import DEFAULT_QUESTIONS, load_questions, run_questions, select_questions, settings_hash
+    from eval.report import build_report, summary_line, write_report
+    from rag import Bot
+
+    questions_file = args.questions or DEFAULT_QUESTIONS
+    questions = select_questions(
+        load_questions(questions_file), smoke=args.smoke, types=args.types, limit=args.limit
+    )
+    if not questions:
+        raise RagError(f"{questions_file}: no questions match --smoke/--types/--limit.")
+    settings = make_settings(args)
+    mode = "retrieval" if args.retrieval else "answers"
+    k = args.k or settings.top_k
+    run_hash = settings_hash(settings, mode, k)
+    out = (
+        args.out
+        or DEFAULT_RUNS_DIR / f"{'smoke' if args.smoke else 'full'}-{mode}-{settings.backend}-{run_hash}"
+    )
+    results = run_questions(Bot(settings), questions, out, mode=mode, k=k, progress=not args.no_progress)
+    run = {
+        "mode": mode,
+        "backend": settings.backend,
+        "k": k,
+        "smoke": args.smoke,
+        "questions_file": str(questions_file),
+        "settings_hash": run_hash,
+        "settings": _settings_summary(settings),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": command,
+    }
+    report = build_report(run, results)
+    write_report(out, report, worst=args.worst, plots=not args.no_plots)
+    print(summary_line(report.metrics))
+    print(f"report: {out / 'report.md'}")
+    if args.smoke or args.check:
+        return check_floors(report.metrics, args)
+    return EXIT_OK
+
+
+def _settings_summary(settings):
+    from eval.harness import settings_summary
+
+    return settings_summary(settings)
+
+
+def floor_failures(metrics, args: argparse.Namespace) -> list[str]:
+    """One line per overall metric below its floor; metrics that do not apply (None) are not checked."""
+    from eval.metrics import OVERALL
+
+    overall = metrics[OVERALL]
+    floors = {
+        "fact_accuracy": args.min_fact_accuracy,
+        "citation_validity": args.min_citation_validity,
+        "refusal_recall": args.min_refusal_recall,
+    }
+    failures = [
+        f"{name} {getattr(overall, name):.2f} < floor {floor:.2f}"
+        for name, floor in floors.items()
+        if getattr(overall, name) is not None and getattr(overall, name) < floor
+    ]
+    if overall.errors:
+        failures.append(f"{overall.errors} questions failed with an error")
+    return failures
+
+
+def check_floors(metrics, args: argparse.Namespace) -> int:
+    failures = floor_failures(metrics, args)
+    for failure in failures:
+        print(f"rag eval: below floor: {failure}", file=sys.stderr)
+    if not failures:
+        print("floors: all met")
+    return EXIT_BELOW_FLOOR if failures else EXIT_OK
+
+
+def compare(args: argparse.Namespace) -> int:
+    from eval.report import write_comparison
+
+    run_a, run_b = args.compare
+    path = write_comparison(run_a, run_b, args.out)
+    print(f"comparison: {path}")
+    return EXIT_OK
+
+
+def run_beir_set(args: argparse.Namespace) -> int:
+    """Retrieval metrics per mode on a BEIR-style set (eval.retrieval); answers too with --answers."""
+    import json
+
+    from eval.retrieval import bench_settings, load_beir, run_beir
+
+    if not (args.corpus and args.queries):
+        raise RagError("--corpus and --queries go together: give both files.")
+    papers, queries = load_beir(args.corpus, args.queries)
+    queries = queries[: args.limit] if args.limit else queries
+    if not queries:
+        raise RagError(f"{args.queries}: no queries selected.")
+    settings = make_settings(args)
+    out = args.out or DEFAULT_RUNS_DIR / f"beir-{args.corpus.stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_beir(
+        papers, queries, settings, k=args.k or 10, progress=lambda line: print(line, file=sys.stderr)
+    )
+    (out / "beir.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    (out / "beir.md").write_text(beir_markdown(result, args), encoding="utf-8")
+    print(f"report: {out / 'beir.md'}")
+    if args.answers:
+        return answer_beir_queries(args, bench_settings(settings), papers, queries, out / "answers")
+    return EXIT_OK
+
+
+def beir_markdown(result: dict, args: argparse.Namespace) -> str:
+    lines = [
+        f"# Retrieval on {args.corpus.name} / {args.queries.name}",
+        "",
+        f"{result['corpus_papers']} papers ({result['chunks']} chunks, "
+        f"indexed in {result['index_seconds']} s), {result['queries']} queries.",
+        "",
+        "| mode | split | recall@1 | recall@5 | recall@10 | MRR@10 | nDCG@10 | p50 ms | p95 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for mode, figures in result["modes"].items():
+        for split, scores in figures.items():
+            if not isinstance(scores, dict):
+                continue
+            cells = [scores[name] for name in ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")]
+            latency = [figures.get("p50_ms", "–"), figures.get("p95_ms", "–")] if split == "all" else ["", ""]
+            lines.append(
+                f"| {mode} | {split} | "
+                + " | ".join(f"{c:.3f}" for c in cells)
+                + " | "
+                + " | ".join(map(str, latency))
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def answer_beir_queries(args, settings, papers, queries, out: Path) -> int:
+    """Ask the BEIR queries over the collection run_beir built: citations and latency, no fact checks."""
+    from eval.harness import EvalQuestion, run_questions
+    from eval.report import build_report, summary_line, write_report
+    from rag import Bot
+
+    titles = {paper.id: paper.title for paper in papers}
+    questions = [
+        EvalQuestion(
+            id=q.id,
+            type="known_item",
+            question=q.query,
+            gold_titles=[titles[i] for i in q.gold_ids if i in titles],
+        )
+        for q in queries
+    ]
+    k = args.k or settings.top_k
+    results = run_questions(Bot(settings), questions, out, mode="answers", k=k, progress=not args.no_progress)
+    run = {"mode": "answers", "backend": settings.backend, "k": k, "questions_file": str(args.queries)}
+    report = build_report(run, results)
+    write_report(out, report, worst=args.worst, plots=not args.no_plots)
+    print(summary_line(report.metrics))
+    print(f"report: {out / 'report.md'}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

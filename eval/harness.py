@@ -1,0 +1,371 @@
+"""Run the bot over a question set and keep every per-question result, resumably.
+
+The harness is a face on the public API (`Bot.ask_stream`, `Bot.search`): it sees what a user sees. Each
+result is appended to `results.jsonl` in the run folder the moment its question finishes (flushed and
+fsynced), keyed by question id, a fingerprint of the question and a hash of the settings that change
+answers. A rerun into the same folder skips what is already there, so a crashed or interrupted long run
+continues where it stopped, and a run with other settings never reuses stale answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from eval.metrics import Scored, SourceView, Verdicts, cited_numbers, judge
+from rag import Answer, RagError, Settings
+
+DEFAULT_QUESTIONS = Path(__file__).parent / "questions.jsonl"
+RESULTS_LOG = "results.jsonl"
+
+QuestionType = Literal["known_item", "detail", "multi", "author_meta", "unanswerable", "adversarial"]
+QUESTION_TYPES: tuple[str, ...] = QuestionType.__args__  # type: ignore[attr-defined]
+Mode = Literal["answers", "retrieval"]
+
+SETTINGS_THAT_DO_NOT_MATTER = frozenset(
+    {
+        "data_dir",
+        "chroma_host",
+        "chroma_port",
+        "openai_api_key",
+        "request_timeout_s",
+        "n_threads",
+        "embed_batch_size",
+        "ui_host",
+        "ui_port",
+        "ui_user",
+        "ui_password",
+        "ui_concurrency",
+    }
+)
+"""Fields that change where or how fast the bot runs, not what it answers: left out of the resume key."""
+
+
+class QuestionSetError(RagError):
+    """The question file is missing or has a malformed line; the message names the file and line."""
+
+
+class EvalQuestion(BaseModel):
+    """One line of the question set."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1)
+    type: QuestionType
+    question: str = Field(min_length=1)
+    gold_titles: list[str] = Field(
+        default_factory=list, description="Papers that answer it; empty: unanswerable."
+    )
+    must_include: list[list[str]] = Field(
+        default_factory=list,
+        description="Every group needs one alternative in the answer (case-insensitive).",
+    )
+    notes: str = ""
+    smoke: bool = Field(default=False, description="Part of the small CI smoke set.")
+
+    def fingerprint(self) -> str:
+        """Changes whenever the question or its gold data is edited, so edited questions are re-asked."""
+        payload = json.dumps([self.question, self.gold_titles, self.must_include], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def load_questions(path: str | Path = DEFAULT_QUESTIONS) -> list[EvalQuestion]:
+    """Read a JSON-lines question file; blank lines and lines starting with '#' are skipped."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise QuestionSetError(f"{path}: question file not found.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise QuestionSetError(f"{path}: cannot read the question file ({error}).") from None
+    questions: list[EvalQuestion] = []
+    seen: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        question = _parse_question_line(path, number, line)
+        if question.id in seen:
+            raise QuestionSetError(f"{path}:{number}: duplicate question id {question.id!r}.")
+        seen.add(question.id)
+        questions.append(question)
+    if not questions:
+        raise QuestionSetError(f"{path}: the question file has no questions.")
+    return questions
+
+
+def _parse_question_line(path: Path, number: int, line: str) -> EvalQuestion:
+    try:
+        return EvalQuestion.model_validate_json(line)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        detail = f"{where}: {first['msg']}" if where else first["msg"]
+        raise QuestionSetError(f"{path}:{number}: {detail}.") from None
+
+
+def select_questions(
+    questions: Sequence[EvalQuestion],
+    *,
+    smoke: bool = False,
+    types: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> list[EvalQuestion]:
+    """The smoke subset and/or the given types, in file order, at most `limit` of them."""
+    wanted_types = set(types or ())
+    chosen = [
+        question
+        for question in questions
+        if (not smoke or question.smoke) and (not wanted_types or question.type in wanted_types)
+    ]
+    return chosen[:limit] if limit is not None else chosen
+
+
+def settings_hash(settings: Settings, mode: Mode, k: int) -> str:
+    """Hash of everything that changes an answer or a ranking (not paths, ports or thread counts)."""
+    relevant = settings_summary(settings) | {"eval_mode": mode, "eval_k": k}
+    payload = json.dumps(relevant, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def settings_summary(settings: Settings) -> dict[str, Any]:
+    """The settings that matter, JSON-ready, for the resume key and the report header."""
+    dumped = settings.model_dump(mode="json")
+    return {name: value for name, value in sorted(dumped.items()) if name not in SETTINGS_THAT_DO_NOT_MATTER}
+
+
+class CitedPaper(BaseModel):
+    number: int
+    paper_id: str
+    title: str
+
+
+class QuestionResult(BaseModel):
+    """Everything recorded about one question: what was asked, what came back, how it was judged, how long."""
+
+    key: str = Field(description="'<id>@<question fingerprint>@<settings hash>': what resuming matches on.")
+    id: str
+    type: str
+    question: str
+    mode: Mode
+    gold_titles: list[str] = Field(default_factory=list)
+    must_include: list[list[str]] = Field(default_factory=list)
+    answer: str | None = Field(default=None, description="Answer text (None in retrieval-only runs).")
+    declined: bool | None = None
+    backend: str | None = None
+    citations: list[CitedPaper] = Field(default_factory=list)
+    sources: list[SourceView] = Field(default_factory=list, description="Retrieved papers, best first.")
+    verdicts: Verdicts
+    first_token: float | None = Field(default=None, description="Seconds to the first answer token.")
+    total: float | None = Field(default=None, description="Seconds for the whole question.")
+    stage_timings: dict[str, float] = Field(default_factory=dict, description="Answer.timings from the bot.")
+
+    @property
+    def retrieved_titles(self) -> list[str]:
+        return [source.title for source in self.sources]
+
+    def scored(self) -> Scored:
+        return Scored(type=self.type, verdicts=self.verdicts, first_token=self.first_token, total=self.total)
+
+
+def result_key(question: EvalQuestion, run_hash: str) -> str:
+    return f"{question.id}@{question.fingerprint()}@{run_hash}"
+
+
+class ResultLog:
+    """Append-only JSONL of results: one line per finished question, durable before the next one starts."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def load(self) -> dict[str, QuestionResult]:
+        """Results already on disk by key (the last one wins); a line cut short by a crash is ignored."""
+        done: dict[str, QuestionResult] = {}
+        if not self.path.exists():
+            return done
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                result = QuestionResult.model_validate_json(line)
+            except ValidationError:
+                continue  # a half-written last line from a killed run: that question is simply asked again
+            done[result.key] = result
+        return done
+
+    def append(self, result: QuestionResult) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # After a crash mid-line, start on a fresh line so the cut-off text does not swallow this result.
+        prefix = "" if self._ends_with_newline() else "\n"
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(prefix + result.model_dump_json() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _ends_with_newline(self) -> bool:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return True
+        with self.path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+
+
+def paper_text(paper) -> str:
+    """The text a cited fact must be found in: title, authors, session metadata and abstract."""
+    metadata = [paper.session, paper.moderator, paper.day, paper.time_slot, paper.room]
+    parts = [paper.title, ", ".join(paper.authors), *[value for value in metadata if value], paper.abstract]
+    return "\n".join(part for part in parts if part)
+
+
+def source_views(sources, with_text: bool) -> list[SourceView]:
+    return [
+        SourceView(
+            number=source.number,
+            title=source.paper.title,
+            paper_id=source.paper.id,
+            score=source.score,
+            text=paper_text(source.paper) if with_text else "",
+        )
+        for source in sources
+    ]
+
+
+def ask_question(bot, question: EvalQuestion, *, k: int, run_hash: str) -> QuestionResult:
+    """Stream one answer, timing the first token and the whole answer, and judge it."""
+    started = time.perf_counter()
+    first_token: float | None = None
+    final: Answer | None = None
+    error: str | None = None
+    try:
+        for item in bot.ask_stream(question.question, k=k):
+            if isinstance(item, Answer):
+                final = item
+            elif first_token is None and item:
+                first_token = time.perf_counter() - started
+    except RagError as caught:
+        error = str(caught)
+    total = time.perf_counter() - started
+    if final is None and error is None:
+        error = "the bot ended without an Answer"
+    if final is None:
+        return _errored(question, "answers", run_hash, k, error, total)
+    sources = source_views(final.sources, with_text=True)
+    citations = [CitedPaper(number=c.number, paper_id=c.paper_id, title=c.title) for c in final.citations]
+    verdicts = judge(
+        gold_titles=question.gold_titles,
+        must_include=question.must_include,
+        retrieved_titles=[source.title for source in sources],
+        k=k,
+        answer_text=final.text,
+        declined=final.declined,
+        cited=_all_cited(final.text, citations),
+        cited_paper_ids={citation.number: citation.paper_id for citation in citations},
+        sources=sources,
+    )
+    return QuestionResult(
+        **_question_fields(question, "answers", run_hash),
+        answer=final.text,
+        declined=final.declined,
+        backend=final.backend or None,
+        citations=citations,
+        sources=[source.model_copy(update={"text": ""}) for source in sources],
+        verdicts=verdicts,
+        first_token=first_token if first_token is not None else total,
+        total=total,
+        stage_timings=dict(final.timings),
+    )
+
+
+def _all_cited(text: str, citations: Sequence[CitedPaper]) -> list[int]:
+    """Numbers cited in the text, then any the citation list adds: both must name real sources."""
+    numbers = cited_numbers(text)
+    return numbers + [c.number for c in citations if c.number not in numbers]
+
+
+def search_question(bot, question: EvalQuestion, *, k: int, run_hash: str) -> QuestionResult:
+    """Retrieval only: rank papers for the question and judge the ranking (no generation, fast)."""
+    started = time.perf_counter()
+    try:
+        found = bot.search(question.question, k=k)
+    except RagError as caught:
+        return _errored(question, "retrieval", run_hash, k, str(caught), time.perf_counter() - started)
+    total = time.perf_counter() - started
+    sources = source_views(found, with_text=False)
+    verdicts = judge(
+        gold_titles=question.gold_titles,
+        must_include=question.must_include,
+        retrieved_titles=[source.title for source in sources],
+        k=k,
+    )
+    return QuestionResult(
+        **_question_fields(question, "retrieval", run_hash), sources=sources, verdicts=verdicts, total=total
+    )
+
+
+def _question_fields(question: EvalQuestion, mode: Mode, run_hash: str) -> dict[str, Any]:
+    return {
+        "key": result_key(question, run_hash),
+        "id": question.id,
+        "type": question.type,
+        "question": question.question,
+        "mode": mode,
+        "gold_titles": question.gold_titles,
+        "must_include": question.must_include,
+    }
+
+
+def _errored(question: EvalQuestion, mode: Mode, run_hash: str, k: int, error: str, total: float):
+    verdicts = judge(
+        gold_titles=question.gold_titles,
+        must_include=question.must_include,
+        retrieved_titles=[],
+        k=k,
+        error=error,
+    )
+    return QuestionResult(**_question_fields(question, mode, run_hash), verdicts=verdicts, total=total)
+
+
+def run_questions(
+    bot,
+    questions: Sequence[EvalQuestion],
+    out_dir: str | Path,
+    *,
+    mode: Mode = "answers",
+    k: int | None = None,
+    progress: bool = True,
+) -> list[QuestionResult]:
+    """Ask (or, in retrieval mode, search) every question not already in `out_dir`'s log; return all results.
+
+    Results come back in question order. A `RagError` on one question is recorded as that question's failure;
+    any other exception (a bug, Ctrl-C) stops the run, and everything finished before it is kept on disk.
+    """
+    from tqdm import tqdm
+
+    k = k or bot.settings.top_k
+    run_hash = settings_hash(bot.settings, mode, k)
+    log = ResultLog(Path(out_dir) / RESULTS_LOG)
+    done = log.load()
+    results = {key: done[key] for q in questions if (key := result_key(q, run_hash)) in done}
+    todo = [q for q in questions if result_key(q, run_hash) not in results]
+    evaluate = ask_question if mode == "answers" else search_question
+    with tqdm(
+        total=len(questions),
+        initial=len(questions) - len(todo),
+        desc=f"eval {mode}",
+        unit="q",
+        file=sys.stderr,
+        disable=not progress,
+    ) as bar:
+        for question in todo:
+            result = evaluate(bot, question, k=k, run_hash=run_hash)
+            log.append(result)
+            results[result.key] = result
+            bar.update()
+    return [results[result_key(q, run_hash)] for q in questions]
