@@ -117,6 +117,32 @@ class Settings(BaseSettings):
     )
     max_question_chars: int = Field(default=2000, ge=10, description="Longer questions are rejected.")
     history_turns: int = Field(default=3, ge=0, description="Previous turns used to rewrite a follow-up question.")
+    answer_sources: int = Field(
+        default=3,
+        ge=1,
+        description="Best retrieved papers whose passages go into the prompt (each costs prefill time on CPU).",
+    )
+    context_sentences: int = Field(
+        default=6,
+        ge=1,
+        description="Abstract sentences shown to the model in all, shared among the answer_sources papers: "
+        "one each first, then the most question-like ones (at most passage_sentences per paper).",
+    )
+    prompt_authors: int = Field(default=3, ge=0, description="Authors listed per source in the prompt.")
+    support_lexical_weight: float = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="Weight of key-term overlap (vs. embedding cosine) in a sentence's support score.",
+    )
+    unsupported_policy: Literal["drop", "mark"] = Field(
+        default="drop",
+        description="What happens to an answer sentence no source supports: drop it from the answer, or keep "
+        "it without citations (its SentenceCheck says supported=False).",
+    )
+    condense_max_tokens: int = Field(
+        default=48, ge=8, description="Token cap for rewriting a follow-up into a standalone question."
+    )
 
     # --- chat UI -------------------------------------------------------------------------------------------
     ui_host: str = Field(default="127.0.0.1", description="Address the chat binds to.")

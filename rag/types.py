@@ -80,6 +80,12 @@ class SentenceCheck(BaseModel):
     support: float = Field(default=0.0, description="Best similarity to a cited source (0..1).")
     supported: bool = False
     added_citations: list[int] = Field(default_factory=list, description="Citations added in code, not by the model.")
+    removed_citations: list[int] = Field(
+        default_factory=list,
+        description="Citations the model wrote that were taken away: unknown numbers, or sources that do not "
+        "support the sentence.",
+    )
+    dropped: bool = Field(default=False, description="True when the sentence was left out of the answer text.")
 
 
 class Answer(BaseModel):
