@@ -1,0 +1,396 @@
+"""Gradio chat on top of `rag.Bot`: streamed answers with clickable citations and a sources panel.
+
+Only the public API is used (`from rag import ...`), so the chat shows exactly what `ask_stream` returns.
+Gradio is imported here and nowhere in `rag`, so `import rag` stays fast; `rag chat` imports this on demand.
+
+Design notes (why things are the way they are):
+- Models load and the index is built in a background thread at startup (`Warmup`); the page opens at once
+  and a status line says what is happening. A question asked meanwhile waits, and says so.
+- A Stop click cancels the Gradio event; Gradio then closes our generator, whose `finally` closes the bot's
+  stream, so generation really stops and the bot's generation lock is released.
+- Every corpus or user string is HTML-escaped by `ui.render` before it reaches the page.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio reads it
+import gradio as gr
+
+from rag import Answer, Bot, Filters, RagError, Settings
+from ui import render
+
+log = logging.getLogger(__name__)
+
+ASSETS_DIR = Path(__file__).parent
+STYLE_PATH = ASSETS_DIR / "style.css"
+SCRIPT_PATH = ASSETS_DIR / "cite.js"
+
+EXAMPLE_QUESTIONS = (
+    "Which papers propose a new distance metric for deep metric learning?",
+    "How does ViLT process images without convolutions?",
+    "What do feature pyramid networks add to object detection?",
+    "Which papers add noise to gradients, and why does it help?",
+)
+"""Shown on the empty chat; they are answerable from the bundled seed pages."""
+
+STATUS_POLL_S = 1.0
+"""How often an open page asks the server whether start-up has finished."""
+
+
+class Warmup:
+    """Loads the models and builds the index in a background thread, recording what it is doing."""
+
+    def __init__(self, bot: Bot):
+        self.bot = bot
+        self.step = "Starting"
+        self.error: str | None = None
+        self.sources: list[str] = []
+        self.sessions: list[str] = []
+        self.ready = threading.Event()
+        self._started = time.monotonic()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Warmup:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="rag-ui-warmup", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.step = "Loading the embedding model"
+            _ = self.bot.embedder
+            self.step = "Opening the index"
+            if _index_size(self.bot) == 0:
+                self.step = "Building the index from the bundled papers (first run only, about a minute)"
+            self.bot.ensure_index()
+            self.sources, self.sessions = _filter_choices(self.bot)
+            self.step = "Loading the answer model"
+            _ = self.bot.generator
+            self.step = "Ready"
+        except RagError as error:
+            self.error = str(error)
+        except Exception as error:  # the page must say why it cannot answer, not hang
+            log.exception("start-up failed")
+            self.error = f"Start-up failed: {type(error).__name__}: {error}"
+        finally:
+            self.ready.set()
+
+    def status_html(self) -> str:
+        if self.error:
+            return render.render_error(self.error)
+        if self.ready.is_set():
+            backend = self.bot.settings.backend
+            return f'<div class="status ready">Ready · backend <b>{render.escape(backend)}</b></div>'
+        elapsed = time.monotonic() - self._started
+        return (
+            f'<div class="status busy"><span class="spinner"></span>{render.escape(self.step)}… '
+            f'<span class="muted">{elapsed:.0f} s</span></div>'
+        )
+
+
+def _index_size(bot: Bot) -> int | None:
+    """Number of chunks indexed, or None when the bot does not say (asking opens the index)."""
+    try:
+        return bot.index.count()
+    except AttributeError:
+        return None
+
+
+def _filter_choices(bot: Bot) -> tuple[list[str], list[str]]:
+    """Source pages and session names present in the index, to fill the filter dropdowns."""
+    try:
+        papers = bot.index.papers()
+    except Exception:  # filters stay free text when the index cannot list its papers
+        log.warning("could not list indexed papers for the filter dropdowns", exc_info=True)
+        return [], []
+    sources = sorted({name for paper in papers for name in paper.sources})
+    sessions = sorted({paper.session for paper in papers if paper.session})
+    return sources, sessions
+
+
+def _filters(source: str | None, session: str | None, author: str | None) -> Filters:
+    return Filters(source=source or None, session=session or None, author=(author or "").strip() or None)
+
+
+def _history(turns: list[dict]) -> list[tuple[str, str]]:
+    """Completed turns as (question, answer) pairs, for follow-ups; stopped or failed turns are left out."""
+    return [(turn["question"], turn["answer"].text) for turn in turns if turn["answer"] is not None]
+
+
+def _answered_turns(turns: list[dict]) -> list[tuple[int, Answer]]:
+    return [
+        (number, turn["answer"]) for number, turn in enumerate(turns, start=1) if turn["answer"] is not None
+    ]
+
+
+def _export(turns: list[dict]) -> str | None:
+    """Write the conversation to a fresh Markdown file; return its path (None when there is nothing yet)."""
+    if not turns:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
+    path = folder / "conversation.md"
+    rows = [(turn["question"], turn["answer"], turn["shown"]) for turn in turns]
+    path.write_text(render.conversation_markdown(rows), encoding="utf-8")
+    return str(path)
+
+
+def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
+    """The chat as a `gr.Blocks` (not launched). Starts the warm-up thread if it is not running yet."""
+    warmup = (warmup or Warmup(bot)).start()
+    settings = bot.settings
+
+    def respond(question, chat, turns, k, source, session, author) -> Iterator[tuple]:
+        """Stream one answer into the chat; yields (textbox, chat, turns, sources, download, send, stop)."""
+        question = (question or "").strip()
+        if not question:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        chat = [
+            *chat,
+            {"role": "user", "content": render.escape(question)},
+            {"role": "assistant", "content": ""},
+        ]
+        turns = [*turns, {"question": question, "answer": None, "shown": ""}]
+        number = len(turns)
+        busy = (gr.Button(visible=False), gr.Button(visible=True))
+        idle = (gr.Button(visible=True), gr.Button(visible=False))
+
+        while not warmup.ready.wait(timeout=0.5):
+            chat[-1]["content"] = (
+                f'<div class="waiting">{render.escape(warmup.step)}… your question is answered as soon as '
+                "the bot is ready.</div>"
+            )
+            yield "", chat, turns, gr.skip(), gr.skip(), *busy
+
+        stream = None
+        try:
+            if warmup.error:
+                raise RagError(warmup.error)
+            stream = bot.ask_stream(
+                question, history=_history(turns[:-1]), k=int(k), filters=_filters(source, session, author)
+            )
+            chat[-1]["content"] = render.render_streaming("")
+            yield "", chat, turns, gr.skip(), gr.skip(), *busy
+            for item in stream:
+                if isinstance(item, Answer):
+                    turns[-1]["answer"] = item
+                    turns[-1]["shown"] = item.text
+                    break
+                turns[-1]["shown"] += item
+                chat[-1]["content"] = render.render_streaming(turns[-1]["shown"])
+                yield "", chat, turns, gr.skip(), gr.skip(), *busy
+            answer = turns[-1]["answer"]
+            if answer is None:
+                raise RagError("The answer stage ended without an answer; please ask again.")
+            chat[-1]["content"] = render.render_answer(answer, number) + render.answer_footer(answer, number)
+            panel = render.render_sources_panel(_answered_turns(turns))
+            yield "", chat, turns, panel, gr.DownloadButton(value=_export(turns)), *idle
+        except RagError as error:
+            chat[-1]["content"] = render.render_error(str(error))
+            yield "", chat, turns, gr.skip(), gr.DownloadButton(value=_export(turns)), *idle
+        except Exception as error:
+            log.exception("answering %r failed", question)
+            message = f"Internal error ({type(error).__name__}: {error}); the server log has the details."
+            chat[-1]["content"] = render.render_error(message)
+            yield "", chat, turns, gr.skip(), gr.DownloadButton(value=_export(turns)), *idle
+        finally:
+            if stream is not None:
+                stream.close()  # on Stop, Gradio closes us; this closes the bot's generation too
+
+    def mark_stopped(chat, turns):
+        """After a Stop click: keep the partial answer, say it was stopped, restore the Send button."""
+        if turns and turns[-1]["answer"] is None and chat and chat[-1]["role"] == "assistant":
+            shown = turns[-1]["shown"]
+            chat = [*chat[:-1], {"role": "assistant", "content": render.escape(shown) + render.STOPPED_NOTE}]
+        return (
+            chat,
+            gr.DownloadButton(value=_export(turns)),
+            gr.Button(visible=True),
+            gr.Button(visible=False),
+        )
+
+    def clear():
+        return (
+            [],
+            [],
+            render.render_sources_panel([]),
+            gr.DownloadButton(value=None),
+            gr.Button(visible=True),
+            (gr.Button(visible=False)),
+        )
+
+    def poll_status():
+        if not warmup.ready.is_set():
+            return warmup.status_html(), gr.skip(), gr.skip(), gr.skip()
+        return (
+            warmup.status_html(),
+            gr.Timer(active=False),
+            gr.Dropdown(choices=["", *warmup.sources]),
+            gr.Dropdown(choices=["", *warmup.sessions]),
+        )
+
+    def pick_example(event: gr.SelectData) -> str:
+        return event.value["text"]
+
+    with gr.Blocks(title="Ask the papers", analytics_enabled=False) as app:
+        turns = gr.State([])
+        with gr.Row(elem_classes="header"):
+            gr.HTML(
+                '<div class="brand"><h1>Ask the papers</h1><p>Answers drawn from machine-learning paper '
+                "abstracts, each claim cited <span class='cite-sample'>[n]</span> to the paper it comes "
+                "from.</p></div>"
+            )
+            status = gr.HTML(warmup.status_html(), elem_id="status", elem_classes="status-box")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=420):
+                chatbot = gr.Chatbot(
+                    elem_id="chat",
+                    show_label=False,
+                    height=560,
+                    buttons=[],  # Gradio's copy would copy our HTML; each answer has its own "Copy" link
+                    feedback_options=None,
+                    examples=[{"text": text} for text in EXAMPLE_QUESTIONS],
+                    placeholder="<div class='placeholder'><b>Ask about the papers in the collection.</b><br>"
+                    "Follow-up questions keep the context. Click a [n] to jump to its paper.</div>",
+                    sanitize_html=True,
+                    latex_delimiters=[],
+                    layout="bubble",
+                )
+                with gr.Row(elem_classes="composer"):
+                    textbox = gr.Textbox(
+                        elem_id="question",
+                        show_label=False,
+                        placeholder="Ask a question about the papers…",
+                        lines=1,
+                        max_lines=6,
+                        max_length=settings.max_question_chars,
+                        scale=8,
+                        autofocus=True,
+                    )
+                    send = gr.Button("Ask", variant="primary", scale=1, min_width=90, elem_id="send")
+                    stop = gr.Button(
+                        "Stop", variant="stop", scale=1, min_width=90, visible=False, elem_id="stop"
+                    )
+                with gr.Row(elem_classes="actions"):
+                    clear_button = gr.Button("New conversation", size="sm", variant="secondary")
+                    download = gr.DownloadButton(
+                        "Download conversation (.md)", size="sm", variant="secondary", elem_id="download"
+                    )
+            with gr.Column(scale=2, min_width=340):
+                with gr.Accordion("Search settings", open=False, elem_id="settings"):
+                    k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Papers to retrieve (k)")
+                    source = gr.Dropdown(
+                        choices=[""],
+                        value="",
+                        label="Source page",
+                        allow_custom_value=True,
+                        elem_id="f-source",
+                    )
+                    session = gr.Dropdown(
+                        choices=[""], value="", label="Session", allow_custom_value=True, elem_id="f-session"
+                    )
+                    author = gr.Textbox(label="Author", placeholder="part of a name", elem_id="f-author")
+                    gr.HTML(
+                        f'<div class="backend">Backend: <b>{render.escape(settings.backend)}</b></div>',
+                        elem_id="backend",
+                    )
+                sources_panel = gr.HTML(render.render_sources_panel([]), elem_id="sources")
+
+        inputs = [textbox, chatbot, turns, k, source, session, author]
+        outputs = [textbox, chatbot, turns, sources_panel, download, send, stop]
+        answer_events = [
+            textbox.submit(respond, inputs, outputs, api_name="chat", show_progress="hidden"),
+            send.click(respond, inputs, outputs, api_visibility="private", show_progress="hidden"),
+            chatbot.example_select(pick_example, None, textbox, api_visibility="private", queue=False).then(
+                respond, inputs, outputs, api_visibility="private", show_progress="hidden"
+            ),
+        ]
+        stop.click(None, cancels=answer_events).then(
+            mark_stopped,
+            [chatbot, turns],
+            [chatbot, download, send, stop],
+            api_visibility="private",
+            queue=False,
+        )
+        clear_button.click(
+            clear,
+            None,
+            [chatbot, turns, sources_panel, download, send, stop],
+            cancels=answer_events,
+            api_visibility="private",
+            queue=False,
+        )
+        chatbot.clear(  # the chat's own trash icon: forget the conversation, not just the bubbles
+            clear,
+            None,
+            [chatbot, turns, sources_panel, download, send, stop],
+            cancels=answer_events,
+            api_visibility="private",
+            queue=False,
+        )
+        timer = gr.Timer(STATUS_POLL_S, active=not warmup.ready.is_set())
+        timer.tick(
+            poll_status,
+            None,
+            [status, timer, source, session],
+            api_visibility="private",
+            queue=False,
+            show_progress="hidden",
+        )
+        app.load(
+            poll_status,
+            None,
+            [status, timer, source, session],
+            api_visibility="private",
+            queue=False,
+            show_progress="hidden",
+        )
+    return app
+
+
+def launch_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `Blocks.launch`: bind address, login, no share link, look and feel."""
+    auth = (settings.ui_user, settings.ui_password) if settings.ui_user and settings.ui_password else None
+    system_fonts = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+    return {
+        "server_name": settings.ui_host,
+        "server_port": settings.ui_port,
+        "share": False,
+        "auth": auth,
+        "show_error": False,
+        "footer_links": [],
+        "theme": gr.themes.Soft(
+            primary_hue="indigo",
+            neutral_hue="slate",
+            font=system_fonts,  # no web fonts: the app runs offline
+            font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
+        ),
+        "css": STYLE_PATH.read_text(encoding="utf-8"),
+        "head": f"<script>{SCRIPT_PATH.read_text(encoding='utf-8')}</script>",
+    }
+
+
+def serve(app: gr.Blocks, settings: Settings, **overrides: Any) -> Any:
+    """Queue the app with bounded concurrency and launch it with `launch_options` (plus overrides)."""
+    app.queue(default_concurrency_limit=settings.ui_concurrency, max_size=None)
+    options = launch_options(settings) | overrides
+    options["share"] = False  # never open a public tunnel
+    return app.launch(**options)
+
+
+def launch(settings: Settings | None = None, **overrides: Any) -> Any:
+    """Start the chat for `rag chat`: build the bot, start warming it up, serve until interrupted."""
+    settings = settings or Settings()
+    bot = Bot(settings)
+    app = build_app(bot)
+    return serve(app, settings, **overrides)

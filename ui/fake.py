@@ -1,0 +1,130 @@
+"""A stand-in `Bot` with the same methods, for UI tests and demos that must not load any model.
+
+It ranks papers by word overlap and answers with the first sentences of the best papers, streamed word by
+word with an optional delay, so the chat can be exercised (streaming, Stop, declines, errors) in milliseconds.
+`closed` records whether the last stream was closed early, which is how tests see that Stop really stopped it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from rag import Answer, Citation, Filters, Paper, RagError, Settings, Source
+
+WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> set[str]:
+    return {word for word in WORD.findall(text.lower()) if len(word) > 3}
+
+
+class FakeBot:
+    """Duck-typed `rag.Bot`: `ensure_index`, `embedder`, `generator`, `search`, `ask_stream`."""
+
+    def __init__(
+        self,
+        papers: Sequence[Paper],
+        settings: Settings | None = None,
+        *,
+        delay_s: float = 0.0,
+        warmup_s: float = 0.0,
+        error: RagError | None = None,
+    ):
+        self.settings = settings or Settings(backend="extractive")
+        self._papers = list(papers)
+        self.delay_s = delay_s
+        self.warmup_s = warmup_s
+        self.error = error
+        self.calls: list[dict] = []
+        self.closed = threading.Event()
+        self.finished = threading.Event()
+
+    @property
+    def embedder(self) -> object:
+        time.sleep(self.warmup_s / 2)
+        return object()
+
+    @property
+    def generator(self) -> object:
+        time.sleep(self.warmup_s / 2)
+        return object()
+
+    @property
+    def index(self) -> FakeBot:
+        return self
+
+    def count(self) -> int:
+        return len(self._papers)
+
+    def papers(self) -> list[Paper]:
+        return list(self._papers)
+
+    def ensure_index(self) -> None:
+        return None
+
+    def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
+        wanted = _words(query)
+        filters = filters or Filters()
+        scored = []
+        for paper in self._papers:
+            if filters.source and not any(filters.source.lower() in name.lower() for name in paper.sources):
+                continue
+            if filters.session and filters.session.lower() not in (paper.session or "").lower():
+                continue
+            if filters.author and not any(filters.author.lower() in name.lower() for name in paper.authors):
+                continue
+            overlap = len(wanted & _words(paper.title + " " + paper.abstract))
+            scored.append((overlap / max(len(wanted), 1), paper))
+        scored.sort(key=lambda pair: -pair[0])
+        return [
+            Source(number=rank, paper=paper, score=score, dense_score=score, passage=paper.abstract)
+            for rank, (score, paper) in enumerate(scored[: k or self.settings.top_k], start=1)
+        ]
+
+    def ask_stream(
+        self,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        k: int | None = None,
+        filters: Filters | None = None,
+    ) -> Iterator[str | Answer]:
+        self.calls.append({"question": question, "history": list(history), "k": k, "filters": filters})
+        self.closed.clear()
+        self.finished.clear()
+        if self.error is not None:
+            raise self.error
+        if not question.strip():
+            raise RagError("The question is empty: type a question about the papers.")
+        sources = self.search(question, k=k, filters=filters)
+        relevant = [source for source in sources if source.score > 0]
+        try:
+            if not relevant:
+                text = "The papers in this collection do not answer that question."
+                yield text
+                yield Answer(question=question, text=text, sources=sources, declined=True, backend="fake")
+                return
+            cited = relevant[:2]
+            text = " ".join(
+                f"{source.paper.abstract.split('. ')[0].rstrip('.')} [{source.number}]." for source in cited
+            )
+            for word in re.findall(r"\S+\s*", text):
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+                yield word
+            yield Answer(
+                question=question,
+                text=text,
+                citations=[
+                    Citation(number=s.number, paper_id=s.paper.id, title=s.paper.title) for s in cited
+                ],
+                sources=sources,
+                backend="fake",
+                timings={"total": 0.0},
+            )
+            self.finished.set()
+        except GeneratorExit:
+            self.closed.set()
+            raise
