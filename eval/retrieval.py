@@ -154,13 +154,14 @@ def run_beir(
     `Retriever.search` (query embedding included, as a user sees it). Only gold ids present in the index are
     counted, so corpus entries merged as duplicates do not make a query unanswerable.
     """
-    from rag.embeddings import get_embedder
+    from rag.embeddings import Embedder
     from rag.index import open_index
     from rag.retrieve import Retriever
 
     say = progress or (lambda message: None)
     isolated = bench_settings(settings)
-    embedder = get_embedder(isolated)
+    # No query cache: each mode embeds its own queries, or later modes would look faster than they are.
+    embedder = Embedder(isolated.embedding_model, isolated.embed_batch_size, cache_size=0)
     index = open_index(isolated, embedder)
     started = time.perf_counter()
     index.ingest(list(corpus))

@@ -309,3 +309,23 @@ def test_normalise_title_ignores_case_punctuation_and_accents():
         "vilt vision and language transformer"
     )
     assert normalise_title("Café") == "cafe"
+
+
+# --- LangChain adapter --------------------------------------------------------------------------------------
+def test_langchain_adapter_returns_one_document_per_paper(fake_retriever):
+    from langchain_core.documents import Document
+
+    from rag.integrations.langchain import PaperRetriever
+
+    documents = PaperRetriever(searcher=fake_retriever, k=3).invoke("who wrote ViLT")
+    assert len(documents) == 3 and all(isinstance(doc, Document) for doc in documents)
+    assert len({doc.metadata["paper_id"] for doc in documents}) == 3
+    top = documents[0]
+    assert top.metadata["paper_id"] == "vilt" and top.metadata["number"] == 1
+    assert top.metadata["authors"] == ["Wonjae Kim", "Bokyung Son", "Ildoo Kim"]
+    assert top.metadata["moderator"] == "Razvan Pascanu" and top.metadata["score"] > 0
+    assert "ViLT" in top.page_content
+    filtered = PaperRetriever(searcher=fake_retriever, filters=Filters(source="004"), content="abstract")
+    for doc in filtered.invoke("deep networks"):
+        assert doc.metadata["sources"] == ["004.txt"]
+        assert doc.page_content.startswith(("Deep metric", "We study"))
