@@ -129,3 +129,40 @@ def papers() -> list[Paper]:
             sources=["004.txt"],
         ),
     ]
+
+
+class WordEmbedder:
+    """Hashed bag of content words, L2-normalised: shared wording -> high cosine, instant, no model files.
+
+    For answer-stage tests whose expected outcome should be readable off the text."""
+
+    dimension = 512
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts):
+        import hashlib
+
+        import numpy as np
+
+        from rag.cite import key_terms
+
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for term in key_terms(text):
+                out[row, int(hashlib.md5(term.encode()).hexdigest(), 16) % self.dimension] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm:
+                out[row] /= norm
+        return out
+
+    def embed_one(self, text):
+        return self.embed([text])[0]
+
+
+@pytest.fixture
+def word_embedder() -> WordEmbedder:
+    """A `WordEmbedder` (bag-of-words stand-in for the sentence-transformers embedder)."""
+    return WordEmbedder()

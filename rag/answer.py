@@ -1,0 +1,316 @@
+"""The answer stage: follow-up rewriting -> retrieval -> relevance gate -> prompt -> streamed generation ->
+citation verification -> `Answer`.
+
+Rules it keeps, whatever the model or the texts say:
+
+* **No evidence, no model.** When retrieval finds nothing relevant (`Retriever.is_relevant`), the answer is
+  `DECLINE_TEXT` and the model is never called; the closest papers are still listed as sources.
+* **Short context.** On a CPU, prefill costs ~22 ms a token, so the prompt holds the best `answer_sources`
+  papers, and of those only `context_sentences` abstract sentences in all, picked by similarity to the
+  question (one per paper first, then the best remaining ones, at most `passage_sentences` per paper).
+* **Every sentence backed.** The model's text is streamed as it comes; then `rag.cite.verify_answer` checks
+  each sentence against the source it cites, fixes or removes citations, and drops unsupported sentences.
+* **Refusals.** An answer is declined (`declined=True`, text `DECLINE_TEXT`) when, after verification, no
+  sentence makes a claim a source supports. That covers the model's own refusal ("The collection does not
+  say."), an answer made of unsupported claims, and an answer that obeys an instruction injected in a question
+  or an abstract (which no source supports). When the model refuses in part but also makes supported claims,
+  those claims stand: the evidence holds an answer, and the refusal sentence is kept as the model wrote it.
+  There is no retry: a second generation would double the wait for an answer that is usually the same.
+* **Injection.** Source sentences that read like instructions to a model are never shown to it nor counted as
+  evidence; the question is passed as labelled data under a system prompt that says so.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from rag.cite import (
+    Evidence,
+    build_evidence,
+    is_decline,
+    key_terms,
+    parse_citations,
+    remove_citations,
+    split_sentences,
+    verify_answer,
+)
+from rag.generate import GenerationRequest
+from rag.prompts import (
+    ANSWER_PROMPT,
+    CONDENSE_PROMPT,
+    CONDENSE_TURN_TEMPLATE,
+    DECLINE_TEXT,
+    SOURCE_TEMPLATE,
+    SYSTEM_PROMPT,
+)
+from rag.settings import Settings
+from rag.types import Answer, Citation, Filters, SentenceCheck, Source
+
+History = Sequence[tuple[str, str]]
+
+ANSWER_STOPS = ["\n\nQuestion:", "\nSources:"]
+"""Where a model that starts a new exchange on its own is cut off."""
+
+HISTORY_ANSWER_SENTENCES = 2
+"""Sentences of each earlier answer shown when rewriting a follow-up: enough to name what it was about."""
+
+_REFERRING = re.compile(
+    r"\b(?:it|its|they|them|their|theirs|he|she|his|her|him|former|latter)\b"
+    r"|\b(?:this|that|these|those|the same|the above|the previous|the first|the second|the last)\s+"
+    r"(?:paper|method|model|work|approach|one|study|technique|dataset|author|result|idea|architecture|loss)s?\b"
+    r"|\bthe (?:authors?|paper|method|model)\b(?! (?:of|that|which|on|for|about|called|named)\b)",
+    re.IGNORECASE,
+)
+_FOLLOW_UP_START = re.compile(r"^\s*(?:and|also|what about|how about|but|then|same for)\b", re.IGNORECASE)
+_ANSWER_LABEL = re.compile(r"^\s*(?:answer|response)\s*:\s*", re.IGNORECASE)
+
+
+def needs_rewrite(question: str, history: History) -> bool:
+    """True when `question` leans on earlier turns: a pronoun or "that paper", a leading "and/what about",
+    or only a few words. A self-contained question skips the rewrite (it would cost seconds of generation)."""
+    if not history:
+        return False
+    short = len(question.split()) <= 3
+    return bool(short or _REFERRING.search(question) or _FOLLOW_UP_START.search(question))
+
+
+def heuristic_rewrite(question: str, history: History) -> str:
+    """A model-free rewrite: the previous question's key terms, then the follow-up (enough for retrieval)."""
+    previous = history[-1][0]
+    words = re.findall(r"[\w-]+", previous)
+    important = key_terms(previous)
+    terms = [word for word in words if _lower_stem_in(word, important)]
+    prefix = " ".join(dict.fromkeys(terms))
+    return f"{prefix}: {question}" if prefix else question
+
+
+def _lower_stem_in(word: str, terms: set[str]) -> bool:
+    return bool(key_terms(word) & terms)
+
+
+def format_history(history: History, turns: int) -> str:
+    """The last `turns` turns for CONDENSE_PROMPT, each answer cut to its first sentences, without markers."""
+    lines = []
+    for question, answer in list(history)[-turns:] if turns else []:
+        short = " ".join(split_sentences(remove_citations(answer or ""))[:HISTORY_ANSWER_SENTENCES])
+        lines.append(CONDENSE_TURN_TEMPLATE.format(question=question.strip(), answer=short))
+    return "\n".join(lines)
+
+
+def clean_rewrite(completion: str, question: str) -> str | None:
+    """The rewritten question from the model's completion, or None when it is unusable."""
+    line = next((line.strip() for line in completion.splitlines() if line.strip()), "")
+    line = re.sub(r"^(?:standalone question|question)\s*:\s*", "", line, flags=re.IGNORECASE)
+    line = line.strip().strip("\"'`").strip()
+    if not line or is_decline(line) or len(line) > 3 * len(question) + 200:
+        return None
+    return line
+
+
+# --- building the prompt ---------------------------------------------------------------------------------
+
+
+def select_passages(
+    question_vector: np.ndarray,
+    question: str,
+    sources: Sequence[Source],
+    evidence: dict[int, Evidence],
+    settings: Settings,
+) -> list[Source]:
+    """`sources` with `passage` set to their most question-like abstract sentences, within the budget."""
+    weight = settings.support_lexical_weight
+    question_terms = key_terms(question)
+    candidates: list[tuple[float, int, int]] = []  # (score, source number, sentence index)
+    for source in sources:
+        item = evidence[source.number]
+        for index in range(item.abstract_start, len(item.sentences)):
+            cosine = float(item.vectors[index] @ question_vector)
+            overlap = (
+                len(key_terms(item.sentences[index]) & question_terms) / len(question_terms)
+                if question_terms
+                else 0.0
+            )
+            candidates.append(((1 - weight) * cosine + weight * overlap, source.number, index))
+    candidates.sort(reverse=True)
+    chosen: dict[int, list[int]] = {source.number: [] for source in sources}
+    for _, number, index in candidates:  # the best sentence of each paper first
+        if not chosen[number]:
+            chosen[number].append(index)
+    budget = settings.context_sentences - sum(len(indexes) for indexes in chosen.values())
+    for _, number, index in candidates:
+        if budget <= 0:
+            break
+        if index not in chosen[number] and len(chosen[number]) < settings.passage_sentences:
+            chosen[number].append(index)
+            budget -= 1
+    passages = {
+        number: " ".join(evidence[number].sentences[index] for index in sorted(indexes))
+        for number, indexes in chosen.items()
+    }
+    return [source.model_copy(update={"passage": passages[source.number]}) for source in sources]
+
+
+def format_source(source: Source, max_authors: int) -> str:
+    """One numbered source for ANSWER_PROMPT."""
+    paper = source.paper
+    authors = ""
+    if paper.authors and max_authors:
+        names = ", ".join(paper.authors[:max_authors])
+        authors = f" ({names}{' et al.' if len(paper.authors) > max_authors else ''})"
+    schedule = ", ".join(value for value in (paper.session, paper.day, paper.time_slot) if value)
+    passage = f"{schedule}. {source.passage}" if schedule else source.passage
+    return SOURCE_TEMPLATE.format(number=source.number, title=paper.title, authors=authors, passage=passage)
+
+
+def build_messages(question: str, sources: Sequence[Source], settings: Settings) -> list[dict[str, str]]:
+    """System rules, then the numbered sources and the question."""
+    formatted = "\n\n".join(format_source(source, settings.prompt_authors) for source in sources)
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": ANSWER_PROMPT.format(sources=formatted, question=question)},
+    ]
+
+
+def citations_for(text: str, sources: Sequence[Source]) -> list[Citation]:
+    """Citation records for the numbers in `text`, ordered by number."""
+    by_number = {source.number: source for source in sources}
+    return [
+        Citation(number=number, paper_id=by_number[number].paper_id, title=by_number[number].title)
+        for number in sorted(parse_citations(text))
+        if number in by_number
+    ]
+
+
+def has_supported_claim(checks: Sequence[SentenceCheck]) -> bool:
+    return any(check.supported and not check.dropped for check in checks)
+
+
+# --- the stage -------------------------------------------------------------------------------------------
+
+
+class Answerer:
+    """Turns a question (and the conversation so far) into a streamed, verified, cited `Answer`."""
+
+    def __init__(self, generator, embedder, settings: Settings):
+        self.generator = generator
+        self.embedder = embedder
+        self.settings = settings
+
+    @property
+    def backend(self) -> str:
+        return getattr(self.generator, "name", type(self.generator).__name__)
+
+    def stream(
+        self,
+        question: str,
+        retriever,
+        history: History = (),
+        k: int | None = None,
+        filters: Filters | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield the answer's text pieces as the model writes them, then the verified `Answer`, last."""
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        clock = _Clock(started, timings)
+
+        standalone = self.standalone_question(question, history)
+        clock.lap("rewrite")
+        sources = retriever.search(standalone, k=k, filters=filters)
+        clock.lap("retrieve")
+        answer = Answer(
+            question=question,
+            standalone_question=standalone if standalone != question else None,
+            text=DECLINE_TEXT,
+            sources=sources,
+            declined=True,
+            backend=self.backend,
+            timings=timings,
+        )
+        if not sources or not retriever.is_relevant(sources):
+            timings["first_token"] = clock.since_start()
+            yield DECLINE_TEXT
+            yield self._finish(answer, clock)
+            return
+
+        shown, evidence = self.prepare_sources(standalone, sources)
+        clock.lap("prepare")
+        request = GenerationRequest(
+            messages=build_messages(standalone, shown, self.settings),
+            sources=shown,
+            question=standalone,
+            max_tokens=self.settings.max_new_tokens,
+            stop=ANSWER_STOPS,
+        )
+        pieces: list[str] = []
+        for piece in self.generator.stream(request):
+            if not pieces:
+                timings["first_token"] = clock.since_start()
+            pieces.append(piece)
+            yield piece
+        timings.setdefault("first_token", clock.since_start())
+        clock.lap("generate")
+
+        raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
+        text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence)
+        clock.lap("verify")
+        shown_numbers = {source.number: source for source in shown}
+        sources = [shown_numbers.get(source.number, source) for source in sources]
+        answer = answer.model_copy(update={"sources": sources, "sentences": checks})
+        if has_supported_claim(checks):
+            answer = answer.model_copy(
+                update={"text": text, "citations": citations_for(text, shown), "declined": False}
+            )
+        yield self._finish(answer, clock)
+
+    def _finish(self, answer: Answer, clock: _Clock) -> Answer:
+        clock.timings["total"] = clock.since_start()
+        timings = {key: round(value, 3) for key, value in clock.timings.items()}
+        return answer.model_copy(update={"timings": timings})
+
+    # --- steps ---------------------------------------------------------------------------------------------
+    def standalone_question(self, question: str, history: History) -> str:
+        """`question` rewritten to stand alone when it refers to earlier turns; otherwise unchanged."""
+        if not needs_rewrite(question, history) or self.settings.history_turns == 0:
+            return question
+        if self.backend == "extractive":
+            return heuristic_rewrite(question, history)
+        prompt = CONDENSE_PROMPT.format(
+            history=format_history(history, self.settings.history_turns), question=question
+        )
+        request = GenerationRequest(
+            messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+            question=question,
+            max_tokens=self.settings.condense_max_tokens,
+            stop=["\n"],
+        )
+        completion = "".join(self.generator.stream(request))
+        return clean_rewrite(completion, question) or heuristic_rewrite(question, history)
+
+    def prepare_sources(
+        self, question: str, sources: Sequence[Source]
+    ) -> tuple[list[Source], dict[int, Evidence]]:
+        """The papers shown to the model, with their passages chosen, and their embedded evidence."""
+        shown = list(sources[: self.settings.answer_sources])
+        evidence = build_evidence(shown, self.embedder)
+        question_vector = np.asarray(self.embedder.embed([question]), dtype=np.float32)[0]
+        return select_passages(question_vector, question, shown, evidence, self.settings), evidence
+
+
+class _Clock:
+    """Stage timings: `lap(name)` records seconds since the previous lap."""
+
+    def __init__(self, started: float, timings: dict[str, float]):
+        self.started = self.last = started
+        self.timings = timings
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = now - self.last
+        self.last = now
+
+    def since_start(self) -> float:
+        return time.perf_counter() - self.started
