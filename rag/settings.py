@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         default=None, description="Chroma server host; when set, the HTTP client replaces the embedded store."
     )
     chroma_port: int = Field(default=8000, description="Chroma server port.")
+    chroma_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long to wait for the Chroma server to answer before giving up."
+    )
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2",
         description="Sentence-transformers model: the name 'all-MiniLM-L6-v2' (resolved to the "
@@ -48,6 +51,15 @@ class Settings(BaseSettings):
     chunk_chars: int = Field(default=900, ge=200, description="Target characters of abstract text per chunk.")
     chunk_overlap_sentences: int = Field(default=1, ge=0, description="Sentences repeated between chunks.")
     embed_batch_size: int = Field(default=64, ge=1, description="Texts embedded per forward pass.")
+    ingest_batch_size: int = Field(
+        default=512,
+        ge=1,
+        description="Chunks embedded and written to the index per ingest step (capped by Chroma's batch "
+        "limit); a crash loses at most one step of work.",
+    )
+    query_cache_size: int = Field(
+        default=512, ge=0, description="Query embeddings kept in memory (questions repeat in chat and eval)."
+    )
 
     # --- retrieval -----------------------------------------------------------------------------------------
     retrieval_mode: Literal["hybrid", "dense", "lexical"] = Field(

@@ -117,4 +117,9 @@ class IngestReport(BaseModel):
     papers_skipped: int = Field(default=0, description="Unchanged papers that were already indexed.")
     papers_replaced: int = Field(default=0, description="Changed papers whose old chunks were replaced.")
     problems: list[str] = Field(default_factory=list, description="One line per unreadable file or row.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="One line per notable event that is not a problem, e.g. the index was rebuilt for a new "
+        "embedding model.",
+    )
     seconds: float = 0.0
