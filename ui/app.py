@@ -13,6 +13,7 @@ Design notes (why things are the way they are):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -144,6 +145,55 @@ def _export(turns: list[dict]) -> str | None:
     return str(path)
 
 
+def chat_turn(
+    bot: Bot, warmup: Warmup, question: str, chat: list[dict], turns: list[dict], k: int, filters: Filters
+) -> Iterator[tuple[list[dict], list[dict], bool]]:
+    """One question -> answer turn of the chat, as a stream of (chat messages, turns, finished) states.
+
+    The last state has finished=True and the answer rendered (or a one-line error). Closing the generator
+    early (the Stop button) closes the bot's stream: generation stops and the bot's generation lock is freed.
+    """
+    question = question.strip()
+    chat = [*chat, {"role": "user", "content": render.escape(question)}, {"role": "assistant", "content": ""}]
+    turns = [*turns, {"question": question, "answer": None, "shown": ""}]
+    number = len(turns)
+    while not warmup.ready.wait(timeout=0.5):
+        chat[-1]["content"] = (
+            f'<div class="waiting">{render.escape(warmup.step)}… your question is answered as soon as '
+            "the bot is ready.</div>"
+        )
+        yield chat, turns, False
+    stream = None
+    try:
+        if warmup.error:
+            raise RagError(warmup.error)
+        stream = bot.ask_stream(question, history=_history(turns[:-1]), k=k, filters=filters)
+        chat[-1]["content"] = render.render_streaming("")
+        yield chat, turns, False
+        for item in stream:
+            if isinstance(item, Answer):
+                turns[-1]["answer"] = item
+                turns[-1]["shown"] = item.text
+                break
+            turns[-1]["shown"] += item
+            chat[-1]["content"] = render.render_streaming(turns[-1]["shown"])
+            yield chat, turns, False
+        answer = turns[-1]["answer"]
+        if answer is None:
+            raise RagError("The answer stage ended without an answer; please ask again.")
+        chat[-1]["content"] = render.render_answer(answer, number) + render.answer_footer(answer, number)
+    except RagError as error:
+        chat[-1]["content"] = render.render_error(str(error))
+    except Exception as error:  # shown as one line; the traceback goes to the server log
+        log.exception("answering %r failed", question)
+        message = f"Internal error ({type(error).__name__}: {error}); the server log has the details."
+        chat[-1]["content"] = render.render_error(message)
+    finally:
+        if stream is not None:
+            stream.close()
+    yield chat, turns, True
+
+
 def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
     """The chat as a `gr.Blocks` (not launched). Starts the warm-up thread if it is not running yet."""
     warmup = (warmup or Warmup(bot)).start()
@@ -151,61 +201,20 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
 
     def respond(question, chat, turns, k, source, session, author) -> Iterator[tuple]:
         """Stream one answer into the chat; yields (textbox, chat, turns, sources, download, send, stop)."""
-        question = (question or "").strip()
-        if not question:
+        if not (question or "").strip():
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        chat = [
-            *chat,
-            {"role": "user", "content": render.escape(question)},
-            {"role": "assistant", "content": ""},
-        ]
-        turns = [*turns, {"question": question, "answer": None, "shown": ""}]
-        number = len(turns)
         busy = (gr.Button(visible=False), gr.Button(visible=True))
         idle = (gr.Button(visible=True), gr.Button(visible=False))
-
-        while not warmup.ready.wait(timeout=0.5):
-            chat[-1]["content"] = (
-                f'<div class="waiting">{render.escape(warmup.step)}… your question is answered as soon as '
-                "the bot is ready.</div>"
-            )
-            yield "", chat, turns, gr.skip(), gr.skip(), *busy
-
-        stream = None
-        try:
-            if warmup.error:
-                raise RagError(warmup.error)
-            stream = bot.ask_stream(
-                question, history=_history(turns[:-1]), k=int(k), filters=_filters(source, session, author)
-            )
-            chat[-1]["content"] = render.render_streaming("")
-            yield "", chat, turns, gr.skip(), gr.skip(), *busy
-            for item in stream:
-                if isinstance(item, Answer):
-                    turns[-1]["answer"] = item
-                    turns[-1]["shown"] = item.text
-                    break
-                turns[-1]["shown"] += item
-                chat[-1]["content"] = render.render_streaming(turns[-1]["shown"])
-                yield "", chat, turns, gr.skip(), gr.skip(), *busy
-            answer = turns[-1]["answer"]
-            if answer is None:
-                raise RagError("The answer stage ended without an answer; please ask again.")
-            chat[-1]["content"] = render.render_answer(answer, number) + render.answer_footer(answer, number)
-            panel = render.render_sources_panel(_answered_turns(turns))
-            yield "", chat, turns, panel, gr.DownloadButton(value=_export(turns)), *idle
-        except RagError as error:
-            chat[-1]["content"] = render.render_error(str(error))
-            yield "", chat, turns, gr.skip(), gr.DownloadButton(value=_export(turns)), *idle
-        except Exception as error:
-            log.exception("answering %r failed", question)
-            message = f"Internal error ({type(error).__name__}: {error}); the server log has the details."
-            chat[-1]["content"] = render.render_error(message)
-            yield "", chat, turns, gr.skip(), gr.DownloadButton(value=_export(turns)), *idle
-        finally:
-            if stream is not None:
-                stream.close()  # on Stop, Gradio closes us; this closes the bot's generation too
+        filters = _filters(source, session, author)
+        # closing(): when Gradio closes `respond` (Stop), the turn and the bot's stream are closed at once
+        with contextlib.closing(chat_turn(bot, warmup, question, chat, turns, int(k), filters)) as updates:
+            for chat, turns, finished in updates:
+                if not finished:
+                    yield "", chat, turns, gr.skip(), gr.skip(), *busy
+                    continue
+                panel = render.render_sources_panel(_answered_turns(turns))
+                yield "", chat, turns, panel, gr.DownloadButton(value=_export(turns)), *idle
 
     def mark_stopped(chat, turns):
         """After a Stop click: keep the partial answer, say it was stopped, restore the Send button."""
