@@ -274,7 +274,7 @@ def load_transformers(path: Path, settings: Settings) -> tuple[Any, Any, threadi
     """(model, tokenizer, lock) for the GGUF at `path`, dequantised to float32 (uncached)."""
     try:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
     except ImportError as error:
         raise BackendError(
             f"The transformers backend needs {error.name}: pip install torch transformers."
@@ -282,7 +282,7 @@ def load_transformers(path: Path, settings: Settings) -> tuple[Any, Any, threadi
     if settings.n_threads:
         torch.set_num_threads(settings.n_threads)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        tokenizer = load_tokenizer(path, settings.models_dir)
         model = AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, dtype=torch.float32
         )
@@ -290,6 +290,27 @@ def load_transformers(path: Path, settings: Settings) -> tuple[Any, Any, threadi
         raise BackendError(f"transformers could not load {path}: {_first_line(error)}") from error
     model.eval()
     return model, tokenizer, threading.Lock()
+
+
+def load_tokenizer(path: Path, cache_dir: Path) -> Any:
+    """The GGUF's tokenizer, converted once and then read back from `cache_dir`.
+
+    Building a fast tokenizer from the GGUF vocabulary takes about a minute on a busy 2-core machine; the
+    saved copy (a few MB, keyed by file name and size) loads in about a second.
+    """
+    from transformers import AutoTokenizer
+
+    saved = cache_dir / f"{path.stem}-{path.stat().st_size}-tokenizer"
+    if (saved / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(str(saved))
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    partial_dir = saved.with_name(f"{saved.name}.partial-{os.getpid()}")
+    try:
+        tokenizer.save_pretrained(str(partial_dir))
+        partial_dir.replace(saved)  # atomic, so a crash never leaves a half-saved tokenizer in use
+    except OSError:
+        pass  # a read-only cache only costs the conversion next time
+    return tokenizer
 
 
 def cut_at_stop(pieces: Iterable[str], stops: list[str]) -> Iterator[str]:
