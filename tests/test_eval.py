@@ -451,3 +451,28 @@ def test_cli_compare_and_user_errors(tmp_path, fake_settings, capsys):
     assert "no results.json" in capsys.readouterr().err
     assert eval_cli.main(["--questions", str(tmp_path / "none.jsonl")]) == eval_cli.EXIT_USER_ERROR
     assert "question file not found" in capsys.readouterr().err
+
+
+def test_rag_eval_end_to_end_with_a_real_bot(tmp_path, settings, papers, monkeypatch):
+    """`rag eval` through the lead's CLI on a real Bot: tiny embedder, extractive backend, five abstracts."""
+    from rag import Bot
+    from rag.cli import main as rag_main
+
+    Bot(settings).index.ingest(papers)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", settings.embedding_model)
+    questions = write_questions(tmp_path / "q.jsonl", QUESTIONS)
+    out = tmp_path / "run"
+    argv = ["eval", "--questions", str(questions), "--backend", "extractive", "--no-progress", "--no-plots"]
+    argv += ["--data-dir", str(settings.data_dir), "--collection", settings.collection, "--out", str(out)]
+    assert rag_main(argv) == 0
+    data = json.loads((out / RESULTS_JSON).read_text())
+    assert [r["id"] for r in data["results"]] == ["q1", "q2", "q3"]
+    for result in data["results"]:
+        assert result["backend"] == "extractive" and result["verdicts"]["error"] is None
+        assert result["answer"] and 0 < result["first_token"] <= result["total"]
+        if not result["declined"]:
+            assert result["sources"] and result["citations"]
+    assert data["metrics"]["overall"]["citation_validity"] == 1.0  # the pipeline never cites a missing source
+    assert "| **overall** | 3 |" in (out / REPORT_MD).read_text()
+    assert rag_main(argv) == 0  # the same command again resumes: nothing left to ask
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
