@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 
 import numpy as np
 
@@ -161,7 +162,10 @@ def format_source(source: Source, max_authors: int) -> str:
     if paper.authors and max_authors:
         names = ", ".join(paper.authors[:max_authors])
         authors = f" ({names}{' et al.' if len(paper.authors) > max_authors else ''})"
-    schedule = ", ".join(value for value in (paper.session, paper.day, paper.time_slot) if value)
+    moderator = f"moderator {paper.moderator}" if paper.moderator else None
+    schedule = ", ".join(
+        value for value in (paper.session, moderator, paper.room, paper.day, paper.time_slot) if value
+    )
     passage = f"{schedule}. {source.passage}" if schedule else source.passage
     return SOURCE_TEMPLATE.format(number=source.number, title=paper.title, authors=authors, passage=passage)
 
@@ -246,11 +250,12 @@ class Answerer:
             stop=ANSWER_STOPS,
         )
         pieces: list[str] = []
-        for piece in self.generator.stream(request):
-            if not pieces:
-                timings["first_token"] = clock.since_start()
-            pieces.append(piece)
-            yield piece
+        with closing(iter(self.generator.stream(request))) as stream:  # a stopped consumer stops the model
+            for piece in stream:
+                if not pieces:
+                    timings["first_token"] = clock.since_start()
+                pieces.append(piece)
+                yield piece
         timings.setdefault("first_token", clock.since_start())
         clock.lap("generate")
 
@@ -296,8 +301,14 @@ class Answerer:
         """The papers shown to the model, with their passages chosen, and their embedded evidence."""
         shown = list(sources[: self.settings.answer_sources])
         evidence = build_evidence(shown, self.embedder)
-        question_vector = np.asarray(self.embedder.embed([question]), dtype=np.float32)[0]
+        question_vector = self.question_vector(question)
         return select_passages(question_vector, question, shown, evidence, self.settings), evidence
+
+    def question_vector(self, question: str) -> np.ndarray:
+        """The question's embedding; `embed_one` is cached by the embedder, which retrieval just filled."""
+        embed_one = getattr(self.embedder, "embed_one", None)
+        vector = embed_one(question) if embed_one else self.embedder.embed([question])[0]
+        return np.asarray(vector, dtype=np.float32)
 
 
 class _Clock:
