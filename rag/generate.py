@@ -22,6 +22,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -103,6 +104,17 @@ def clear_model_cache() -> None:
         _MODEL_CACHE.clear()
 
 
+@contextmanager
+def exclusive(lock: threading.Lock, timeout_s: float) -> Iterator[None]:
+    """Hold a model's lock, or fail after `timeout_s` instead of hanging behind a stream nobody closed."""
+    if not lock.acquire(timeout=timeout_s):
+        raise BackendError(f"The model is still busy with another answer after {timeout_s:g} s; try again.")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _model_path(settings: Settings) -> Path:
     from rag.models import generator_model_path
 
@@ -143,7 +155,7 @@ class LlamaCppGenerator:
         return cls(llm, settings, model=path.name, lock=lock)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
-        with self._lock:
+        with exclusive(self._lock, self.settings.request_timeout_s):
             try:
                 chunks = self.llm.create_chat_completion(
                     messages=request.messages,
@@ -252,7 +264,7 @@ class TransformersGenerator:
                 failures.append(error)
                 streamer.end()
 
-        with self._lock:
+        with exclusive(self._lock, self.settings.request_timeout_s):
             worker = threading.Thread(target=work, name="rag-transformers-generate", daemon=True)
             worker.start()
             try:

@@ -245,6 +245,16 @@ def test_llama_cpp_stream_passes_request_and_stops_when_closed(settings):
     assert "".join(generator.stream(GenerationRequest(messages=MESSAGES, max_tokens=3))) == "t0 t1 t2 "
 
 
+def test_a_stream_left_open_makes_the_next_one_fail_clearly_not_hang(settings):
+    generator = LlamaCppGenerator(FakeLlama(), settings.model_copy(update={"request_timeout_s": 0.2}))
+    abandoned = generator.stream(GenerationRequest(messages=MESSAGES, max_tokens=100))
+    next(abandoned)  # holds the model, like a consumer that neither finishes nor closes
+    with pytest.raises(BackendError, match="still busy"):
+        list(generator.stream(GenerationRequest(messages=MESSAGES, max_tokens=3)))
+    abandoned.close()
+    assert len(list(generator.stream(GenerationRequest(messages=MESSAGES, max_tokens=3)))) == 3
+
+
 def test_llama_cpp_prompt_too_long_is_a_backend_error(settings):
     class TooLong:
         def create_chat_completion(self, **kwargs):
