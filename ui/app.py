@@ -110,7 +110,7 @@ def _index_size(bot: Bot) -> int | None:
 def _filter_choices(bot: Bot) -> tuple[list[str], list[str]]:
     """Source pages and session names present in the index, to fill the filter dropdowns."""
     try:
-        papers = bot.index.papers()
+        papers = list(bot.index.papers().values())  # {paper id: Paper}
     except Exception:  # filters stay free text when the index cannot list its papers
         log.warning("could not list indexed papers for the filter dropdowns", exc_info=True)
         return [], []

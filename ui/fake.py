@@ -59,8 +59,8 @@ class FakeBot:
     def count(self) -> int:
         return len(self._papers)
 
-    def papers(self) -> list[Paper]:
-        return list(self._papers)
+    def papers(self) -> dict[str, Paper]:
+        return {paper.id: paper for paper in self._papers}
 
     def ensure_index(self) -> None:
         return None
