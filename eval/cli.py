@@ -57,11 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--retrieval", action="store_true", help="Rankings only: no generation (fast).")
     what.add_argument("--k", type=int, help="Papers retrieved per question (default: the top_k setting).")
     beir = parser.add_argument_group("BEIR-style set (instead of the question set)")
-    beir.add_argument("--corpus", type=Path, help="corpus.jsonl ({_id|id, title, text} per line).")
+    beir.add_argument("--corpus", type=Path, help="corpus.jsonl ({id, title, text} per line).")
     beir.add_argument("--queries", type=Path, help="queries.jsonl with gold_ids per query.")
     beir.add_argument(
-        "--answers", action="store_true", help="Also generate and score answers for the queries."
+        "--answers", action="store_true", help="Also generate and score answers to the queries."
     )
+    beir.add_argument("--splits", default="dev,test", help="Query splits, comma-separated; 'all': every one.")
+    beir.add_argument(
+        "--min-tldr-index", type=int, default=1, help="SciTLDR: 1 = peer-review TLDRs; 0 = all."
+    )
+    beir.add_argument("--modes", default="dense,lexical,hybrid", help="Retrieval modes, comma-separated.")
     bot = parser.add_argument_group("bot settings")
     bot.add_argument("--backend", choices=BACKENDS, help="Generator backend (default: the backend setting).")
     bot.add_argument("--collection", help="Chroma collection (default: papers).")
@@ -203,16 +208,20 @@ def run_beir_set(args: argparse.Namespace) -> int:
 
     if not (args.corpus and args.queries):
         raise RagError("--corpus and --queries go together: give both files.")
-    papers, queries = load_beir(args.corpus, args.queries)
+    splits = None if args.splits == "all" else [split.strip() for split in args.splits.split(",")]
+    papers, queries = load_beir(args.corpus, args.queries, splits=splits, min_tldr_index=args.min_tldr_index)
     queries = queries[: args.limit] if args.limit else queries
     if not queries:
-        raise RagError(f"{args.queries}: no queries selected.")
+        raise RagError(
+            f"{args.queries}: no queries of splits {args.splits} with tldr_index >= {args.min_tldr_index}; "
+            "try --splits all --min-tldr-index 0."
+        )
     settings = make_settings(args)
     out = args.out or DEFAULT_RUNS_DIR / f"beir-{args.corpus.stem}"
     out.mkdir(parents=True, exist_ok=True)
-    result = run_beir(
-        papers, queries, settings, k=args.k or 10, progress=lambda line: print(line, file=sys.stderr)
-    )
+    modes = [mode.strip() for mode in args.modes.split(",")]
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    result = run_beir(papers, queries, settings, modes=modes, k=args.k or 10, progress=say)
     (out / "beir.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     (out / "beir.md").write_text(beir_markdown(result, args), encoding="utf-8")
     print(f"report: {out / 'beir.md'}")
@@ -237,13 +246,8 @@ def beir_markdown(result: dict, args: argparse.Namespace) -> str:
                 continue
             cells = [scores[name] for name in ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")]
             latency = [figures.get("p50_ms", "–"), figures.get("p95_ms", "–")] if split == "all" else ["", ""]
-            lines.append(
-                f"| {mode} | {split} | "
-                + " | ".join(f"{c:.3f}" for c in cells)
-                + " | "
-                + " | ".join(map(str, latency))
-                + " |"
-            )
+            row = [mode, split, *(f"{cell:.3f}" for cell in cells), *map(str, latency)]
+            lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -478,3 +478,32 @@ def test_rag_eval_end_to_end_with_a_real_bot(tmp_path, settings, papers, monkeyp
     assert "| **overall** | 3 |" in (out / REPORT_MD).read_text()
     assert rag_main(argv) == 0  # the same command again resumes: nothing left to ask
     assert len((out / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_rag_eval_on_a_beir_set_scores_rankings_and_answers(tmp_path, settings, papers, monkeypatch):
+    """--corpus/--queries: retrieval metrics per mode through eval.retrieval, then answers with --answers."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": p.id, "title": p.title, "text": p.abstract}) + "\n" for p in papers)
+    )
+    queries = tmp_path / "queries.jsonl"
+    rows = [
+        {"id": "t1", "query": "robust SNR distance for deep metric learning", "gold_ids": ["snr-metric"]},
+        {"id": "t2", "query": "feature pyramids with lateral connections", "gold_ids": ["fpn"]},
+        {"id": "t3", "query": "not selected: train split", "gold_ids": ["fpn"], "split": "train"},
+    ]
+    queries.write_text("".join(json.dumps({"split": "test", "tldr_index": 1} | row) + "\n" for row in rows))
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", settings.embedding_model)
+    out = tmp_path / "beir"
+    argv = ["--corpus", str(corpus), "--queries", str(queries), "--modes", "lexical,hybrid", "--answers"]
+    argv += ["--backend", "extractive", "--data-dir", str(settings.data_dir), "--out", str(out), "--no-plots"]
+    assert eval_cli.main([*argv, "--no-progress"]) == 0
+    figures = json.loads((out / "beir.json").read_text())
+    assert figures["queries"] == 2 and set(figures["modes"]) == {"lexical", "hybrid"}
+    assert figures["modes"]["lexical"]["all"]["recall@10"] == 1.0  # five papers: every gold is in the top 10
+    assert "| lexical | all | " in (out / "beir.md").read_text()
+    answers = json.loads((out / "answers" / RESULTS_JSON).read_text())
+    assert [r["id"] for r in answers["results"]] == ["t1", "t2"]
+    assert answers["results"][0]["gold_titles"] == [papers[0].title]
+    assert answers["metrics"]["overall"]["citation_validity"] in (None, 1.0)
+    assert eval_cli.main([*argv, "--splits", "dev"]) == eval_cli.EXIT_USER_ERROR  # no dev queries: one line
