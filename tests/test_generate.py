@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -510,17 +511,23 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def llama_server(small_model_settings) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server on a free loopback port, serving the 0.5B model."""
+def llama_server(small_model_settings, tmp_path) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on a free loopback port, serving the 0.5B model.
+
+    Its log goes to a file, not a pipe: llama.cpp logs more than a pipe buffer holds while loading, and a
+    full pipe nobody reads would block the server before it ever listens.
+    """
     from rag.models import generator_model_path
 
     model = generator_model_path(small_model_settings)
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--n_ctx", "1024", "--model_alias", "qwen-0.5b"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    command += ["--port", str(port), "--n_ctx", "1024", "--model_alias", "qwen-0.5b", "--verbose", "False"]
+    log = tmp_path / "llama_server.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port, process)
+        wait_for_port(port, process, log)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()
@@ -530,16 +537,18 @@ def llama_server(small_model_settings) -> Iterator[str]:
             process.kill()
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {process.returncode}: {process.stderr.read()[-2000:]}")
+            pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log.read_text()[-2000:]}")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.25)
-    pytest.fail(f"llama_cpp.server did not listen on port {port} within {timeout} s")
+    pytest.fail(
+        f"llama_cpp.server did not listen on port {port} within {timeout} s: {log.read_text()[-2000:]}"
+    )
 
 
 @pytest.mark.integration
