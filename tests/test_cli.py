@@ -71,7 +71,11 @@ def test_ingest_search_and_ask_json_over_a_small_corpus(tmp_path, settings, pape
             for paper in papers
         )
     )
-    env = {"RAG_EMBEDDING_MODEL": str(settings.embedding_model), "RAG_DATA_DIR": str(tmp_path / "data")}
+    env = {
+        "RAG_EMBEDDING_MODEL": str(settings.embedding_model),
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_RETRIEVAL_MODE": "lexical",  # the tiny test embedder is random; BM25 decides the ranking here
+    }
     ingest = run_cli("ingest", str(corpus), env=env)
     assert ingest.returncode == 0, ingest.stderr
     assert "unique papers 5" in ingest.stdout
