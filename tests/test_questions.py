@@ -16,13 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from rag.corpus import load_corpus
 from rag.settings import BUNDLED_CORPUS_DIR
 from rag.types import Paper
-
-try:  # the parsed corpus is the reference; until rag/corpus.py is committed, fall back to a raw reading
-    from rag.corpus import load_corpus
-except ImportError:  # pragma: no cover - only while the corpus module has not landed
-    load_corpus = None
 
 QUESTIONS_PATH = Path(__file__).resolve().parents[1] / "eval" / "questions.jsonl"
 
@@ -57,55 +53,9 @@ def _load_questions() -> list[dict]:
 QUESTIONS = _load_questions()
 
 
-TIME_SLOT = re.compile(r"^(?P<day>(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d+ \w+) (?P<slot>[\d:]+ - [\d:]+ \w+)$")
-LISTING_CHROME = ("Subscribe", "new", "byAK and the research community", "Mar 14")
-
-
-def _raw_papers(text: str) -> list[Paper]:
-    """Minimal reading of a bundled page: session pages (slot, title, authors, abstract) or title/abstract
-    listings. Only used until `rag.corpus.load_corpus` is importable."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not any(TIME_SLOT.match(line) for line in lines):
-        lines = [line.removeprefix("Subscribe") for line in lines if not line.startswith("Get trending")]
-        lines = [line for line in lines if line and line not in LISTING_CHROME]
-        pairs = zip(lines[0::2], lines[1::2], strict=False)
-        return [Paper(id=title, title=title, abstract=abstract) for title, abstract in pairs]
-    header = lines[: next(i for i, line in enumerate(lines) if TIME_SLOT.match(line))]
-    header = [line for line in header if not line.startswith(("Skip to", "Chat is"))]
-    moderator = next(
-        (line.split(":", 1)[1].strip() for line in header if line.startswith("Moderator:")), None
-    )
-    rest = [line for line in header if not line.startswith("Moderator:")]
-    papers = []
-    for index, line in enumerate(lines):
-        match = TIME_SLOT.match(line)
-        block = lines[index + 1 : index + 4]
-        if match and len(block) == 3 and not any(TIME_SLOT.match(item) for item in block):
-            papers.append(
-                Paper(
-                    id=block[0],
-                    title=block[0],
-                    authors=[name.strip() for name in block[1].split("·")],
-                    abstract=block[2],
-                    session=rest[0],
-                    room=rest[1] if len(rest) > 1 else None,
-                    moderator=moderator,
-                    day=match["day"],
-                    time_slot=match["slot"],
-                )
-            )
-    return papers
-
-
 @pytest.fixture(scope="module")
 def papers_by_title() -> dict[str, Paper]:
-    if load_corpus is not None:
-        return {paper.title: paper for paper in load_corpus([BUNDLED_CORPUS_DIR]).papers}
-    papers: dict[str, Paper] = {}
-    for page in sorted(BUNDLED_CORPUS_DIR.glob("*.txt")):
-        for paper in _raw_papers(page.read_text(encoding="utf-8")):
-            papers.setdefault(paper.title, paper)
-    return papers
+    return {paper.title: paper for paper in load_corpus([BUNDLED_CORPUS_DIR]).papers}
 
 
 def _normalise(text: str) -> str:
