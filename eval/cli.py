@@ -146,6 +146,7 @@ def run_question_set(args: argparse.Namespace, command: str) -> int:
         "settings": _settings_summary(settings),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": command,
+        "commit": git_revision(),
     }
     report = build_report(run, results)
     write_report(out, report, worst=args.worst, plots=not args.no_plots)
@@ -154,6 +155,21 @@ def run_question_set(args: argparse.Namespace, command: str) -> int:
     if args.smoke or args.check:
         return check_floors(report.metrics, args)
     return EXIT_OK
+
+
+def git_revision() -> str | None:
+    """Short commit of the code being evaluated, '+dirty' when tracked files differ; None outside git."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
 
 
 def _settings_summary(settings):

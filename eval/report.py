@@ -128,8 +128,10 @@ def markdown_report(report: RunReport, *, worst: int = 10) -> str:
         + (", smoke set" if run.get("smoke") else "")
         + ")",
         f"- retrieved papers per question (k): {k}",
-        f"- settings hash: `{run.get('settings_hash', '?')}`; created {run.get('created', '?')}",
+        f"- settings hash: `{run.get('settings_hash', '?')}`; code `{run.get('commit', '?')}`; "
+        f"created {run.get('created', '?')}",
         f"- command: `{run.get('command', '')}`",
+        *key_settings_line(run.get("settings") or {}),
         "",
         "## Metrics per question type",
         "",
@@ -139,6 +141,15 @@ def markdown_report(report: RunReport, *, worst: int = 10) -> str:
         "",
     ]
     return "\n".join(header + failures_section(report.results, int(k) if str(k).isdigit() else 5, worst))
+
+
+KEY_SETTINGS = ("retrieval_mode", "top_k", "min_relevance", "model_size", "embedding_model", "temperature")
+"""Settings worth seeing in a report header (results.json has them all)."""
+
+
+def key_settings_line(settings: dict[str, Any]) -> list[str]:
+    shown = [f"{name}={settings[name]}" for name in KEY_SETTINGS if name in settings]
+    return [f"- key settings: {', '.join(shown)}"] if shown else []
 
 
 METRIC_LEGEND = """\
