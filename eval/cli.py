@@ -138,7 +138,7 @@ def run_question_set(args: argparse.Namespace, command: str) -> int:
     results = run_questions(Bot(settings), questions, out, mode=mode, k=k, progress=not args.no_progress)
     run = {
         "mode": mode,
-        "backend": settings.backend,
+        "backend": backend_label(settings.backend, results),
         "k": k,
         "smoke": args.smoke,
         "questions_file": str(questions_file),
@@ -155,6 +155,14 @@ def run_question_set(args: argparse.Namespace, command: str) -> int:
     if args.smoke or args.check:
         return check_floors(report.metrics, args)
     return EXIT_OK
+
+
+def backend_label(configured: str, results) -> str:
+    """'auto (llama_cpp)': the configured backend and, when different, the one that actually answered."""
+    used = sorted({result.backend for result in results if result.backend})
+    if not used or used == [configured]:
+        return configured
+    return f"{configured} ({', '.join(used)})"
 
 
 def git_revision() -> str | None:
@@ -285,7 +293,12 @@ def answer_beir_queries(args, settings, papers, queries, out: Path) -> int:
     ]
     k = args.k or settings.top_k
     results = run_questions(Bot(settings), questions, out, mode="answers", k=k, progress=not args.no_progress)
-    run = {"mode": "answers", "backend": settings.backend, "k": k, "questions_file": str(args.queries)}
+    run = {
+        "mode": "answers",
+        "backend": backend_label(settings.backend, results),
+        "k": k,
+        "questions_file": str(args.queries),
+    }
     report = build_report(run, results)
     write_report(out, report, worst=args.worst, plots=not args.no_plots)
     print(summary_line(report.metrics))

@@ -507,3 +507,14 @@ def test_rag_eval_on_a_beir_set_scores_rankings_and_answers(tmp_path, settings, 
     assert answers["results"][0]["gold_titles"] == [papers[0].title]
     assert answers["metrics"]["overall"]["citation_validity"] in (None, 1.0)
     assert eval_cli.main([*argv, "--splits", "dev"]) == eval_cli.EXIT_USER_ERROR  # no dev queries: one line
+
+
+@pytest.mark.integration
+def test_smoke_set_meets_the_floors_with_the_real_embedder_and_extractive_backend(tmp_path):
+    """What CI checks: `rag eval --smoke --backend extractive` on the bundled corpus exits 0."""
+    out = tmp_path / "smoke"
+    argv = ["--smoke", "--backend", "extractive", "--data-dir", str(tmp_path / "data"), "--out", str(out)]
+    assert eval_cli.main([*argv, "--no-progress"]) == eval_cli.EXIT_OK
+    data = json.loads((out / RESULTS_JSON).read_text())
+    assert len(data["results"]) == len(select_questions(load_questions(), smoke=True)) >= 10
+    assert data["metrics"]["overall"]["citation_validity"] == 1.0
