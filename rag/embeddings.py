@@ -103,7 +103,9 @@ def _load_model(name: str):
     path = embedding_model_path(name)
     try:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bar in CLI output
         return SentenceTransformer(path, device="cpu")
     except Exception as error:  # a broken folder raises anything from OSError to KeyError
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
