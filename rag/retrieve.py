@@ -99,15 +99,33 @@ def _normalise(text: str) -> str:
     return " " + " ".join(re.findall(r"\w+", text.casefold())) + " "
 
 
+class MetadataMentions:
+    """Finds the papers whose full author name, moderator or session name a query contains as whole words.
+
+    Names are normalised once when the corpus is loaded, so a query costs one pass over the distinct names
+    (hundreds), not over every paper.
+    """
+
+    def __init__(self, papers: Mapping[str, Paper]):
+        self.papers_by_name: dict[str, list[str]] = {}
+        for paper_id, paper in papers.items():
+            for name in {*paper.authors, paper.moderator or "", paper.session or ""}:
+                key = _normalise(name)
+                if len(key) > 6:  # ' ab c ' and shorter would match by accident
+                    self.papers_by_name.setdefault(key, []).append(paper_id)
+
+    def find(self, query: str) -> list[str]:
+        words = _normalise(query)
+        hits: dict[str, None] = {}
+        for name, paper_ids in self.papers_by_name.items():
+            if name in words:
+                hits.update(dict.fromkeys(paper_ids))
+        return list(hits)
+
+
 def mentioned_papers(query: str, papers: Mapping[str, Paper]) -> list[str]:
     """Papers whose full author name, moderator or session name the query contains as whole words."""
-    words = _normalise(query)
-    hits = []
-    for paper_id, paper in papers.items():
-        names = [*paper.authors, paper.moderator or "", paper.session or ""]
-        if any(len(key) > 4 and key in words for key in map(_normalise, filter(None, names))):
-            hits.append(paper_id)
-    return hits
+    return MetadataMentions(papers).find(query)
 
 
 # --- reranking hook -----------------------------------------------------------------------------------------
@@ -167,6 +185,7 @@ class _Corpus:
     chunks: dict[str, Chunk]
     papers: dict[str, Paper]
     bm25: BM25Index
+    mentions: MetadataMentions
     paper_of: dict[str, str] = field(default_factory=dict)
 
 
@@ -177,6 +196,12 @@ class _Candidates:
     rankings: dict[str, list[str]] = field(default_factory=dict)
     chunk_score: dict[str, float] = field(default_factory=dict)
     dense_score: dict[str, float] = field(default_factory=dict)
+    best_chunk: dict[str, str] = field(default_factory=dict)
+
+    def pick_best_chunks(self, paper_of: Mapping[str, str]) -> None:
+        """The passage of each paper: its chunk with the highest fused chunk score."""
+        for chunk_id in sorted(self.chunk_score, key=self.chunk_score.__getitem__, reverse=True):
+            self.best_chunk.setdefault(paper_of.get(chunk_id, ""), chunk_id)
 
 
 class Retriever:
@@ -207,7 +232,7 @@ class Retriever:
                     stemming=self.settings.bm25_stemming,
                 )
                 paper_of = {chunk_id: chunk.paper_id for chunk_id, chunk in chunks.items()}
-                self._corpus = _Corpus(count, chunks, papers, bm25, paper_of)
+                self._corpus = _Corpus(count, chunks, papers, bm25, MetadataMentions(papers), paper_of)
             return self._corpus
 
     def papers(self) -> dict[str, Paper]:
@@ -272,8 +297,9 @@ class Retriever:
             found.rankings["lexical"] = papers_in_rank_order(
                 [chunk_id for chunk_id, _ in hits], corpus.paper_of
             )
-            mentioned = mentioned_papers(query, corpus.papers)
+            mentioned = corpus.mentions.find(query)
             found.rankings["metadata"] = [pid for pid in mentioned if allowed is None or pid in allowed]
+        found.pick_best_chunks(corpus.paper_of)
         return found
 
     def _rrf(self, rank: int, retriever: str) -> float:
@@ -289,9 +315,7 @@ class Retriever:
 
     def _source(self, paper_id: str, score: float, found: _Candidates, corpus: _Corpus) -> Source:
         paper = corpus.papers[paper_id]
-        own = [cid for cid in found.chunk_score if corpus.paper_of.get(cid) == paper_id]
-        best = max(own, key=found.chunk_score.__getitem__) if own else f"{paper_id}#0"
-        chunk = corpus.chunks.get(best)
+        chunk = corpus.chunks.get(found.best_chunk.get(paper_id, f"{paper_id}#0"))
         return Source(
             number=1,
             paper=paper,

@@ -329,3 +329,35 @@ def test_langchain_adapter_returns_one_document_per_paper(fake_retriever):
     for doc in filtered.invoke("deep networks"):
         assert doc.metadata["sources"] == ["004.txt"]
         assert doc.page_content.startswith(("Deep metric", "We study"))
+
+
+# --- with the real index and the tiny random model -------------------------------------------------------
+@pytest.fixture
+def real_retriever(settings, papers):
+    from rag.embeddings import get_embedder
+    from rag.index import open_index
+
+    embedder = get_embedder(settings)
+    index = open_index(settings, embedder)
+    index.ingest(papers)
+    yield Retriever(index, embedder, settings)
+    index.close()
+
+
+def test_real_index_answers_metadata_questions_and_filters(real_retriever, papers):
+    # The tiny model is random: the outcome below is decided by BM25 and the metadata mentions.
+    assert real_retriever.search("who wrote ViLT", k=3)[0].paper_id == "vilt"
+    assert real_retriever.search("papers co-authored by Qiqi Yan", k=3)[0].paper_id == "integrated-gradients"
+    top = real_retriever.search("who moderated the session where ViLT was presented", k=3)[0]
+    assert top.paper_id == "vilt" and top.paper.moderator == "Razvan Pascanu"
+    sources = real_retriever.search("deep networks", k=5, filters=Filters(author="Sundararajan"))
+    assert [source.paper_id for source in sources] == ["integrated-gradients"]
+    assert sources[0].dense_score is not None
+
+
+def test_real_index_growth_rebuilds_the_lexical_index(real_retriever, papers):
+    assert real_retriever.search("GLSearch maximum common subgraph", k=1)[0].paper_id != "glsearch"
+    real_retriever.index.ingest(
+        [papers[0].model_copy(update={"id": "glsearch", "title": "GLSearch: Maximum Common Subgraph Search"})]
+    )
+    assert real_retriever.search("GLSearch maximum common subgraph", k=1)[0].paper_id == "glsearch"
