@@ -135,7 +135,7 @@ def main() -> None:
             key: getattr(settings, key)
             for key in (
                 "answer_sources",
-                "context_sentences",
+                "context_words",
                 "passage_sentences",
                 "max_new_tokens",
                 "support_threshold",

@@ -6,8 +6,9 @@ Rules it keeps, whatever the model or the texts say:
 * **No evidence, no model.** When retrieval finds nothing relevant (`Retriever.is_relevant`), the answer is
   `DECLINE_TEXT` and the model is never called; the closest papers are still listed as sources.
 * **Short context.** On a CPU, prefill costs ~22 ms a token, so the prompt holds the best `answer_sources`
-  papers, and of those only `context_sentences` abstract sentences in all, picked by similarity to the
-  question (one per paper first, then the best remaining ones, at most `passage_sentences` per paper).
+  papers, and of those only about `context_words` words of abstract sentences, picked by similarity to the
+  question (the best one of each paper first, then the best remaining ones that fit, at most
+  `passage_sentences` per paper).
 * **Every sentence backed.** The model's text is streamed as it comes; then `rag.cite.verify_answer` checks
   each sentence against the source it cites, fixes or removes citations, and drops unsupported sentences.
 * **Refusals.** An answer is declined (`declined=True`, text `DECLINE_TEXT`) when, after verification, no
@@ -141,13 +142,20 @@ def select_passages(
     for _, number, index in candidates:  # the best sentence of each paper first
         if not chosen[number]:
             chosen[number].append(index)
-    budget = settings.context_sentences - sum(len(indexes) for indexes in chosen.values())
-    for _, number, index in candidates:
-        if budget <= 0:
+    words = {
+        (number, index): len(evidence[number].sentences[index].split()) for _, number, index in candidates
+    }
+    budget = settings.context_words - sum(
+        words[number, index] for number, ix in chosen.items() for index in ix
+    )
+    floor = min((score for score, number, index in candidates if chosen[number][0] == index), default=0.0)
+    for score, number, index in candidates:  # then any sentence as relevant as the weakest paper's best
+        if score < floor:
             break
-        if index not in chosen[number] and len(chosen[number]) < settings.passage_sentences:
+        fits = words[number, index] <= budget and len(chosen[number]) < settings.passage_sentences
+        if fits and index not in chosen[number]:
             chosen[number].append(index)
-            budget -= 1
+            budget -= words[number, index]
     passages = {
         number: " ".join(evidence[number].sentences[index] for index in sorted(indexes))
         for number, indexes in chosen.items()

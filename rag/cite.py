@@ -391,7 +391,8 @@ def _check_claim(
             removed_citations=removed,
             dropped=drop,
         )
-    rewritten = sentence if final == parse_citations(sentence) else with_citations(sentence, final)
+    as_written = final == parse_citations(sentence) and not _LEADING_MARKERS.match(sentence)
+    rewritten = sentence if as_written else with_citations(sentence, final)
     return SentenceCheck(
         text=rewritten,
         citations=final,

@@ -134,11 +134,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Best retrieved papers whose passages go into the prompt (each costs prefill time on CPU).",
     )
-    context_sentences: int = Field(
-        default=6,
-        ge=1,
-        description="Abstract sentences shown to the model in all, shared among the answer_sources papers: "
-        "one each first, then the most question-like ones (at most passage_sentences per paper).",
+    context_words: int = Field(
+        default=90,
+        ge=0,
+        description="Words of abstract text shown to the model in all (prefill time grows with them): the "
+        "best sentence of each of the answer_sources papers first, then the next most question-like sentences "
+        "that fit (at most passage_sentences per paper).",
     )
     prompt_authors: int = Field(default=3, ge=0, description="Authors listed per source in the prompt.")
     support_lexical_weight: float = Field(

@@ -193,6 +193,12 @@ def verify(word_embedder):
     return run
 
 
+def test_leading_marker_moves_to_the_end(verify, sources, cite_settings):
+    text, checks = verify("[2] ViLT processes visual inputs without convolution.", sources, cite_settings)
+    assert text == "ViLT processes visual inputs without convolution [2]."
+    assert checks[0].citations == [2] and checks[0].added_citations == []
+
+
 def test_supported_sentence_keeps_its_citation(verify, sources, cite_settings):
     text, checks = verify("ViLT processes visual inputs without convolution [2].", sources, cite_settings)
     assert text == "ViLT processes visual inputs without convolution [2]."
