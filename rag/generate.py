@@ -54,7 +54,7 @@ class Generator(Protocol):
 
 # --- loading ------------------------------------------------------------------------------------------------
 
-_MODEL_CACHE: dict[tuple[str, str], Any] = {}
+_MODEL_CACHE: dict[tuple, Any] = {}
 _MODEL_CACHE_LOCK = threading.Lock()
 
 
@@ -86,12 +86,12 @@ def llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def cached_model(backend: str, path: Path, load: Callable[[], Any]) -> Any:
-    """The model for (backend, path), loaded by `load` on first use and shared afterwards.
+def cached_model(backend: str, path: Path, load: Callable[[], Any], options: tuple = ()) -> Any:
+    """The model for (backend, path, load options), loaded by `load` on first use and shared afterwards.
 
     The lock is held while loading so two Bots started together load the weights once, not twice.
     """
-    key = (backend, str(Path(path).resolve()))
+    key = (backend, str(Path(path).resolve()), *options)
     with _MODEL_CACHE_LOCK:
         if key not in _MODEL_CACHE:
             _MODEL_CACHE[key] = load()
@@ -151,26 +151,28 @@ class LlamaCppGenerator:
                 "or set RAG_BACKEND=transformers."
             )
         path = _model_path(settings)
-        llm, lock = cached_model("llama_cpp", path, lambda: (load_llama(path, settings), threading.Lock()))
+        options = (settings.context_window, _n_threads(settings))
+        llm, lock = cached_model(
+            "llama_cpp", path, lambda: (load_llama(path, settings), threading.Lock()), options
+        )
         return cls(llm, settings, model=path.name, lock=lock)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         with exclusive(self._lock, self.settings.request_timeout_s):
-            try:
-                chunks = self.llm.create_chat_completion(
-                    messages=request.messages,
-                    stream=True,
-                    max_tokens=request.max_tokens,
-                    temperature=self.settings.temperature,
-                    stop=request.stop or None,
-                )
-            except ValueError as error:  # llama.cpp reports an over-long prompt this way
-                raise BackendError(f"llama.cpp refused the prompt: {_first_line(error)}") from error
+            chunks = self.llm.create_chat_completion(
+                messages=request.messages,
+                stream=True,
+                max_tokens=request.max_tokens,
+                temperature=self.settings.temperature,
+                stop=request.stop or None,
+            )
             try:
                 for chunk in chunks:
                     text = chunk["choices"][0]["delta"].get("content")
                     if text:
                         yield text
+            except ValueError as error:  # llama.cpp reports an over-long prompt so, at the first token
+                raise BackendError(f"llama.cpp refused the prompt: {_first_line(error)}") from error
             finally:
                 # Closing llama.cpp's own generator ends its token loop now, not at garbage collection.
                 close = getattr(chunks, "close", None)

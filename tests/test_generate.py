@@ -201,6 +201,8 @@ def test_models_are_loaded_once_per_backend_and_path(tmp_path):
     assert len(loads) == 1
     other = cached_model("test-backend", tmp_path / "other.gguf", load)
     assert other is not first and len(loads) == 2
+    bigger_context = cached_model("test-backend", path, load, options=(8192,))
+    assert bigger_context is not first and len(loads) == 3
 
 
 # --- stopping, with fake models -----------------------------------------------------------------------------
@@ -259,7 +261,11 @@ def test_a_stream_left_open_makes_the_next_one_fail_clearly_not_hang(settings):
 def test_llama_cpp_prompt_too_long_is_a_backend_error(settings):
     class TooLong:
         def create_chat_completion(self, **kwargs):
-            raise ValueError("Requested tokens (5000) exceed context window of 4096")
+            def chunks():  # like llama.cpp: the check runs when the stream is first read
+                raise ValueError("Requested tokens (5000) exceed context window of 4096")
+                yield
+
+            return chunks()
 
     with pytest.raises(BackendError, match="exceed context window"):
         list(LlamaCppGenerator(TooLong(), settings).stream(GenerationRequest(messages=MESSAGES)))
