@@ -208,6 +208,14 @@ def test_follow_up_passes_the_earlier_turns_as_history(fake_bot):
     assert answer_text == first[1][0]["answer"].text
 
 
+def test_a_client_sending_an_empty_chat_starts_a_new_conversation(fake_bot):
+    first = run_turn(fake_bot, "How does ViLT avoid convolution?")[-1]
+    chat, turns, _ = run_turn(fake_bot, "What are feature pyramids?", chat=[], turns=first[1])[-1]
+
+    assert fake_bot.calls[-1]["history"] == []
+    assert len(turns) == 1 and 'href="#src-1-' in chat[-1]["content"]
+
+
 def test_k_and_filters_reach_the_bot(fake_bot):
     run_turn(fake_bot, "vision convolution", k=2, filters=Filters(author="Kim"))
     assert fake_bot.calls[-1]["k"] == 2

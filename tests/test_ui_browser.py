@@ -210,6 +210,14 @@ def test_follow_up_keeps_the_conversation_and_earlier_sources(page, extractive_u
     assert page.locator('#chat [data-testid="bot"]').count() == 2
     assert "Q2: Which model processes visual inputs without convolution?" in page.inner_text("#sources")
 
+    page.wait_for_selector("#send", state="visible", timeout=60_000)
+    with page.expect_download(timeout=15_000) as download:
+        page.click("#download")
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "## Q1: How are quokkas detected in camera-trap images?" in exported
+    assert "## Q2: Which model processes visual inputs without convolution?" in exported
+    assert "**References**" in exported and "Quokka \\<script\\>" in exported
+
 
 # --- Stop, with a slow fake bot whose stream reports being closed ---------------------------------
 @pytest.fixture

@@ -145,6 +145,12 @@ def _export(turns: list[dict]) -> str | None:
     return str(path)
 
 
+def _download(turns: list[dict]) -> gr.DownloadButton:
+    """The download button pointing at a fresh export; disabled while there is nothing to download."""
+    path = _export(turns)
+    return gr.DownloadButton(value=path, interactive=path is not None)
+
+
 def chat_turn(
     bot: Bot, warmup: Warmup, question: str, chat: list[dict], turns: list[dict], k: int, filters: Filters
 ) -> Iterator[tuple[list[dict], list[dict], bool]]:
@@ -154,6 +160,8 @@ def chat_turn(
     early (the Stop button) closes the bot's stream: generation stops and the bot's generation lock is freed.
     """
     question = question.strip()
+    # the chat is the truth: a client that starts over with a shorter chat starts a new conversation
+    turns = turns[: sum(1 for message in chat if message.get("role") == "user")]
     chat = [*chat, {"role": "user", "content": render.escape(question)}, {"role": "assistant", "content": ""}]
     turns = [*turns, {"question": question, "answer": None, "shown": ""}]
     number = len(turns)
@@ -214,7 +222,7 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
                     yield "", chat, turns, gr.skip(), gr.skip(), *busy
                     continue
                 panel = render.render_sources_panel(_answered_turns(turns))
-                yield "", chat, turns, panel, gr.DownloadButton(value=_export(turns)), *idle
+                yield "", chat, turns, panel, _download(turns), *idle
 
     def mark_stopped(chat, turns):
         """After a Stop click: keep the partial answer, say it was stopped, restore the Send button."""
@@ -223,7 +231,7 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
             chat = [*chat[:-1], {"role": "assistant", "content": render.escape(shown) + render.STOPPED_NOTE}]
         return (
             chat,
-            gr.DownloadButton(value=_export(turns)),
+            _download(turns),
             gr.Button(visible=True),
             gr.Button(visible=False),
         )
@@ -233,9 +241,9 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
             [],
             [],
             render.render_sources_panel([]),
-            gr.DownloadButton(value=None),
+            gr.DownloadButton(value=None, interactive=False),
             gr.Button(visible=True),
-            (gr.Button(visible=False)),
+            gr.Button(visible=False),
         )
 
     def poll_status():
@@ -293,7 +301,11 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
                 with gr.Row(elem_classes="actions"):
                     clear_button = gr.Button("New conversation", size="sm", variant="secondary")
                     download = gr.DownloadButton(
-                        "Download conversation (.md)", size="sm", variant="secondary", elem_id="download"
+                        "Download conversation (.md)",
+                        size="sm",
+                        variant="secondary",
+                        elem_id="download",
+                        interactive=False,
                     )
             with gr.Column(scale=2, min_width=340):
                 with gr.Accordion("Search settings", open=False, elem_id="settings"):
