@@ -63,6 +63,7 @@ def measure_one(size: str, runs: int, prompt_tokens: int, max_tokens: int) -> di
     from rag.models import generator_model_path
     from rag.settings import Settings
 
+    date, load_average = time.strftime("%Y-%m-%d %H:%M"), os.getloadavg()[0]
     settings = Settings(model_size=size)
     path = generator_model_path(settings)
     messages = build_messages(prompt_tokens)
@@ -107,6 +108,9 @@ def measure_one(size: str, runs: int, prompt_tokens: int, max_tokens: int) -> di
         "first_token_s": round(statistics.median(first_token), 2),
         "decode_tok_s": round(statistics.median(decode), 1) if decode else None,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "max_tokens": max_tokens,
+        "date": date,
+        "load_average_1m": round(load_average, 1),
     }
 
 
@@ -118,41 +122,36 @@ def run_child(size: str, args: argparse.Namespace) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def write_results(rows: list[dict], args: argparse.Namespace, load_average: float) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_results(rows: list[dict]) -> None:
+    """Write both files; rows of sizes not measured this time are kept from the previous results."""
     import llama_cpp
 
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "generation.json"
+    previous = json.loads(path.read_text())["results"] if path.is_file() else []
+    measured = {row["size"] for row in rows}
+    rows = [row for row in previous if row["size"] not in measured] + rows
+    rows.sort(key=lambda row: row["size"], reverse=True)  # 1.5b first
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
         "backend": "llama_cpp",
         "llama_cpp_python": llama_cpp.__version__,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "load_average_1m_at_start": load_average,
-        "max_tokens": args.max_tokens,
         "temperature": 0.0,
     }
-    (RESULTS / "generation.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    header = (
-        "| model | prompt tok | load s | prefill tok/s | first token s | decode tok/s | generated tok | "
-        "peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n"
-    )
-    columns = ("model", "prompt_tokens", "load_s", "prefill_tok_s", "first_token_s", "decode_tok_s")
-    columns += ("generated_tokens_median", "peak_rss_mib")
-    lines = ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
+    path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    columns = ("model", "date", "load_average_1m", "runs", "prompt_tokens", "load_s", "prefill_tok_s")
+    columns += ("first_token_s", "decode_tok_s", "generated_tokens_median", "peak_rss_mib")
+    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    lines = ["| " + " | ".join(str(row.get(column)) for column in columns) + " |" for row in rows]
     text = (
-        (
-            "# Generation speed (llama.cpp, CPU)\n\n"
-            f"`bench/generation.py`, {meta['date']}, llama-cpp-python {meta['llama_cpp_python']}, "
-            f"{meta['cpu_count']} CPU cores (shared; 1-minute load average {load_average:.1f} at start), "
-            f"greedy, median of {args.runs} runs, each from an empty KV cache.\n\n"
-        )
-        + header
-        + "\n".join(lines)
-        + "\n"
+        "# Generation speed (llama.cpp, CPU)\n\n"
+        f"`bench/generation.py`, llama-cpp-python {meta['llama_cpp_python']}, {meta['cpu_count']} CPU cores "
+        "shared with other work (the 1-minute load average at the start of each row is given), greedy, "
+        "median of `runs` runs, each from an empty KV cache.\n\n"
     )
-    (RESULTS / "generation.md").write_text(text)
-    print(text)
+    (RESULTS / "generation.md").write_text(text + header + "\n".join(lines) + "\n")
+    print(text + header + "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,9 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(measure_one(args.child, args.runs, args.prompt_tokens, args.max_tokens)))
         return
-    load_average = os.getloadavg()[0]
-    rows = [run_child(size, args) for size in args.sizes]
-    write_results(rows, args, load_average)
+    for size in args.sizes:  # written after each size, so a long run that is cut short keeps what it has
+        write_results([run_child(size, args)])
 
 
 if __name__ == "__main__":
