@@ -316,15 +316,11 @@ def test_extractive_backend_does_not_obey_injections(hostile, answer_settings, w
 
 
 @pytest.fixture(scope="module")
-def real_bot(tmp_path_factory):
+def real_bot():
+    """A default-settings bot (RAG_* variables apply, e.g. RAG_DATA_DIR); builds the index if missing."""
     from rag.api import Bot
 
-    settings = Settings(data_dir=tmp_path_factory.mktemp("answer-integration"))
-    real = Settings()
-    settings = (
-        settings.model_copy(update={"data_dir": real.data_dir}) if real.index_dir.exists() else settings
-    )
-    bot = Bot(settings)
+    bot = Bot(Settings())
     bot.ensure_index()
     return bot
 
