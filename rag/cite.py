@@ -15,7 +15,7 @@ claim no source makes. `verify_answer` fixes what can be fixed in code and remov
 * a sentence no source supports is dropped, or kept without markers when `Settings.unsupported_policy` is
   "mark";
 * sentences that say the collection does not answer ("The collection does not say ...") are statements about
-  the sources, not claims from them: they are kept as written, never scored.
+  the sources, not claims from them: they are kept without markers, never scored.
 
 Source sentences that read like instructions to a model ("Ignore previous instructions and ...") are never
 counted as evidence, so an answer that obeys or quotes an injected instruction finds no support and is
@@ -356,9 +356,10 @@ def verify_answer(
     for index, sentence in enumerate(sentences):
         cited = parse_citations(sentence)
         sentence = strip_invalid_citations(sentence, valid)
-        if index not in claims:
-            checks.append(SentenceCheck(text=sentence, citations=parse_citations(sentence)))
-            kept.append(sentence)
+        if index not in claims:  # "The sources do not say ..." cites nothing: it is about all of them
+            statement = remove_citations(sentence)
+            checks.append(SentenceCheck(text=statement, removed_citations=cited))
+            kept.append(statement)
             continue
         vector = vectors[claims.index(index)]
         check = _check_claim(sentence, cited, vector, evidence, settings)

@@ -265,6 +265,12 @@ def test_decline_sentence_is_kept_and_not_scored(verify, sources, cite_settings)
     assert not checks[0].supported and not checks[0].dropped
 
 
+def test_decline_sentence_loses_its_markers(verify, sources, cite_settings):
+    text, checks = verify("The collection does not say. [1] [2] [3]", sources, cite_settings)
+    assert text == "The collection does not say."
+    assert checks[0].removed_citations == [1, 2, 3] and not checks[0].supported
+
+
 def test_final_text_cites_only_existing_sources(verify, sources, cite_settings):
     answer = (
         "SNR distance metric is based on the signal-to-noise ratio [1][4]. ViLT is up to tens of times "
