@@ -57,14 +57,14 @@ def build_messages(target_tokens: int) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-def measure_one(size: str, runs: int, prompt_tokens: int, max_tokens: int) -> dict:
+def measure_one(size: str, runs: int, prompt_tokens: int, max_tokens: int, threads: int | None) -> dict:
     """All figures for one model size, measured in this process."""
     from rag.generate import load_llama
     from rag.models import generator_model_path
     from rag.settings import Settings
 
     date, load_average = time.strftime("%Y-%m-%d %H:%M"), os.getloadavg()[0]
-    settings = Settings(model_size=size)
+    settings = Settings(model_size=size, n_threads=threads)
     path = generator_model_path(settings)
     messages = build_messages(prompt_tokens)
 
@@ -118,6 +118,8 @@ def run_child(size: str, args: argparse.Namespace) -> dict:
     """Measure one size in a fresh interpreter, so load time and peak memory are that model's alone."""
     command = [sys.executable, __file__, "--child", size, "--runs", str(args.runs)]
     command += ["--prompt-tokens", str(args.prompt_tokens), "--max-tokens", str(args.max_tokens)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
     output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -140,7 +142,8 @@ def write_results(rows: list[dict]) -> None:
         "temperature": 0.0,
     }
     path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    columns = ("model", "date", "load_average_1m", "runs", "prompt_tokens", "load_s", "prefill_tok_s")
+    columns = ("model", "date", "load_average_1m", "n_threads", "runs", "prompt_tokens", "load_s")
+    columns += ("prefill_tok_s",)
     columns += ("first_token_s", "decode_tok_s", "generated_tokens_median", "peak_rss_mib")
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     lines = ["| " + " | ".join(str(row.get(column)) for column in columns) + " |" for row in rows]
@@ -160,10 +163,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prompt-tokens", type=int, default=700, help="Approximate prompt length.")
     parser.add_argument("--max-tokens", type=int, default=128, help="Cap on generated tokens per run.")
+    parser.add_argument(
+        "--threads", type=int, help="llama.cpp threads (default: Settings.n_threads, i.e. all cores)."
+    )
     parser.add_argument("--child", choices=["1.5b", "0.5b"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure_one(args.child, args.runs, args.prompt_tokens, args.max_tokens)))
+        row = measure_one(args.child, args.runs, args.prompt_tokens, args.max_tokens, args.threads)
+        print(json.dumps(row))
         return
     for size in args.sizes:  # written after each size, so a long run that is cut short keeps what it has
         write_results([run_child(size, args)])
