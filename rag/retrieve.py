@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rag.lexical import BM25Index
+from rag.lexical import BM25Index, tokenize
 from rag.settings import Settings
 from rag.types import Chunk, Filters, Paper, Source
 
@@ -99,6 +99,19 @@ def _normalise(text: str) -> str:
     return " " + " ".join(re.findall(r"\w+", text.casefold())) + " "
 
 
+def rare_title_words(papers: Mapping[str, Paper], max_papers: int) -> dict[str, set[str]]:
+    """Title words (BM25 terms, 3+ characters) found in at most `max_papers` titles -> those papers' ids.
+
+    A query naming such a word ("ViLT", "GLSearch") points at one paper even when MiniLM scores it low.
+    """
+    papers_with: dict[str, set[str]] = {}
+    for paper_id, paper in papers.items():
+        for word in tokenize(paper.title):
+            if len(word) >= 3:
+                papers_with.setdefault(word, set()).add(paper_id)
+    return {word: ids for word, ids in papers_with.items() if len(ids) <= max_papers}
+
+
 class MetadataMentions:
     """Finds the papers whose full author name, moderator or session name a query contains as whole words.
 
@@ -109,7 +122,7 @@ class MetadataMentions:
     def __init__(self, papers: Mapping[str, Paper]):
         self.papers_by_name: dict[str, list[str]] = {}
         for paper_id, paper in papers.items():
-            for name in {*paper.authors, paper.moderator or "", paper.session or ""}:
+            for name in {*paper.authors, paper.moderator or "", paper.session or "", paper.room or ""}:
                 key = _normalise(name)
                 if len(key) > 6:  # ' ab c ' and shorter would match by accident
                     self.papers_by_name.setdefault(key, []).append(paper_id)
@@ -186,6 +199,7 @@ class _Corpus:
     papers: dict[str, Paper]
     bm25: BM25Index
     mentions: MetadataMentions
+    title_words: dict[str, set[str]]
     paper_of: dict[str, str] = field(default_factory=dict)
 
 
@@ -197,6 +211,7 @@ class _Candidates:
     chunk_score: dict[str, float] = field(default_factory=dict)
     dense_score: dict[str, float] = field(default_factory=dict)
     best_chunk: dict[str, str] = field(default_factory=dict)
+    named: set[str] = field(default_factory=set)
 
     def pick_best_chunks(self, paper_of: Mapping[str, str]) -> None:
         """The passage of each paper: its chunk with the highest fused chunk score."""
@@ -232,7 +247,15 @@ class Retriever:
                     stemming=self.settings.bm25_stemming,
                 )
                 paper_of = {chunk_id: chunk.paper_id for chunk_id, chunk in chunks.items()}
-                self._corpus = _Corpus(count, chunks, papers, bm25, MetadataMentions(papers), paper_of)
+                self._corpus = _Corpus(
+                    count,
+                    chunks,
+                    papers,
+                    bm25,
+                    MetadataMentions(papers),
+                    rare_title_words(papers, self.settings.rare_title_word_papers),
+                    paper_of,
+                )
             return self._corpus
 
     def papers(self) -> dict[str, Paper]:
@@ -265,13 +288,17 @@ class Retriever:
         return [source.model_copy(update={"number": n}) for n, source in enumerate(sources[:k], start=1)]
 
     def is_relevant(self, sources: Sequence[Source]) -> bool:
-        """Whether the collection can answer: the best dense cosine reaches `settings.min_relevance`.
+        """Whether the collection can answer: the best dense cosine reaches `settings.min_relevance`, or the
+        query names a retrieved paper verbatim (rare title word, author, session, moderator, room).
 
-        With no dense scores (lexical mode) any BM25 match counts, since BM25 only returns papers sharing a
-        query term.
+        Metadata questions ("who moderated the session where GLSearch was presented") score 0.1-0.3 with
+        MiniLM, below off-topic chatter, so the named-paper evidence is what keeps them answerable. With no
+        dense scores (lexical mode) any BM25 match counts. Calibration: bench/results/relevance.md.
         """
         if not sources:
             return False
+        if any(source.named for source in sources):
+            return True
         dense = [source.dense_score for source in sources if source.dense_score is not None]
         if not dense:
             return True
@@ -299,6 +326,10 @@ class Retriever:
             )
             mentioned = corpus.mentions.find(query)
             found.rankings["metadata"] = [pid for pid in mentioned if allowed is None or pid in allowed]
+            found.named.update(mentioned)
+        terms = set(tokenize(query))
+        for term in terms & corpus.title_words.keys():
+            found.named.update(corpus.title_words[term])
         found.pick_best_chunks(corpus.paper_of)
         return found
 
@@ -322,6 +353,7 @@ class Retriever:
             score=score,
             dense_score=found.dense_score.get(paper_id),
             passage=chunk.text if chunk else paper.abstract,
+            named=paper_id in found.named,
         )
 
     def _mmr(self, sources: list[Source], k: int) -> list[Source]:

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     )
     rerank: bool = Field(default=False, description="Re-rank fused papers with the reranker hook.")
     rerank_weight: float = Field(
-        default=1.0, ge=0, description="Weight of the reranker's order when fused (RRF) with the retrieval order."
+        default=1.0, ge=0, description="Weight of the reranker's order, RRF-fused with the retrieval order."
     )
     rerank_candidates: int = Field(
         default=20, ge=1, description="Fused papers handed to the reranker / MMR, of which top_k are kept."
@@ -88,7 +88,12 @@ class Settings(BaseSettings):
     metadata_weight: float = Field(
         default=1.0,
         ge=0,
-        description="Weight in fusion of the papers whose author, session or moderator the query names verbatim.",
+        description="Fusion weight of papers whose author, session or moderator the query names verbatim.",
+    )
+    rare_title_word_papers: int = Field(
+        default=2,
+        ge=0,
+        description="A title word in at most this many titles names its paper (evidence of relevance).",
     )
     bm25_k1: float = Field(default=1.2, ge=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 document-length normalisation.")

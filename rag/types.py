@@ -54,6 +54,11 @@ class Source(BaseModel):
     score: float = Field(description="Fused retrieval score (higher is better).")
     dense_score: float | None = Field(default=None, description="Best cosine similarity of its chunks.")
     passage: str = Field(default="", description="The text of this paper shown to the model.")
+    named: bool = Field(
+        default=False,
+        description="The query names this paper verbatim (a rare title word, an author, its session or "
+        "moderator): evidence of relevance that a low dense score does not cancel.",
+    )
 
     @property
     def paper_id(self) -> str:

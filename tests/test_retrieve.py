@@ -361,3 +361,14 @@ def test_real_index_growth_rebuilds_the_lexical_index(real_retriever, papers):
         [papers[0].model_copy(update={"id": "glsearch", "title": "GLSearch: Maximum Common Subgraph Search"})]
     )
     assert real_retriever.search("GLSearch maximum common subgraph", k=1)[0].paper_id == "glsearch"
+
+
+def test_a_named_paper_is_relevant_whatever_its_dense_score(fake_retriever, settings):
+    fake_retriever.settings = settings.model_copy(update={"min_relevance": 0.99})
+    for question in ("Who wrote ViLT?", "What did Razvan Pascanu moderate?"):
+        sources = fake_retriever.search(question, k=3)
+        assert sources[0].paper_id == "vilt" and sources[0].named
+        assert fake_retriever.is_relevant(sources)
+    off_topic = fake_retriever.search("What is the best pizza recipe?", k=3)
+    assert not any(source.named for source in off_topic)
+    assert not fake_retriever.is_relevant(off_topic)
