@@ -209,7 +209,7 @@ def plot_metrics(metrics: dict[str, GroupMetrics], path: str | Path) -> Path:
     axis.set_ylim(0, 1.05)
     axis.set_ylabel("rate")
     axis.set_title("Metrics per question type")
-    axis.legend(fontsize="small", ncol=2)
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
