@@ -43,7 +43,7 @@ def build_messages(target_tokens: int) -> list[dict[str, str]]:
 
     papers = load_corpus([BUNDLED_CORPUS_DIR]).papers
     blocks: list[str] = []
-    chars_per_token = 4.3  # English prose in Qwen's tokenizer; the real count is measured and reported
+    chars_per_token = 5.0  # English prose in Qwen's tokenizer; the real count is measured and reported
     budget = target_tokens * chars_per_token - len(SYSTEM_PROMPT) - len(ANSWER_PROMPT) - len(QUESTION)
     for number, paper in enumerate(papers, start=1):
         sentences = paper.abstract.split(". ")
