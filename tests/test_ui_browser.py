@@ -261,7 +261,7 @@ def test_default_model_answers_with_a_citation(page, tmp_path):
     with serving(Bot(settings)) as url:
         open_chat(page, url, ready_timeout_s=600)
         ask(page, "How does ViLT process images without convolutions?")
-        page.wait_for_selector("#send", state="visible", timeout=600_000)
+        page.wait_for_selector("#chat .answer-meta, #chat .error", timeout=600_000)  # finished, or failed
         message = page.locator('#chat [data-testid="bot"]').last.inner_text()
         assert page.locator("#chat a.cite").count() >= 1, message
         assert "ViLT" in page.inner_text("#sources .sources")

@@ -86,11 +86,17 @@ class Warmup:
         finally:
             self.ready.set()
 
+    def backend_name(self) -> str:
+        """The backend actually loaded ('auto' resolved), once start-up is over."""
+        if self.ready.is_set() and not self.error:
+            return getattr(self.bot.generator, "name", None) or self.bot.settings.backend
+        return self.bot.settings.backend
+
     def status_html(self) -> str:
         if self.error:
             return render.render_error(self.error)
         if self.ready.is_set():
-            backend = self.bot.settings.backend
+            backend = self.backend_name()
             return f'<div class="status ready">Ready · backend <b>{render.escape(backend)}</b></div>'
         elapsed = time.monotonic() - self._started
         return (
@@ -143,6 +149,10 @@ def _export(turns: list[dict]) -> str | None:
     rows = [(turn["question"], turn["answer"], turn["shown"]) for turn in turns]
     path.write_text(render.conversation_markdown(rows), encoding="utf-8")
     return str(path)
+
+
+def _backend_html(name: str) -> str:
+    return f'<div class="backend">Backend: <b>{render.escape(name)}</b></div>'
 
 
 def _download(turns: list[dict]) -> gr.DownloadButton:
@@ -248,12 +258,13 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
 
     def poll_status():
         if not warmup.ready.is_set():
-            return warmup.status_html(), gr.skip(), gr.skip(), gr.skip()
+            return warmup.status_html(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return (
             warmup.status_html(),
             gr.Timer(active=False),
             gr.Dropdown(choices=["", *warmup.sources]),
             gr.Dropdown(choices=["", *warmup.sessions]),
+            _backend_html(warmup.backend_name()),
         )
 
     def pick_example(event: gr.SelectData) -> str:
@@ -321,10 +332,7 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
                         choices=[""], value="", label="Session", allow_custom_value=True, elem_id="f-session"
                     )
                     author = gr.Textbox(label="Author", placeholder="part of a name", elem_id="f-author")
-                    gr.HTML(
-                        f'<div class="backend">Backend: <b>{render.escape(settings.backend)}</b></div>',
-                        elem_id="backend",
-                    )
+                    backend = gr.HTML(_backend_html(settings.backend), elem_id="backend")
                 sources_panel = gr.HTML(render.render_sources_panel([]), elem_id="sources")
 
         inputs = [textbox, chatbot, turns, k, source, session, author]
@@ -363,7 +371,7 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
         timer.tick(
             poll_status,
             None,
-            [status, timer, source, session],
+            [status, timer, source, session, backend],
             api_visibility="private",
             queue=False,
             show_progress="hidden",
@@ -371,7 +379,7 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
         app.load(
             poll_status,
             None,
-            [status, timer, source, session],
+            [status, timer, source, session, backend],
             api_visibility="private",
             queue=False,
             show_progress="hidden",
