@@ -353,9 +353,15 @@ def verify_answer(
     vectors = _embed(embedder, [remove_citations(sentences[index]) for index in claims])
     checks: list[SentenceCheck] = []
     kept: list[str] = []
+    seen: set[str] = set()
     for index, sentence in enumerate(sentences):
         cited = parse_citations(sentence)
         sentence = strip_invalid_citations(sentence, valid)
+        wording = " ".join(remove_citations(sentence).lower().split())
+        if wording in seen:  # small models repeat themselves; a repeat adds nothing
+            checks.append(SentenceCheck(text=sentence, citations=cited, dropped=True))
+            continue
+        seen.add(wording)
         if index not in claims:  # "The sources do not say ..." cites nothing: it is about all of them
             statement = remove_citations(sentence)
             checks.append(SentenceCheck(text=statement, removed_citations=cited))

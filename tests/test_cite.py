@@ -265,6 +265,13 @@ def test_decline_sentence_is_kept_and_not_scored(verify, sources, cite_settings)
     assert not checks[0].supported and not checks[0].dropped
 
 
+def test_repeated_sentence_is_dropped(verify, sources, cite_settings):
+    sentence = "ViLT processes visual inputs without convolution [2]."
+    text, checks = verify(f"{sentence} {sentence}", sources, cite_settings)
+    assert text == sentence
+    assert [check.dropped for check in checks] == [False, True]
+
+
 def test_decline_sentence_loses_its_markers(verify, sources, cite_settings):
     text, checks = verify("The collection does not say. [1] [2] [3]", sources, cite_settings)
     assert text == "The collection does not say."
