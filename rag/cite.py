@@ -353,26 +353,30 @@ def verify_answer(
     vectors = _embed(embedder, [remove_citations(sentences[index]) for index in claims])
     checks: list[SentenceCheck] = []
     kept: list[str] = []
-    seen: set[str] = set()
+    kept_vectors: list[np.ndarray] = []
     for index, sentence in enumerate(sentences):
         cited = parse_citations(sentence)
         sentence = strip_invalid_citations(sentence, valid)
-        wording = " ".join(remove_citations(sentence).lower().split())
-        if wording in seen:  # small models repeat themselves; a repeat adds nothing
+        vector = vectors[claims.index(index)] if index in claims else None
+        if vector is not None and _repeats(vector, kept_vectors, settings.duplicate_similarity):
+            # small models restate their first sentence; a repeat adds nothing but length
             checks.append(SentenceCheck(text=sentence, citations=cited, dropped=True))
             continue
-        seen.add(wording)
         if index not in claims:  # "The sources do not say ..." cites nothing: it is about all of them
             statement = remove_citations(sentence)
             checks.append(SentenceCheck(text=statement, removed_citations=cited))
             kept.append(statement)
             continue
-        vector = vectors[claims.index(index)]
         check = _check_claim(sentence, cited, vector, evidence, settings)
         checks.append(check)
         if not check.dropped:
             kept.append(check.text)
+            kept_vectors.append(vector)
     return " ".join(kept).strip(), checks
+
+
+def _repeats(vector: np.ndarray, earlier: list[np.ndarray], threshold: float) -> bool:
+    return any(float(vector @ other) >= threshold for other in earlier)
 
 
 def _check_claim(
@@ -382,7 +386,9 @@ def _check_claim(
         number: support_score(sentence, vector, item, settings.support_lexical_weight)[0]
         for number, item in evidence.items()
     }
-    passing = {number for number, score in scores.items() if score >= settings.support_threshold}
+    best_overall = max(scores.values(), default=0.0)
+    floor = max(settings.support_threshold, best_overall - settings.citation_margin)
+    passing = {number for number, score in scores.items() if score >= floor}
     final = [number for number in cited if number in passing]
     added: list[int] = []
     if not final and passing:

@@ -153,6 +153,17 @@ class Settings(BaseSettings):
         le=1,
         description="Weight of key-term overlap (vs. embedding cosine) in a sentence's support score.",
     )
+    citation_margin: float = Field(
+        default=0.12,
+        ge=0,
+        description="A sentence keeps a citation only if that source's support is within this margin of its best "
+        "source's: small models tack extra [n] onto sentences that only one source backs.",
+    )
+    duplicate_similarity: float = Field(
+        default=0.9,
+        le=1,
+        description="An answer sentence this similar (cosine) to an earlier one is a repeat and is dropped.",
+    )
     unsupported_policy: Literal["drop", "mark"] = Field(
         default="drop",
         description="What happens to an answer sentence no source supports: drop it from the answer, or keep "
