@@ -99,16 +99,42 @@ def _normalise(text: str) -> str:
     return " " + " ".join(re.findall(r"\w+", text.casefold())) + " "
 
 
+_TITLE_WORD = re.compile(r"[A-Za-z0-9]+(?:[-.+][A-Za-z0-9]+)*")
+
+
+def is_name_like(word: str, before_colon: bool = False) -> bool:
+    """A method/model name rather than a common word: 'ViLT', 'GLSearch', 'ResNet-50', 'FPN', or 'Name: ...'.
+
+    Ordinary title words ('best', 'rules', 'string') are rare in a small corpus too, so rarity alone would
+    make "What is the best pizza recipe?" look relevant; only name-like words count.
+    """
+    parts = re.split(r"[-.+]", word)
+    inner_capital = any(char.isupper() for part in parts for char in part[1:])  # 'Large-Scale' has none
+    has_digit = any(any(c.isdigit() for c in part) and any(c.isalpha() for c in part) for part in parts)
+    return inner_capital or has_digit or (before_colon and word[:1].isupper())
+
+
+def title_names(title: str) -> list[str]:
+    """The name-like words of a title, as BM25 terms ('ViLT: Vision...' -> ['vilt'])."""
+    head, colon, _ = title.partition(":")
+    single_head = bool(colon) and len(head.split()) == 1
+    names = []
+    for match in _TITLE_WORD.finditer(title):
+        word = match.group()
+        if is_name_like(word, before_colon=single_head and match.start() == title.find(head.strip())):
+            names.extend(tokenize(word)[:1])
+    return [name for name in names if len(name) >= 3]
+
+
 def rare_title_words(papers: Mapping[str, Paper], max_papers: int) -> dict[str, set[str]]:
-    """Title words (BM25 terms, 3+ characters) found in at most `max_papers` titles -> those papers' ids.
+    """Name-like title words found in at most `max_papers` titles -> the ids of those papers.
 
     A query naming such a word ("ViLT", "GLSearch") points at one paper even when MiniLM scores it low.
     """
     papers_with: dict[str, set[str]] = {}
     for paper_id, paper in papers.items():
-        for word in tokenize(paper.title):
-            if len(word) >= 3:
-                papers_with.setdefault(word, set()).add(paper_id)
+        for word in title_names(paper.title):
+            papers_with.setdefault(word, set()).add(paper_id)
     return {word: ids for word, ids in papers_with.items() if len(ids) <= max_papers}
 
 
