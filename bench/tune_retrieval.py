@@ -90,8 +90,9 @@ def main() -> int:
 
     grid = ast.literal_eval(args.grid) if args.grid else GRID
     base = bench_settings(Settings())
-    papers, queries = load_beir(args.beir / "corpus.jsonl", args.beir / "queries.jsonl")
-    embedder = PrecomputedEmbedder(Embedder(base.embedding_model, base.embed_batch_size, 0), [q.query for q in queries])
+    _, queries = load_beir(args.beir / "corpus.jsonl", args.beir / "queries.jsonl")
+    inner = Embedder(base.embedding_model, base.embed_batch_size, 0)
+    embedder = PrecomputedEmbedder(inner, [q.query for q in queries])
     index = MemoIndex(open_index(base, embedder.inner))
     indexed = set(index.papers())
     golds = [set(q.gold_ids) & indexed for q in queries]
