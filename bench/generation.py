@@ -84,9 +84,7 @@ def measure_one(size: str, runs: int, prompt_tokens: int, max_tokens: int, threa
         llm.reset()
         times = []
         started = time.perf_counter()
-        for chunk in llm.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True
-        ):
+        for chunk in llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True):
             if chunk["choices"][0]["delta"].get("content"):
                 times.append(time.perf_counter() - started)
         tokens = llm.n_tokens - prompt_counts[-1]
@@ -163,9 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prompt-tokens", type=int, default=700, help="Approximate prompt length.")
     parser.add_argument("--max-tokens", type=int, default=128, help="Cap on generated tokens per run.")
-    parser.add_argument(
-        "--threads", type=int, help="llama.cpp threads (default: Settings.n_threads, i.e. all cores)."
-    )
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: Settings.n_threads, i.e. all cores).")
     parser.add_argument("--child", choices=["1.5b", "0.5b"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

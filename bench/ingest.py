@@ -78,8 +78,7 @@ def run(paths: list[Path] | None, out: Path) -> dict:
         "embedding_model": settings.embedding_model,
         "chunk_chars": settings.chunk_chars,
         "embed_batch_size": settings.embed_batch_size,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), "
-        f"Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), Python {platform.python_version()}",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")

@@ -253,9 +253,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"warm (index + models ready) after the first answer in {warm.latency_s:.1f} s", flush=True)
 
         trace, stop_memory = MemoryTrace(), threading.Event()
-        memory_thread = threading.Thread(
-            target=sample_memory, args=(server.pid, trace, stop_memory), daemon=True
-        )
+        memory_thread = threading.Thread(target=sample_memory, args=(server.pid, trace, stop_memory), daemon=True)
         memory_thread.start()
         samples: list[Sample] = []
         lock = threading.Lock()
@@ -349,8 +347,7 @@ def write_report(result: dict) -> None:
         ("server peak RSS (VmHWM, incl. start-up)", f"{result['server_peak_rss_mib']} MiB"),
         (
             "server RSS drift, whole run / second half",
-            f"{result['server_rss_drift_mib_per_min']} / "
-            f"{result['server_rss_drift_second_half_mib_per_min']} MiB/min",
+            f"{result['server_rss_drift_mib_per_min']} / {result['server_rss_drift_second_half_mib_per_min']} MiB/min",
         ),
         (
             "load average before / after",
@@ -375,15 +372,11 @@ def write_report(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=16, help="concurrent chat sessions")
-    parser.add_argument(
-        "--duration", type=float, default=150, help="seconds during which new questions are asked"
-    )
+    parser.add_argument("--duration", type=float, default=150, help="seconds during which new questions are asked")
     parser.add_argument("--backend", default="extractive", help="generator backend of the server")
     parser.add_argument("--concurrency", type=int, default=1, help="answers the server generates at once")
     parser.add_argument("--k", type=int, default=5, help="papers retrieved per question")
-    parser.add_argument(
-        "--answer-timeout", type=float, default=600, help="seconds before an answer counts lost"
-    )
+    parser.add_argument("--answer-timeout", type=float, default=600, help="seconds before an answer counts lost")
     parser.add_argument("--data-dir", help="server data folder (default: a fresh temporary one)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -43,9 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def to_markdown(result: dict) -> str:
     """One row per mode: recall@1/5/10, MRR@10, nDCG@10 on all queries, nDCG@10 per split, latency."""
-    splits = [
-        name for name in next(iter(result["modes"].values())) if name not in ("all", "p50_ms", "p95_ms")
-    ]
+    splits = [name for name in next(iter(result["modes"].values())) if name not in ("all", "p50_ms", "p95_ms")]
     head = [
         "mode",
         "R@1",

@@ -50,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to run")
-    what.add_argument(
-        "--questions", type=Path, help="Question set, JSON lines (default: eval/questions.jsonl)."
-    )
+    what.add_argument("--questions", type=Path, help="Question set, JSON lines (default: eval/questions.jsonl).")
     what.add_argument("--smoke", action="store_true", help="Only questions marked smoke; check the floors.")
     what.add_argument("--types", nargs="+", choices=QUESTION_TYPES, metavar="TYPE", help="Only these types.")
     what.add_argument("--limit", type=int, help="At most this many questions (or BEIR queries).")
@@ -61,13 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     beir = parser.add_argument_group("BEIR-style set (instead of the question set)")
     beir.add_argument("--corpus", type=Path, help="corpus.jsonl ({id, title, text} per line).")
     beir.add_argument("--queries", type=Path, help="queries.jsonl with gold_ids per query.")
-    beir.add_argument(
-        "--answers", action="store_true", help="Also generate and score answers to the queries."
-    )
+    beir.add_argument("--answers", action="store_true", help="Also generate and score answers to the queries.")
     beir.add_argument("--splits", default="dev,test", help="Query splits, comma-separated; 'all': every one.")
-    beir.add_argument(
-        "--min-tldr-index", type=int, default=1, help="SciTLDR: 1 = peer-review TLDRs; 0 = all."
-    )
+    beir.add_argument("--min-tldr-index", type=int, default=1, help="SciTLDR: 1 = peer-review TLDRs; 0 = all.")
     beir.add_argument("--modes", default="dense,lexical,hybrid", help="Retrieval modes, comma-separated.")
     bot = parser.add_argument_group("bot settings")
     bot.add_argument("--backend", choices=BACKENDS, help="Generator backend (default: the backend setting).")
@@ -79,9 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=f"Run folder; rerun with the same one to resume (default: under {DEFAULT_RUNS_DIR}/).",
     )
-    out.add_argument(
-        "--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="Compare two run folders."
-    )
+    out.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="Compare two run folders.")
     out.add_argument("--worst", type=int, default=10, help="Failures shown in report.md (default 10).")
     out.add_argument("--no-plots", action="store_true", help="Skip the PNG plots.")
     out.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
@@ -124,19 +116,14 @@ def run_question_set(args: argparse.Namespace, command: str) -> int:
     from rag import Bot
 
     questions_file = args.questions or DEFAULT_QUESTIONS
-    questions = select_questions(
-        load_questions(questions_file), smoke=args.smoke, types=args.types, limit=args.limit
-    )
+    questions = select_questions(load_questions(questions_file), smoke=args.smoke, types=args.types, limit=args.limit)
     if not questions:
         raise RagError(f"{questions_file}: no questions match --smoke/--types/--limit.")
     settings = make_settings(args)
     mode = "retrieval" if args.retrieval else "answers"
     k = args.k or settings.top_k
     run_hash = settings_hash(settings, mode, k)
-    out = (
-        args.out
-        or DEFAULT_RUNS_DIR / f"{'smoke' if args.smoke else 'full'}-{mode}-{settings.backend}-{run_hash}"
-    )
+    out = args.out or DEFAULT_RUNS_DIR / f"{'smoke' if args.smoke else 'full'}-{mode}-{settings.backend}-{run_hash}"
     results = run_questions(Bot(settings), questions, out, mode=mode, k=k, progress=not args.no_progress)
     run = {
         "mode": mode,

@@ -61,9 +61,7 @@ class EvalQuestion(BaseModel):
     id: str = Field(min_length=1)
     type: QuestionType
     question: str = Field(min_length=1)
-    gold_titles: list[str] = Field(
-        default_factory=list, description="Papers that answer it; empty: unanswerable."
-    )
+    gold_titles: list[str] = Field(default_factory=list, description="Papers that answer it; empty: unanswerable.")
     must_include: list[list[str]] = Field(
         default_factory=list,
         description="Every group needs one alternative in the answer (case-insensitive).",

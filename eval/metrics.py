@@ -75,33 +75,23 @@ class SourceView(BaseModel):
     title: str
     paper_id: str = ""
     score: float | None = None
-    text: str = Field(
-        default="", description="Title, authors and abstract: where a cited fact must be found."
-    )
+    text: str = Field(default="", description="Title, authors and abstract: where a cited fact must be found.")
 
 
 class Verdicts(BaseModel):
     """How one question went. None means 'does not apply' (e.g. no gold papers, nothing cited)."""
 
-    should_decline: bool = Field(
-        description="The question has no gold papers and no facts: it is unanswerable."
-    )
+    should_decline: bool = Field(description="The question has no gold papers and no facts: it is unanswerable.")
     declined: bool | None = Field(default=None, description="The bot declined (None in retrieval-only runs).")
     correct: bool | None = Field(
         default=None, description="Headline verdict: facts present (answerable) or declined (unanswerable)."
     )
-    fact_correct: bool | None = Field(
-        default=None, description="The answer contains every must_include group."
-    )
+    fact_correct: bool | None = Field(default=None, description="The answer contains every must_include group.")
     missing: list[list[str]] = Field(default_factory=list, description="must_include groups not found.")
     recall_at_k: float | None = None
     reciprocal_rank: float | None = None
-    gold_retrieved: list[str] = Field(
-        default_factory=list, description="Gold titles found among the sources."
-    )
-    citations_valid: bool | None = Field(
-        default=None, description="Every cited number is one of the sources."
-    )
+    gold_retrieved: list[str] = Field(default_factory=list, description="Gold titles found among the sources.")
+    citations_valid: bool | None = Field(default=None, description="Every cited number is one of the sources.")
     invalid_citations: list[int] = Field(default_factory=list)
     cited_gold: float | None = Field(default=None, description="Share of cited papers that are gold papers.")
     cited_supports_fact: bool | None = Field(
@@ -189,9 +179,7 @@ def judge_citations(
         gold = {normalise_title(title) for title in gold_titles}
         verdicts.cited_gold = mean(normalise_title(source.title) in gold for source in cited_sources)
     if must_include:
-        verdicts.cited_supports_fact = satisfies(
-            " \n".join(source.text for source in cited_sources), must_include
-        )
+        verdicts.cited_supports_fact = satisfies(" \n".join(source.text for source in cited_sources), must_include)
 
 
 class GroupMetrics(BaseModel):
@@ -207,13 +195,9 @@ class GroupMetrics(BaseModel):
         default=None, description="Answers (not declined) whose every citation names a real source."
     )
     cited_gold: float | None = Field(default=None, description="Mean share of cited papers that are gold.")
-    cited_supports_fact: float | None = Field(
-        default=None, description="Answers whose cited text holds the facts."
-    )
+    cited_supports_fact: float | None = Field(default=None, description="Answers whose cited text holds the facts.")
     refusal_precision: float | None = Field(default=None, description="Declines that were right to decline.")
-    refusal_recall: float | None = Field(
-        default=None, description="Unanswerable questions that were declined."
-    )
+    refusal_recall: float | None = Field(default=None, description="Unanswerable questions that were declined.")
     first_token_p50: float | None = None
     first_token_p95: float | None = None
     total_p50: float | None = None
@@ -258,9 +242,7 @@ def aggregate_group(items: Sequence[Scored]) -> GroupMetrics:
         errors=sum(v.error is not None for v in verdicts),
         accuracy=mean(v.correct for v in verdicts),
         fact_accuracy=mean(
-            v.fact_correct if v.error is None else False
-            for v in answerable
-            if v.fact_correct is not None or v.error
+            v.fact_correct if v.error is None else False for v in answerable if v.fact_correct is not None or v.error
         ),
         recall_at_k=mean(v.recall_at_k for v in verdicts),
         mrr=mean(v.reciprocal_rank for v in verdicts),

@@ -55,9 +55,7 @@ ANSWER_PREVIEW_CHARS = 700
 class RunReport(BaseModel):
     """The content of `results.json`."""
 
-    run: dict[str, Any] = Field(
-        description="Header: mode, backend, k, settings hash and summary, counts, time."
-    )
+    run: dict[str, Any] = Field(description="Header: mode, backend, k, settings hash and summary, counts, time.")
     metrics: dict[str, GroupMetrics] = Field(description="Per question type, plus 'overall'.")
     results: list[QuestionResult]
 
@@ -70,9 +68,7 @@ def build_report(run: dict[str, Any], results: Sequence[QuestionResult]) -> RunR
     return RunReport(run=run, metrics=aggregate([r.scored() for r in results]), results=list(results))
 
 
-def write_report(
-    out_dir: str | Path, report: RunReport, *, worst: int = 10, plots: bool = True
-) -> list[Path]:
+def write_report(out_dir: str | Path, report: RunReport, *, worst: int = 10, plots: bool = True) -> list[Path]:
     """Write results.json, report.md and (unless `plots` is False) the two PNG plots; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -312,9 +308,7 @@ def changed_section(a: Sequence[QuestionResult], b: Sequence[QuestionResult]) ->
     lines += ["| id | type | A | B | question |", "| --- | --- | --- | --- | --- |"]
     for before, after in changed:
         question = after.question.replace("|", "\\|")
-        lines.append(
-            f"| `{after.id}` | {after.type} | {verdict_label(before)} | {verdict_label(after)} | {question} |"
-        )
+        lines.append(f"| `{after.id}` | {after.type} | {verdict_label(before)} | {verdict_label(after)} | {question} |")
     return lines
 
 

@@ -210,9 +210,7 @@ class QuestionScore(BaseModel):
 
     by_type: dict[str, dict[str, float]] = Field(default_factory=dict)
     overall: dict[str, float] = Field(default_factory=dict)
-    unmatched_titles: list[str] = Field(
-        default_factory=list, description="Gold titles not found in the corpus."
-    )
+    unmatched_titles: list[str] = Field(default_factory=list, description="Gold titles not found in the corpus.")
     relevance_accuracy: float | None = Field(
         default=None, description="Share of questions where is_relevant agrees with having gold papers."
     )

@@ -132,9 +132,7 @@ def select_passages(
         for index in range(item.abstract_start, len(item.sentences)):
             cosine = float(item.vectors[index] @ question_vector)
             overlap = (
-                len(key_terms(item.sentences[index]) & question_terms) / len(question_terms)
-                if question_terms
-                else 0.0
+                len(key_terms(item.sentences[index]) & question_terms) / len(question_terms) if question_terms else 0.0
             )
             candidates.append(((1 - weight) * cosine + weight * overlap, source.number, index))
     candidates.sort(reverse=True)
@@ -142,12 +140,8 @@ def select_passages(
     for _, number, index in candidates:  # the best sentence of each paper first
         if not chosen[number]:
             chosen[number].append(index)
-    words = {
-        (number, index): len(evidence[number].sentences[index].split()) for _, number, index in candidates
-    }
-    budget = settings.context_words - sum(
-        words[number, index] for number, ix in chosen.items() for index in ix
-    )
+    words = {(number, index): len(evidence[number].sentences[index].split()) for _, number, index in candidates}
+    budget = settings.context_words - sum(words[number, index] for number, ix in chosen.items() for index in ix)
     floor = min((score for score, number, index in candidates if chosen[number][0] == index), default=0.0)
     for score, number, index in candidates:  # then any sentence as relevant as the weakest paper's best
         if score < floor:
@@ -171,9 +165,7 @@ def format_source(source: Source, max_authors: int) -> str:
         names = ", ".join(paper.authors[:max_authors])
         authors = f" ({names}{' et al.' if len(paper.authors) > max_authors else ''})"
     moderator = f"moderator {paper.moderator}" if paper.moderator else None
-    schedule = ", ".join(
-        value for value in (paper.session, moderator, paper.room, paper.day, paper.time_slot) if value
-    )
+    schedule = ", ".join(value for value in (paper.session, moderator, paper.room, paper.day, paper.time_slot) if value)
     passage = f"{schedule}. {source.passage}" if schedule else source.passage
     return SOURCE_TEMPLATE.format(number=source.number, title=paper.title, authors=authors, passage=passage)
 
@@ -284,6 +276,18 @@ class Answerer:
         timings = {key: round(value, 3) for key, value in clock.timings.items()}
         return answer.model_copy(update={"timings": timings})
 
+    def warm_up(self) -> None:
+        """Run the fixed system prompt through the model once, so its KV cache holds it.
+
+        llama.cpp reuses the longest cached token prefix of the next prompt; SYSTEM_PROMPT is that prefix for
+        every question, so after this the first question pays prefill only for its own sources and question.
+        """
+        request = GenerationRequest(
+            messages=build_messages("warm-up", [], self.settings), question="warm-up", max_tokens=1
+        )
+        with closing(iter(self.generator.stream(request))) as stream:
+            next(stream, None)
+
     # --- steps ---------------------------------------------------------------------------------------------
     def standalone_question(self, question: str, history: History) -> str:
         """`question` rewritten to stand alone when it refers to earlier turns; otherwise unchanged."""
@@ -291,9 +295,7 @@ class Answerer:
             return question
         if self.backend == "extractive":
             return heuristic_rewrite(question, history)
-        prompt = CONDENSE_PROMPT.format(
-            history=format_history(history, self.settings.history_turns), question=question
-        )
+        prompt = CONDENSE_PROMPT.format(history=format_history(history, self.settings.history_turns), question=question)
         request = GenerationRequest(
             messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
             question=question,
@@ -303,9 +305,7 @@ class Answerer:
         completion = "".join(self.generator.stream(request))
         return clean_rewrite(completion, question) or heuristic_rewrite(question, history)
 
-    def prepare_sources(
-        self, question: str, sources: Sequence[Source]
-    ) -> tuple[list[Source], dict[int, Evidence]]:
+    def prepare_sources(self, question: str, sources: Sequence[Source]) -> tuple[list[Source], dict[int, Evidence]]:
         """The papers shown to the model, with their passages chosen, and their embedded evidence."""
         shown = list(sources[: self.settings.answer_sources])
         evidence = build_evidence(shown, self.embedder)

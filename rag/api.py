@@ -91,6 +91,16 @@ class Bot:
         if self.index.count() == 0:
             self.ingest()
 
+    def warm_up(self) -> None:
+        """Load every model, build the index if needed and prime the generator, so the first question is fast.
+
+        The chat calls this at start-up; `ask()` works without it (it loads what it needs on first use).
+        """
+        self.ensure_index()
+        self.retriever.search("warm-up", k=1)  # builds the lexical index and loads the embedder
+        with self._generate_lock:
+            self.answerer.warm_up()
+
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
         """Papers most relevant to `query`, best first, numbered 1..k."""
         query = self.check_question(query)

@@ -176,9 +176,7 @@ _INJECTION = re.compile(
     r"|\byou are now\b|\bsystem prompt\b|\bnew instructions?\b|\bas an ai\b",
     re.IGNORECASE,
 )
-_SHOUTED_COMMAND = re.compile(
-    r"\b(?:[Ss]ay|[Pp]rint|[Oo]utput|[Rr]eply|[Rr]espond|[Ww]rite)\b[^.]{0,20}\b[A-Z]{4,}\b"
-)
+_SHOUTED_COMMAND = re.compile(r"\b(?:[Ss]ay|[Pp]rint|[Oo]utput|[Rr]eply|[Rr]espond|[Ww]rite)\b[^.]{0,20}\b[A-Z]{4,}\b")
 
 
 def looks_like_instruction(sentence: str) -> bool:

@@ -166,9 +166,8 @@ def format_sources(answer) -> str:
         lines.append(f" {marker}[{source.number}] {source.paper.title}" + (f" — {authors}" if authors else ""))
     timings = answer.timings
     if timings:
-        lines.append(
-            f"({answer.backend}; first token {timings.get('first_token', 0):.1f} s, total {timings.get('total', 0):.1f} s)"
-        )
+        first, total = timings.get("first_token", 0.0), timings.get("total", 0.0)
+        lines.append(f"({answer.backend}; first token {first:.1f} s, total {total:.1f} s)")
     return "\n".join(lines)
 
 

@@ -177,9 +177,7 @@ _CHROME_LINES = re.compile(
 )
 """Whole lines of site chrome, matched on the entire line: a title that merely contains these words stays."""
 
-_GLUED_CHROME = re.compile(
-    r"^(?:Get trending papers in your email inbox(?: once a day)?!\s*|Subscribe(?=[^\sa-z]))"
-)
+_GLUED_CHROME = re.compile(r"^(?:Get trending papers in your email inbox(?: once a day)?!\s*|Subscribe(?=[^\sa-z]))")
 """Chrome glued onto the first title when a page was copied ("SubscribeFeature Pyramid Networks ...").
 Only stripped before the first abstract, and "Subscribe" only when a non-lowercase character follows without a
 space, which a real title ("Subscriber Churn ...") does not do."""
@@ -245,9 +243,7 @@ def _parse_session_page(lines: list[Line], source: str, where: str) -> tuple[lis
         paper = _session_paper(block, header, slot["day"], slot["time"], source)
         if paper is None:
             slot_number, slot_line = lines[position]
-            problems.append(
-                f"{where}:{slot_number}: talk at '{slot_line}' has no authors or abstract, skipped"
-            )
+            problems.append(f"{where}:{slot_number}: talk at '{slot_line}' has no authors or abstract, skipped")
         else:
             papers.append(paper)
     return papers, problems
@@ -321,9 +317,7 @@ def _parse_listing_page(lines: list[Line], source: str, where: str) -> tuple[lis
         if abstract_lines:
             title = _clean_line(line)
             papers.append(
-                Paper(
-                    id=paper_id_for(title), title=title, abstract="\n".join(abstract_lines), sources=[source]
-                )
+                Paper(id=paper_id_for(title), title=title, abstract="\n".join(abstract_lines), sources=[source])
             )
         else:
             problems.append(f"{where}:{number}: title without an abstract, skipped: {line[:80]!r}")
@@ -598,9 +592,7 @@ def _add_json_array(text: str, rows: _RowCollector) -> None:
     try:
         items = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as error:
-        rows.problem(
-            getattr(error, "lineno", None), f"invalid JSON ({getattr(error, 'msg', 'nested too deeply')})"
-        )
+        rows.problem(getattr(error, "lineno", None), f"invalid JSON ({getattr(error, 'msg', 'nested too deeply')})")
         return
     if not isinstance(items, list):
         rows.problem(None, "expected a JSON array of objects")
@@ -636,14 +628,10 @@ def read_csv(path: str | Path) -> FileLoad:
     except (StopIteration, csv.Error) as error:
         rows.problem(1, f"unreadable CSV header ({_one_line(error) or 'no header'})")
         return rows.finish()
-    missing = [
-        name for name, aliases in _CSV_ALIASES.items() if not any(alias in header for alias in aliases)
-    ]
+    missing = [name for name, aliases in _CSV_ALIASES.items() if not any(alias in header for alias in aliases)]
     if missing:
         found = ", ".join(repr(column) for column in header[:10])
-        rows.problem(
-            1, f"missing column(s) {', '.join(missing)} (need title and text or abstract; found {found})"
-        )
+        rows.problem(1, f"missing column(s) {', '.join(missing)} (need title and text or abstract; found {found})")
         return rows.finish()
     for start, values in _csv_rows(reader, rows):
         if len(values) != len(header):
@@ -695,9 +683,7 @@ def read_file(path: str | Path) -> FileLoad:
     if suffix in CSV_SUFFIXES:
         return read_csv(path)
     expected = ", ".join(CORPUS_SUFFIXES)
-    return FileLoad(
-        path=str(path), problems=[f"{path}: unsupported file type {suffix or '(none)'!r} (use {expected})"]
-    )
+    return FileLoad(path=str(path), problems=[f"{path}: unsupported file type {suffix or '(none)'!r} (use {expected})"])
 
 
 # --- merging and loading -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ class CorpusError(RagError):
         super().__init__(f"{where}: {message}")
 
 
-class IndexError_(RagError):  # noqa: N801 - trailing underscore avoids shadowing the builtin IndexError
+class IndexError_(RagError):
     """The index is missing, unwritable, built with another embedding model, or its server is unreachable."""
 
 

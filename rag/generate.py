@@ -147,14 +147,11 @@ class LlamaCppGenerator:
     def from_settings(cls, settings: Settings) -> LlamaCppGenerator:
         if not llama_cpp_available():
             raise BackendError(
-                "The llama_cpp backend needs llama-cpp-python: pip install '.[llama]', "
-                "or set RAG_BACKEND=transformers."
+                "The llama_cpp backend needs llama-cpp-python: pip install '.[llama]', or set RAG_BACKEND=transformers."
             )
         path = _model_path(settings)
         options = (settings.context_window, _n_threads(settings))
-        llm, lock = cached_model(
-            "llama_cpp", path, lambda: (load_llama(path, settings), threading.Lock()), options
-        )
+        llm, lock = cached_model("llama_cpp", path, lambda: (load_llama(path, settings), threading.Lock()), options)
         return cls(llm, settings, model=path.name, lock=lock)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
@@ -290,16 +287,12 @@ def load_transformers(path: Path, settings: Settings) -> tuple[Any, Any, threadi
         import torch
         from transformers import AutoModelForCausalLM
     except ImportError as error:
-        raise BackendError(
-            f"The transformers backend needs {error.name}: pip install torch transformers."
-        ) from error
+        raise BackendError(f"The transformers backend needs {error.name}: pip install torch transformers.") from error
     if settings.n_threads:
         torch.set_num_threads(settings.n_threads)
     try:
         tokenizer = load_tokenizer(path, settings.models_dir)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path.parent), gguf_file=path.name, dtype=torch.float32
-        )
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as error:
         raise BackendError(f"transformers could not load {path}: {_first_line(error)}") from error
     model.eval()

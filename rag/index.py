@@ -321,9 +321,7 @@ class PaperIndex:
             return 1000
 
     # --- reading -----------------------------------------------------------------------------------------
-    def query(
-        self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None
-    ) -> list[tuple[Chunk, float]]:
+    def query(self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None) -> list[tuple[Chunk, float]]:
         """The `n` chunks nearest to `embedding`, best first, with cosine similarity (higher is better).
 
         `where` is a Chroma metadata filter; a plain dict of several fields means all must match.
@@ -410,9 +408,7 @@ class PaperIndex:
         page = self._max_batch()
         offset = 0
         while True:
-            result = self._chroma(
-                "read", self._collection.get, include=include, where=where, limit=page, offset=offset
-            )
+            result = self._chroma("read", self._collection.get, include=include, where=where, limit=page, offset=offset)
             ids = result["ids"]
             documents = result.get("documents") or [None] * len(ids)
             yield from zip(ids, result["metadatas"], documents, strict=True)
@@ -456,9 +452,7 @@ def _steps(pending: list[_PendingPaper], size: int) -> Iterator[list[_PendingPap
 
 
 def _chunk_from_record(chunk_id: str, document: str | None, metadata: dict[str, Any]) -> Chunk:
-    return Chunk(
-        id=chunk_id, paper_id=str(metadata["paper_id"]), index=int(metadata["chunk"]), text=document or ""
-    )
+    return Chunk(id=chunk_id, paper_id=str(metadata["paper_id"]), index=int(metadata["chunk"]), text=document or "")
 
 
 def _chroma_where(where: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -557,8 +551,7 @@ def _open_collection(client, name: str, embedder: EmbedderLike, location: str):
                 return existing, None
             if "embedding_model" not in found and existing.count() > 0:
                 raise IndexError_(
-                    f"Collection {name!r} at {location} was not made by this bot; set RAG_COLLECTION to "
-                    "another name."
+                    f"Collection {name!r} at {location} was not made by this bot; set RAG_COLLECTION to another name."
                 )
             if "embedding_model" in found:
                 rebuilt = (
@@ -594,8 +587,7 @@ def _acquire_lock(index_dir: Path) -> Path:
         index_dir = index_dir.resolve()
     except OSError as error:
         raise IndexError_(
-            f"Cannot create the index folder {index_dir}: {_one_line(error)}. Set RAG_DATA_DIR to a writable "
-            "folder."
+            f"Cannot create the index folder {index_dir}: {_one_line(error)}. Set RAG_DATA_DIR to a writable folder."
         ) from error
     with _locks_guard:
         if index_dir in _locks:

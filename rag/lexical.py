@@ -92,9 +92,7 @@ class BM25Index:
         self.paper_ids = [chunk.paper_id for chunk in chunks]
         self.stemming = stemming
         extra_text = extra_text or {}
-        corpus = [
-            tokenize(f"{chunk.text}\n{extra_text.get(chunk.paper_id, '')}", stemming) for chunk in chunks
-        ]
+        corpus = [tokenize(f"{chunk.text}\n{extra_text.get(chunk.paper_id, '')}", stemming) for chunk in chunks]
         self._model = bm25s.BM25(k1=k1, b=b, method="lucene")
         if self.ids:
             self._model.index(corpus, show_progress=False)
@@ -116,9 +114,7 @@ class BM25Index:
         scores = self.scores(query)
         if paper_ids is not None and len(scores):
             allowed = set(paper_ids)
-            scores = scores * np.fromiter(
-                (pid in allowed for pid in self.paper_ids), dtype=bool, count=len(scores)
-            )
+            scores = scores * np.fromiter((pid in allowed for pid in self.paper_ids), dtype=bool, count=len(scores))
         n = min(n, int(np.count_nonzero(scores > 0)))
         if n <= 0:
             return []

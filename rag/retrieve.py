@@ -203,9 +203,7 @@ class SentenceMaxSimReranker:
             return sources
         query_vector = self.embedder.embed_one(query)
         best = [float((self.sentence_vectors(source.paper) @ query_vector).max()) for source in sources]
-        by_maxsim = [
-            source.paper_id for _, source in sorted(zip(best, sources, strict=True), key=lambda x: -x[0])
-        ]
+        by_maxsim = [source.paper_id for _, source in sorted(zip(best, sources, strict=True), key=lambda x: -x[0])]
         fused = reciprocal_rank_fusion(
             {"retrieval": [source.paper_id for source in sources], "maxsim": by_maxsim},
             {"retrieval": 1.0, "maxsim": self.settings.rerank_weight},
@@ -344,12 +342,8 @@ class Retriever:
         if mode in ("hybrid", "lexical"):
             hits = corpus.bm25.search(query, n, allowed)
             for rank, (chunk_id, _) in enumerate(hits, start=1):
-                found.chunk_score[chunk_id] = found.chunk_score.get(chunk_id, 0.0) + self._rrf(
-                    rank, "lexical"
-                )
-            found.rankings["lexical"] = papers_in_rank_order(
-                [chunk_id for chunk_id, _ in hits], corpus.paper_of
-            )
+                found.chunk_score[chunk_id] = found.chunk_score.get(chunk_id, 0.0) + self._rrf(rank, "lexical")
+            found.rankings["lexical"] = papers_in_rank_order([chunk_id for chunk_id, _ in hits], corpus.paper_of)
             mentioned = corpus.mentions.find(query)
             found.rankings["metadata"] = [pid for pid in mentioned if allowed is None or pid in allowed]
             found.named.update(mentioned)

@@ -133,7 +133,8 @@ class Settings(BaseSettings):
         default=4, ge=1, description="Most relevant sentences of each paper shown to the model."
     )
     support_threshold: float = Field(
-        default=0.45, description="Least similarity between an answer sentence and a cited source to count as supported."
+        default=0.45,
+        description="Least support score (see support_lexical_weight) for a source to back an answer sentence.",
     )
     max_question_chars: int = Field(default=2000, ge=10, description="Longer questions are rejected.")
     history_turns: int = Field(default=3, ge=0, description="Previous turns used to rewrite a follow-up question.")

@@ -83,9 +83,7 @@ SCRIPTED = (
 
 def test_streams_pieces_then_exactly_one_answer(ordered, answer_settings, word_embedder):
     generator = FakeGenerator(SCRIPTED)
-    pieces, answer = run(
-        Answerer(generator, word_embedder, answer_settings), "What is SNR?", FakeRetriever(ordered)
-    )
+    pieces, answer = run(Answerer(generator, word_embedder, answer_settings), "What is SNR?", FakeRetriever(ordered))
     assert len(pieces) > 1
     assert "".join(pieces) == SCRIPTED
     assert answer.text != SCRIPTED  # the streamed draft is raw; the Answer carries the verified text
@@ -152,6 +150,17 @@ def test_word_budget_and_per_paper_cap(ordered, tmp_path, word_embedder, words, 
     assert [len(split_sentences(source.passage)) for source in generator.requests[0].sources] == per_paper
 
 
+def test_warm_up_sends_the_system_prompt_prefix_once(answer_settings, word_embedder):
+    """The KV-cache warm-up must start with exactly the system prompt every real question starts with."""
+    from rag.prompts import SYSTEM_PROMPT
+
+    generator = FakeGenerator("ok")
+    Answerer(generator, word_embedder, answer_settings).warm_up()
+    (request,) = generator.requests
+    assert request.messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert request.max_tokens == 1
+
+
 def test_irrelevant_question_declines_without_calling_the_model(ordered, answer_settings, word_embedder):
     generator = FakeGenerator("should never be used")
     pieces, answer = run(
@@ -197,9 +206,7 @@ def test_answer_with_no_supported_claim_declines(ordered, answer_settings, word_
 
 
 def test_empty_completion_declines(ordered, answer_settings, word_embedder):
-    _, answer = run(
-        Answerer(FakeGenerator(""), word_embedder, answer_settings), "What?", FakeRetriever(ordered)
-    )
+    _, answer = run(Answerer(FakeGenerator(""), word_embedder, answer_settings), "What?", FakeRetriever(ordered))
     assert answer.declined and answer.text == DECLINE_TEXT
     assert "first_token" in answer.timings
 
@@ -214,9 +221,7 @@ def test_follow_up_is_rewritten_by_the_model(ordered, answer_settings, word_embe
         "Who are the authors of ViLT?\nextra line", "ViLT is by Wonjae Kim, Bokyung Son and Ildoo Kim [1]."
     )
     retriever = FakeRetriever(ordered)
-    _, answer = run(
-        Answerer(generator, word_embedder, answer_settings), "Who wrote it?", retriever, history=HISTORY
-    )
+    _, answer = run(Answerer(generator, word_embedder, answer_settings), "Who wrote it?", retriever, history=HISTORY)
     condense = generator.requests[0]
     assert condense.max_tokens == answer_settings.condense_max_tokens and condense.stop == ["\n"]
     assert "Which paper presents ViLT?" in condense.messages[-1]["content"]

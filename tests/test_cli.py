@@ -89,7 +89,11 @@ def test_ingest_search_and_ask_json_over_a_small_corpus(tmp_path, settings, pape
     assert hits[0]["paper"]["id"] == "snr-metric"
 
     ask = run_cli(
-        "ask", "Which distance metric is based on the signal-to-noise ratio?", "--json", "--backend", "extractive",
+        "ask",
+        "Which distance metric is based on the signal-to-noise ratio?",
+        "--json",
+        "--backend",
+        "extractive",
         env=env,
     )
     assert ask.returncode == 0, ask.stderr

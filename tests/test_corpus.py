@@ -72,9 +72,7 @@ def test_session_page_gives_one_paper_per_talk_with_session_metadata():
     assert vilt.title == "ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision"
     assert vilt.authors == ["Wonjae Kim", "Bokyung Son", "Ildoo Kim"]
     assert vilt.abstract.startswith("Vision-and-Language Pre-training (VLP) has improved performance")
-    assert vilt.abstract.endswith(
-        "Our code and pre-trained weights are available at"
-    )  # cut short on the page
+    assert vilt.abstract.endswith("Our code and pre-trained weights are available at")  # cut short on the page
     assert vilt.session == "Deep Learning Algorithms 3"
     assert vilt.room is None  # this page prints no room
     assert vilt.moderator == "Razvan Pascanu"
@@ -152,8 +150,7 @@ def test_single_author_and_title_only_talk(tmp_path):
         (
             LISTING_SPACED,
             68,
-            "Contrastive UCB: Provably Efficient Contrastive Self-Supervised Learning in Online "
-            "Reinforcement Learning",
+            "Contrastive UCB: Provably Efficient Contrastive Self-Supervised Learning in Online Reinforcement Learning",
             "In view of its power in extracting feature representation",
         ),
         (
@@ -185,9 +182,7 @@ def test_listing_parses_the_same_with_or_without_blank_lines():
 
 
 def test_glued_chrome_is_stripped_only_before_the_first_abstract():
-    page = "\n".join(
-        ["SubscribeFirst Title", LONG, "SubscribeNet: A Network Named So", LONG, "Subscriber Churn", LONG]
-    )
+    page = "\n".join(["SubscribeFirst Title", LONG, "SubscribeNet: A Network Named So", LONG, "Subscriber Churn", LONG])
 
     titles = [paper.title for paper in parse_page(page, "a.txt")]
 
@@ -250,15 +245,11 @@ def test_bundled_duplicates_keep_every_source_and_the_longest_abstract():
 
     in_three = [paper for paper in corpus.papers if len(paper.sources) == 3]
     assert len(in_three) == 1
-    assert sorted(in_three[0].sources) == sorted(
-        [LISTING_DENSE.name, LISTING_SPACED.name, LISTING_OTHER.name]
-    )
+    assert sorted(in_three[0].sources) == sorted([LISTING_DENSE.name, LISTING_SPACED.name, LISTING_OTHER.name])
     listed_twice_on_one_page = parse_file(LISTING_DENSE)
     assert len(listed_twice_on_one_page) - len(merge_papers(listed_twice_on_one_page)) == 1
     fcn = by_title["Fully Convolutional Networks for Semantic Segmentation"]
-    versions = [
-        p for path in BUNDLED_CORPUS_DIR.glob("*.txt") for p in parse_file(path) if p.title == fcn.title
-    ]
+    versions = [p for path in BUNDLED_CORPUS_DIR.glob("*.txt") for p in parse_file(path) if p.title == fcn.title]
     assert len({len(p.abstract) for p in versions}) == 2
     assert len(fcn.abstract) == max(len(p.abstract) for p in versions)
 
@@ -445,9 +436,7 @@ def test_csv_loader(tmp_path):
 
 def test_csv_bad_rows_are_reported_with_their_line(tmp_path):
     path = tmp_path / "rows.csv"
-    path.write_text(
-        'id,title,text\n1,Good,"multi\nline"\n2,Too,many,fields\n3,,\n4,Also Good,ok\n', encoding="utf-8"
-    )
+    path.write_text('id,title,text\n1,Good,"multi\nline"\n2,Too,many,fields\n3,,\n4,Also Good,ok\n', encoding="utf-8")
 
     loaded = read_csv(path)
 
@@ -500,9 +489,7 @@ def test_mostly_utf8_file_keeps_its_utf8_characters(tmp_path):
     corpus = load_corpus([path])
 
     assert [p.title for p in corpus.papers] == ["Poincaré", "Bad \ufffd byte"]
-    assert corpus.problems == [
-        f"{path}:2: not valid UTF-8 (byte 0xff); read as UTF-8 with undecodable bytes replaced"
-    ]
+    assert corpus.problems == [f"{path}:2: not valid UTF-8 (byte 0xff); read as UTF-8 with undecodable bytes replaced"]
 
 
 def test_folder_walk_with_broken_and_empty_files(tmp_path):
@@ -561,9 +548,7 @@ def test_huge_abstract_is_kept_whole(tmp_path):
 page_like_text = st.lists(
     st.one_of(
         st.text(max_size=80),
-        st.sampled_from(
-            ["", "Tue 20 July 7:00 - 7:20 PDT", "Moderator: X", "Subscribe", "new", "A · B", LONG]
-        ),
+        st.sampled_from(["", "Tue 20 July 7:00 - 7:20 PDT", "Moderator: X", "Subscribe", "new", "A · B", LONG]),
     ),
     max_size=30,
 ).map("\n".join)
@@ -578,9 +563,7 @@ def test_parse_page_never_raises(text):
 
 
 @given(
-    data=st.one_of(
-        st.binary(max_size=400), page_like_text.map(lambda text: text.encode("utf-8", "surrogatepass"))
-    ),
+    data=st.one_of(st.binary(max_size=400), page_like_text.map(lambda text: text.encode("utf-8", "surrogatepass"))),
     suffix=st.sampled_from([".txt", ".jsonl", ".json", ".csv"]),
 )
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -88,9 +88,7 @@ def views(*titles: str) -> list[SourceView]:
 def test_judge_answerable_question_with_correct_supported_citation():
     sources = views(FPN, SNR)
     verdicts = judge(
-        gold_titles=[
-            "signal-to-noise ratio: a robust distance metric for deep metric learning"
-        ],  # case, punctuation
+        gold_titles=["signal-to-noise ratio: a robust distance metric for deep metric learning"],  # case, punctuation
         must_include=[["SNR", "signal-to-noise"]],
         retrieved_titles=[s.title for s in sources],
         k=5,
@@ -299,9 +297,7 @@ class FakeBot:
         _, text, declined = self.script[question]
         for word in text.split(" "):
             yield word + " "
-        citations = (
-            [] if declined else [Citation(number=1, paper_id=sources[0].paper_id, title=sources[0].title)]
-        )
+        citations = [] if declined else [Citation(number=1, paper_id=sources[0].paper_id, title=sources[0].title)]
         yield Answer(question=question, text=text, sources=sources, citations=citations, declined=declined,
                      backend="fake", timings={"generate": 0.01})  # fmt: skip
 
@@ -360,9 +356,7 @@ def test_other_settings_or_edited_questions_are_not_resumed(tmp_path, fake_setti
 
 
 def test_rag_errors_are_recorded_as_failed_questions(tmp_path, fake_settings):
-    questions = [
-        EvalQuestion(id="blank", type="detail", question=" ", gold_titles=[FPN], must_include=[["x"]])
-    ]
+    questions = [EvalQuestion(id="blank", type="detail", question=" ", gold_titles=[FPN], must_include=[["x"]])]
     [result] = run_questions(FakeBot(fake_settings), questions, tmp_path / "run", progress=False)
     assert result.verdicts.error == "The question is empty." and result.verdicts.correct is False
     assert ResultLog(tmp_path / "run" / "results.jsonl").load()[result.key].verdicts.error
@@ -483,9 +477,7 @@ def test_rag_eval_end_to_end_with_a_real_bot(tmp_path, settings, papers, monkeyp
 def test_rag_eval_on_a_beir_set_scores_rankings_and_answers(tmp_path, settings, papers, monkeypatch):
     """--corpus/--queries: retrieval metrics per mode through eval.retrieval, then answers with --answers."""
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text(
-        "".join(json.dumps({"id": p.id, "title": p.title, "text": p.abstract}) + "\n" for p in papers)
-    )
+    corpus.write_text("".join(json.dumps({"id": p.id, "title": p.title, "text": p.abstract}) + "\n" for p in papers))
     queries = tmp_path / "queries.jsonl"
     rows = [
         {"id": "t1", "query": "robust SNR distance for deep metric learning", "gold_ids": ["snr-metric"]},

@@ -59,9 +59,7 @@ def numbered_sources(papers) -> list[Source]:
 def test_extractive_answers_with_matching_sentence_and_its_source_number(settings, papers):
     sources = numbered_sources(papers)
     vilt = next(source for source in sources if source.paper.id == "vilt")
-    request = GenerationRequest(
-        messages=[], sources=sources, question="How much faster is ViLT than VLP models?"
-    )
+    request = GenerationRequest(messages=[], sources=sources, question="How much faster is ViLT than VLP models?")
 
     text = "".join(ExtractiveGenerator(settings).stream(request))
 
@@ -72,9 +70,7 @@ def test_extractive_answers_with_matching_sentence_and_its_source_number(setting
 
 def test_extractive_cites_every_sentence_and_only_given_numbers(settings, papers):
     sources = numbered_sources(papers)
-    request = GenerationRequest(
-        messages=[], sources=sources, question="deep networks gradient noise training"
-    )
+    request = GenerationRequest(messages=[], sources=sources, question="deep networks gradient noise training")
 
     pieces = list(ExtractiveGenerator(settings).stream(request))
 
@@ -120,10 +116,7 @@ def test_content_terms_drop_stopwords_and_plurals():
 
 
 def test_cut_at_stop_catches_a_stop_string_split_over_pieces():
-    assert (
-        "".join(cut_at_stop(["The answer", " is 4.<|im", "_end|> junk"], ["<|im_end|>"]))
-        == "The answer is 4."
-    )
+    assert "".join(cut_at_stop(["The answer", " is 4.<|im", "_end|> junk"], ["<|im_end|>"])) == "The answer is 4."
 
 
 def test_cut_at_stop_passes_everything_without_stops():
@@ -364,9 +357,7 @@ class FakeOpenAIServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(
-                    {"path": self.path, "body": body, "auth": self.headers["Authorization"]}
-                )
+                server.requests.append({"path": self.path, "body": body, "auth": self.headers["Authorization"]})
                 if server.status != 200:
                     self.send_response(server.status)
                     self.end_headers()
@@ -552,9 +543,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: floa
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.25)
-    pytest.fail(
-        f"llama_cpp.server did not listen on port {port} within {timeout} s: {log.read_text()[-2000:]}"
-    )
+    pytest.fail(f"llama_cpp.server did not listen on port {port} within {timeout} s: {log.read_text()[-2000:]}")
 
 
 @pytest.mark.integration

@@ -86,9 +86,7 @@ def long_paper(paper_id: str = "long", sentences: int = 20, tag: str = "") -> Pa
         f"Sentence {number}{tag} explains a separate aspect of contrastive pretraining for retrieval models."
         for number in range(sentences)
     )
-    return Paper(
-        id=paper_id, title=f"A Long Paper {paper_id}", abstract=body, authors=["Ada Lovelace", "Alan Turing"]
-    )
+    return Paper(id=paper_id, title=f"A Long Paper {paper_id}", abstract=body, authors=["Ada Lovelace", "Alan Turing"])
 
 
 def free_port() -> int:
@@ -99,9 +97,7 @@ def free_port() -> int:
 
 def run_child(script: str, *args: str, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'tests'}"}
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script), *args], env=env, text=True, **popen
-    )
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], env=env, text=True, **popen)
 
 
 def wait_for_line(process: subprocess.Popen, prefix: str, timeout: float = 180) -> str:
@@ -113,9 +109,7 @@ def wait_for_line(process: subprocess.Popen, prefix: str, timeout: float = 180) 
         if not line and process.poll() is not None:
             break
     process.kill()
-    raise AssertionError(
-        f"child never printed {prefix!r} (exit {process.poll()}): {process.stderr.read()[-2000:]}"
-    )
+    raise AssertionError(f"child never printed {prefix!r} (exit {process.poll()}): {process.stderr.read()[-2000:]}")
 
 
 # --- chunking --------------------------------------------------------------------------------------------
@@ -174,9 +168,7 @@ def test_content_hash_follows_paper_and_chunk_settings(papers, settings):
     paper = papers[0]
     assert content_hash(paper, settings) == content_hash(paper.model_copy(), settings)
     assert content_hash(paper, settings) != content_hash(paper.model_copy(update={"year": 2021}), settings)
-    assert content_hash(paper, settings) != content_hash(
-        paper, settings.model_copy(update={"chunk_chars": 300})
-    )
+    assert content_hash(paper, settings) != content_hash(paper, settings.model_copy(update={"chunk_chars": 300}))
 
 
 # --- embedder --------------------------------------------------------------------------------------------
@@ -278,9 +270,7 @@ def test_large_ingest_respects_the_batch_limit(settings, embedder, monkeypatch):
         monkeypatch.setattr(index._client, "get_max_batch_size", lambda: 5)
         sizes = []
         upsert = index._collection.upsert
-        monkeypatch.setattr(
-            index._collection, "upsert", lambda **kw: sizes.append(len(kw["ids"])) or upsert(**kw)
-        )
+        monkeypatch.setattr(index._collection, "upsert", lambda **kw: sizes.append(len(kw["ids"])) or upsert(**kw))
         report = index.ingest(many)
         expected = sum(len(chunk_paper(paper, settings)) for paper in many)
         assert report.chunks_added == expected == index.count() == len(index.chunks())
@@ -298,9 +288,7 @@ def test_reopen_keeps_everything_and_reingest_skips(settings, embedder, papers):
         assert reopened.ingest(papers).papers_skipped == 5
 
 
-def test_switching_embedding_model_rebuilds_instead_of_mixing(
-    settings, embedder, papers, tmp_path, tiny_model_dir
-):
+def test_switching_embedding_model_rebuilds_instead_of_mixing(settings, embedder, papers, tmp_path, tiny_model_dir):
     with open_index(settings, embedder) as index:
         index.ingest(papers)
     other_dir = tmp_path / "other-model"
@@ -438,9 +426,7 @@ HOLDER = """
 @pytest.mark.timeout(300)
 def test_second_process_on_an_embedded_index_fails_fast_and_points_to_server_mode(settings, tmp_path):
     stop = tmp_path / "stop"
-    child = run_child(
-        HOLDER, settings.model_dump_json(), str(stop), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    child = run_child(HOLDER, settings.model_dump_json(), str(stop), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for_line(child, "ingesting", timeout=120)
         started = time.monotonic()

@@ -122,9 +122,7 @@ def test_bm25_finds_exact_rare_tokens_and_filters_papers():
 
 # --- fusion and grouping ------------------------------------------------------------------------------------
 def test_rrf_matches_hand_computation():
-    fused = reciprocal_rank_fusion(
-        {"dense": ["a", "b"], "lexical": ["b", "c"]}, {"dense": 1.0, "lexical": 2.0}, 60
-    )
+    fused = reciprocal_rank_fusion({"dense": ["a", "b"], "lexical": ["b", "c"]}, {"dense": 1.0, "lexical": 2.0}, 60)
     assert fused["a"] == pytest.approx(1 / 61)
     assert fused["b"] == pytest.approx(1 / 62 + 2 / 61)
     assert fused["c"] == pytest.approx(2 / 62)
@@ -182,9 +180,7 @@ def test_filters_apply_to_every_retriever(fake_retriever, settings, mode):
 # --- metadata questions -------------------------------------------------------------------------------------
 def test_mentioned_papers_by_author_moderator_and_session(papers):
     by_id = {paper.id: paper for paper in papers}
-    assert mentioned_papers("which papers did Mukund Sundararajan co-author?", by_id) == [
-        "integrated-gradients"
-    ]
+    assert mentioned_papers("which papers did Mukund Sundararajan co-author?", by_id) == ["integrated-gradients"]
     assert mentioned_papers("What did razvan pascanu moderate", by_id) == ["vilt"]
     assert mentioned_papers("talks in Deep Learning Algorithms 3", by_id) == ["vilt"]
     assert mentioned_papers("what is deep metric learning", by_id) == []
@@ -293,8 +289,7 @@ def test_load_beir_selects_splits_and_review_tldrs(tmp_path):
     rows = [("p1#0", "dev", 0), ("p1#1", "dev", 1), ("p2#1", "test", 2), ("p3#1", "train", 1)]
     queries.write_text(
         "".join(
-            f'{{"id": "{qid}", "query": "q", "gold_ids": ["{qid[:2]}"], '
-            f'"split": "{split}", "tldr_index": {tldr}}}\n'
+            f'{{"id": "{qid}", "query": "q", "gold_ids": ["{qid[:2]}"], "split": "{split}", "tldr_index": {tldr}}}\n'
             for qid, split, tldr in rows
         )
     )

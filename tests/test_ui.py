@@ -170,9 +170,7 @@ def fake_bot(papers, evil_paper) -> FakeBot:
 def run_turn(bot, question, chat=(), turns=(), k=3, filters=None):
     from ui.app import chat_turn
 
-    return snapshots(
-        chat_turn(bot, ready_warmup(bot), question, list(chat), list(turns), k, filters or Filters())
-    )
+    return snapshots(chat_turn(bot, ready_warmup(bot), question, list(chat), list(turns), k, filters or Filters()))
 
 
 def snapshots(turn):
@@ -259,9 +257,7 @@ def test_a_question_asked_during_startup_waits_and_says_so(papers):
     warmup = Warmup(bot).start()
     states = snapshots(chat_turn(bot, warmup, "ViLT convolution", [], [], 3, Filters()))
 
-    waiting = [
-        chat[-1]["content"] for chat, _, finished in states if 'class="waiting"' in chat[-1]["content"]
-    ]
+    waiting = [chat[-1]["content"] for chat, _, finished in states if 'class="waiting"' in chat[-1]["content"]]
     assert waiting and "Loading" in waiting[0]
     assert states[-1][1][0]["answer"] is not None
 
@@ -306,8 +302,6 @@ def test_build_app_exposes_one_public_chat_endpoint(fake_bot):
     from ui.app import build_app
 
     app = build_app(fake_bot)
-    api_names = {
-        dep["api_name"] for dep in app.config["dependencies"] if dep.get("api_visibility") == "public"
-    }
+    api_names = {dep["api_name"] for dep in app.config["dependencies"] if dep.get("api_visibility") == "public"}
     assert api_names == {"chat"}
     assert threading.active_count() >= 1

@@ -224,9 +224,7 @@ def test_follow_up_keeps_the_conversation_and_earlier_sources(page, extractive_u
 def slow_fake(papers, tmp_path):
     from ui.fake import FakeBot
 
-    bot = FakeBot(
-        papers, Settings(data_dir=tmp_path, backend="extractive", ui_port=free_port()), delay_s=0.25
-    )
+    bot = FakeBot(papers, Settings(data_dir=tmp_path, backend="extractive", ui_port=free_port()), delay_s=0.25)
     return bot
 
 

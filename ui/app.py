@@ -76,7 +76,7 @@ class Warmup:
             self.bot.ensure_index()
             self.sources, self.sessions = _filter_choices(self.bot)
             self.step = "Loading the answer model"
-            _ = self.bot.generator
+            self.bot.warm_up()
             self.step = "Ready"
         except RagError as error:
             self.error = str(error)
@@ -135,9 +135,7 @@ def _history(turns: list[dict]) -> list[tuple[str, str]]:
 
 
 def _answered_turns(turns: list[dict]) -> list[tuple[int, Answer]]:
-    return [
-        (number, turn["answer"]) for number, turn in enumerate(turns, start=1) if turn["answer"] is not None
-    ]
+    return [(number, turn["answer"]) for number, turn in enumerate(turns, start=1) if turn["answer"] is not None]
 
 
 def _export(turns: list[dict]) -> str | None:
@@ -306,9 +304,7 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
                         autofocus=True,
                     )
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=90, elem_id="send")
-                    stop = gr.Button(
-                        "Stop", variant="stop", scale=1, min_width=90, visible=False, elem_id="stop"
-                    )
+                    stop = gr.Button("Stop", variant="stop", scale=1, min_width=90, visible=False, elem_id="stop")
                 with gr.Row(elem_classes="actions"):
                     clear_button = gr.Button("New conversation", size="sm", variant="secondary")
                     download = gr.DownloadButton(

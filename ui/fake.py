@@ -65,6 +65,9 @@ class FakeBot:
     def ensure_index(self) -> None:
         return None
 
+    def warm_up(self) -> None:
+        _ = self.generator
+
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
         wanted = _words(query)
         filters = filters or Filters()
@@ -117,9 +120,7 @@ class FakeBot:
             yield Answer(
                 question=question,
                 text=text,
-                citations=[
-                    Citation(number=s.number, paper_id=s.paper.id, title=s.paper.title) for s in cited
-                ],
+                citations=[Citation(number=s.number, paper_id=s.paper.id, title=s.paper.title) for s in cited],
                 sources=sources,
                 backend="fake",
                 timings={"total": 0.0},

@@ -67,8 +67,7 @@ def render_answer(answer: Answer, turn: int) -> str:
     if answer.declined:
         closest = len(answer.sources)
         note = (
-            f"The collection does not answer this question. "
-            f"The {closest} closest papers are listed under Sources."
+            f"The collection does not answer this question. The {closest} closest papers are listed under Sources."
             if closest
             else "The collection does not answer this question, and no paper came close."
         )
@@ -211,9 +210,7 @@ def reference_line(source: Source) -> str:
     return " ".join(parts)
 
 
-def conversation_markdown(
-    turns: Sequence[tuple[str, Answer | None, str]], now: datetime | None = None
-) -> str:
+def conversation_markdown(turns: Sequence[tuple[str, Answer | None, str]], now: datetime | None = None) -> str:
     """The conversation as a Markdown document with the references of each answer.
 
     `turns` holds (question, final answer or None, shown text) so stopped or failed turns are kept too.

@@ -53,8 +53,6 @@ class PaperRetriever(BaseRetriever):
     content: Literal["passage", "abstract"] = "passage"
     """`page_content`: the best-matching chunk (title, authors, sentences) or the whole abstract."""
 
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         sources = self.searcher.search(query, k=self.k, filters=self.filters)
         return [source_to_document(source, self.content) for source in sources]
