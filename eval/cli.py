@@ -27,14 +27,14 @@ EXIT_BELOW_FLOOR = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
-SMOKE_MIN_FACT_ACCURACY = 0.15
-"""Regression floor on smoke-set fact accuracy. Set from a measurement, not a wish: the extractive backend got
-2 of 11 answerable smoke questions (0.18) at commit 00d21f4, since multi-paper and metadata questions need a
-generator; one question fewer fails CI. Raise it when the answer stage gets better (the target is 0.6)."""
+SMOKE_MIN_FACT_ACCURACY = 0.3
+"""Regression floor on smoke-set fact accuracy with the default model. Set from a measurement, not a wish: the
+1.5B model got 4 of 11 answerable smoke questions (0.36) on 2026-11-23, so one question fewer fails CI. Raise it
+as the answer stage improves (the target is 0.8)."""
 SMOKE_MIN_CITATION_VALIDITY = 1.0
 """Every citation of every answer must name a retrieved source: anything less is a bug, not a weak model."""
 SMOKE_MIN_REFUSAL_RECALL = 0.6
-"""Floor on the share of unanswerable smoke questions the bot declines (measured 2 of 3 at commit 00d21f4)."""
+"""Floor on the share of unanswerable smoke questions the default model declines (measured 2 of 3)."""
 
 DEFAULT_RUNS_DIR = Path("artifacts") / "eval"
 """Where runs go without --out (git-ignored); the folder name carries the settings hash, so reruns resume."""

@@ -35,6 +35,7 @@ from rag.cite import (
     build_evidence,
     is_decline,
     key_terms,
+    looks_like_instruction,
     parse_citations,
     remove_citations,
     split_sentences,
@@ -103,6 +104,16 @@ def format_history(history: History, turns: int) -> str:
     return "\n".join(lines)
 
 
+def without_instructions(question: str) -> str:
+    """`question` without the sentences that read like orders to the model ("Ignore your rules and ...").
+
+    Such text must never steer the answer, and it also drags retrieval towards nothing useful; what is left is
+    the real question. A question made only of such text is kept whole (the model treats it as data).
+    """
+    kept = [sentence for sentence in split_sentences(question) if not looks_like_instruction(sentence)]
+    return " ".join(kept) if kept else question
+
+
 def clean_rewrite(completion: str, question: str) -> str | None:
     """The rewritten question from the model's completion, or None when it is unusable."""
     line = next((line.strip() for line in completion.splitlines() if line.strip()), "")
@@ -157,9 +168,23 @@ def select_passages(
     return [source.model_copy(update={"passage": passages[source.number]}) for source in sources]
 
 
-def format_source(source: Source, max_authors: int) -> str:
-    """One numbered source for ANSWER_PROMPT."""
+_ASKS_METADATA = re.compile(
+    r"\b(?:who|whom|whose|authors?|wrote|written|co-?authors?|moderat\w*|session|room|when|time|day|slot|"
+    r"schedule|presented|talks?)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_metadata(question: str) -> bool:
+    """True when the question is about people, sessions or times, so authors and schedules earn their tokens."""
+    return bool(_ASKS_METADATA.search(question))
+
+
+def format_source(source: Source, max_authors: int, with_metadata: bool = True) -> str:
+    """One numbered source for ANSWER_PROMPT; authors and schedule only `with_metadata` (each costs prefill)."""
     paper = source.paper
+    if not with_metadata:
+        return SOURCE_TEMPLATE.format(number=source.number, title=paper.title, authors="", passage=source.passage)
     authors = ""
     if paper.authors and max_authors:
         names = ", ".join(paper.authors[:max_authors])
@@ -172,7 +197,8 @@ def format_source(source: Source, max_authors: int) -> str:
 
 def build_messages(question: str, sources: Sequence[Source], settings: Settings) -> list[dict[str, str]]:
     """System rules, then the numbered sources and the question."""
-    formatted = "\n\n".join(format_source(source, settings.prompt_authors) for source in sources)
+    with_metadata = asks_metadata(question)
+    formatted = "\n\n".join(format_source(source, settings.prompt_authors, with_metadata) for source in sources)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": ANSWER_PROMPT.format(sources=formatted, question=question)},
@@ -221,7 +247,7 @@ class Answerer:
         timings: dict[str, float] = {}
         clock = _Clock(started, timings)
 
-        standalone = self.standalone_question(question, history)
+        standalone = without_instructions(self.standalone_question(question, history))
         clock.lap("rewrite")
         sources = retriever.search(standalone, k=k, filters=filters)
         clock.lap("retrieve")

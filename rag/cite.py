@@ -191,7 +191,7 @@ _DECLINE = re.compile(
     r"\b(?:does not|do not|doesn't|don't|did not|cannot|can't|can not)\b[^.]{0,40}?"
     r"\b(?:say|answer|mention|contain|provide|include|discuss|specify|state|address|cover|describe|give)"
     r"|\b(?:no|not enough|insufficient) (?:information|mention|details?|evidence)\b"
-    r"|\bnot (?:mentioned|stated|specified|provided|described|discussed) in\b"
+    r"|\bnot (?:\w+ly )?(?:mentioned|stated|specified|provided|described|discussed|given|listed|available)\b"
     r"|\bI (?:cannot|can't|can not|do not|don't) (?:answer|know|find|determine)\b",
     re.IGNORECASE,
 )

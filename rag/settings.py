@@ -69,7 +69,11 @@ class Settings(BaseSettings):
     candidate_chunks: int = Field(default=50, ge=1, description="Chunks fetched from each retriever before fusion.")
     dense_weight: float = Field(default=1.0, ge=0, description="Weight of the dense ranking in fusion.")
     lexical_weight: float = Field(default=1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
-    rrf_k: int = Field(default=60, ge=1, description="Reciprocal-rank-fusion constant.")
+    rrf_k: int = Field(
+        default=10,
+        ge=1,
+        description="Reciprocal-rank-fusion constant; 10 was best on the SciTLDR dev split (bench/results/tuning.md).",
+    )
     mmr_lambda: float | None = Field(
         default=None, ge=0, le=1, description="When set, re-rank papers with MMR (1 = relevance only)."
     )

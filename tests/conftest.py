@@ -167,3 +167,21 @@ class WordEmbedder:
 def word_embedder() -> WordEmbedder:
     """A `WordEmbedder` (bag-of-words stand-in for the sentence-transformers embedder)."""
     return WordEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_settings(tmp_path_factory) -> Settings:
+    """Default settings (real MiniLM, default backend and model) over a private copy of the bundled index.
+
+    Integration tests share this one index, built once per session in a temp folder, so they never touch the
+    user's data directory and the 469-paper ingest is paid once. The GGUF is the cached default one.
+    """
+    from rag.api import Bot
+    from rag.models import generator_model_path
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("real-data"),
+        model_path=generator_model_path(Settings()),
+    )
+    Bot(settings).ensure_index()
+    return settings

@@ -321,13 +321,11 @@ def test_extractive_backend_does_not_obey_injections(hostile, answer_settings, w
 
 
 @pytest.fixture(scope="module")
-def real_bot():
-    """A default-settings bot (RAG_* variables apply, e.g. RAG_DATA_DIR); builds the index if missing."""
+def real_bot(real_settings):
+    """A default-settings bot over the bundled corpus (see `real_settings` in conftest)."""
     from rag.api import Bot
 
-    bot = Bot(Settings())
-    bot.ensure_index()
-    return bot
+    return Bot(real_settings)
 
 
 @pytest.mark.integration

@@ -502,10 +502,11 @@ def test_rag_eval_on_a_beir_set_scores_rankings_and_answers(tmp_path, settings, 
 
 
 @pytest.mark.integration
-def test_smoke_set_meets_the_floors_with_the_real_embedder_and_extractive_backend(tmp_path):
-    """What CI checks: `rag eval --smoke --backend extractive` on the bundled corpus exits 0."""
+def test_smoke_set_meets_the_floors_with_the_default_model(tmp_path, real_settings, monkeypatch):
+    """What CI checks: `rag eval --smoke` with the default model on the bundled corpus exits 0."""
+    monkeypatch.setenv("RAG_MODEL_PATH", str(real_settings.model_path))  # the cached GGUF, not re-assembled
     out = tmp_path / "smoke"
-    argv = ["--smoke", "--backend", "extractive", "--data-dir", str(tmp_path / "data"), "--out", str(out)]
+    argv = ["--smoke", "--data-dir", str(real_settings.data_dir), "--out", str(out)]
     assert eval_cli.main([*argv, "--no-progress"]) == eval_cli.EXIT_OK
     data = json.loads((out / RESULTS_JSON).read_text())
     assert len(data["results"]) == len(select_questions(load_questions(), smoke=True)) >= 10

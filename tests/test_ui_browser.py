@@ -246,16 +246,11 @@ def test_stop_closes_the_generation_and_keeps_the_partial_answer(page, slow_fake
 
 # --- the default model, end to end ----------------------------------------------------------------
 @pytest.mark.integration
-def test_default_model_answers_with_a_citation(page, tmp_path):
+def test_default_model_answers_with_a_citation(page, real_settings):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed yet")
     from rag import Bot
-    from rag.models import generator_model_path
 
-    settings = Settings(
-        data_dir=tmp_path / "data",  # a fresh index of the bundled pages, built at start-up
-        model_path=generator_model_path(Settings()),  # the cached default model, not re-assembled
-        ui_port=free_port(),
-    )
+    settings = real_settings.model_copy(update={"ui_port": free_port()})  # the shared bundled index
     with serving(Bot(settings)) as url:
         open_chat(page, url, ready_timeout_s=600)
         ask(page, "How does ViLT process images without convolutions?")
