@@ -68,7 +68,7 @@ fi
 if [[ $WITH_TESTS == 1 ]] && $VENV/bin/python -c "import llama_cpp" 2>/dev/null; then
   # The OpenAI-compatible backend is tested against llama.cpp's own server.
   $VENV/bin/python -c "import sse_starlette, starlette_context" 2>/dev/null ||
-    $PIP install -q "sse-starlette>=2,<4" "starlette-context>=0.3,<1" 2>&1 | grep -v "^WARNING: Location" || true
+    $PIP install -q "sse-starlette>=1.6" "starlette-context>=0.3.6,<0.6" 2>&1 | grep -v "^WARNING: Location" || true
 fi
 
 say "Assembling and verifying the generator model (once; cached under the data dir)"
