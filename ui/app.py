@@ -364,22 +364,16 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
             queue=False,
         )
         timer = gr.Timer(STATUS_POLL_S, active=not warmup.ready.is_set())
-        timer.tick(
-            poll_status,
-            None,
-            [status, timer, source, session, backend],
-            api_visibility="private",
-            queue=False,
-            show_progress="hidden",
-        )
-        app.load(
-            poll_status,
-            None,
-            [status, timer, source, session, backend],
-            api_visibility="private",
-            queue=False,
-            show_progress="hidden",
-        )
+        status_update = {
+            "fn": poll_status,
+            "inputs": None,
+            "outputs": [status, timer, source, session, backend],
+            "api_visibility": "private",
+            "queue": False,
+            "show_progress": "hidden",
+        }
+        timer.tick(**status_update)  # while starting up
+        app.load(**status_update)  # and for every page opened later
     return app
 
 
