@@ -15,6 +15,7 @@ so a second `Bot` does not pay the load (seconds, and 1-7 GB of memory) again.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import math
@@ -101,6 +102,18 @@ def cached_model(backend: str, path: Path, load: Callable[[], Any], options: tup
 def clear_model_cache() -> None:
     """Forget every loaded model (their memory is freed once no generator holds them)."""
     with _MODEL_CACHE_LOCK:
+        _MODEL_CACHE.clear()
+
+
+@atexit.register
+def _close_models_at_exit() -> None:
+    """Free llama.cpp models while the interpreter is intact; at teardown its finaliser prints a traceback."""
+    with _MODEL_CACHE_LOCK:
+        for entry in _MODEL_CACHE.values():
+            model = entry[0] if isinstance(entry, tuple) else entry
+            close = getattr(model, "close", None)
+            if callable(close):
+                close()
         _MODEL_CACHE.clear()
 
 
