@@ -104,39 +104,25 @@ def test_judge_answerable_question_with_correct_supported_citation():
 
 def test_judge_flags_invalid_mislabelled_and_unsupported_citations():
     sources = views(FPN, SNR)
-    made_up = judge(
-        gold_titles=[SNR],
-        must_include=[["SNR"]],
-        retrieved_titles=[FPN, SNR],
-        k=5,
-        answer_text="SNR [7].",
-        declined=False,
-        cited=[7],
-        sources=sources,
-    )
+
+    def judge_snr_answer(answer_text: str, cited: list[int], **extra):
+        return judge(
+            gold_titles=[SNR],
+            must_include=[["SNR"]],
+            retrieved_titles=[FPN, SNR],
+            k=5,
+            answer_text=answer_text,
+            declined=False,
+            cited=cited,
+            sources=sources,
+            **extra,
+        )
+
+    made_up = judge_snr_answer("SNR [7].", [7])
     assert made_up.citations_valid is False and made_up.invalid_citations == [7]
-    mislabelled = judge(
-        gold_titles=[SNR],
-        must_include=[["SNR"]],
-        retrieved_titles=[FPN, SNR],
-        k=5,
-        answer_text="SNR [1].",
-        declined=False,
-        cited=[1],
-        cited_paper_ids={1: "p2"},
-        sources=sources,
-    )
+    mislabelled = judge_snr_answer("SNR [1].", [1], cited_paper_ids={1: "p2"})
     assert mislabelled.invalid_citations == [1]
-    wrong_paper = judge(
-        gold_titles=[SNR],
-        must_include=[["SNR"]],
-        retrieved_titles=[FPN, SNR],
-        k=5,
-        answer_text="SNR [1].",
-        declined=False,
-        cited=[1],
-        sources=sources,
-    )
+    wrong_paper = judge_snr_answer("SNR [1].", [1])
     assert wrong_paper.fact_correct  # the fact is in the answer...
     assert wrong_paper.citations_valid  # ...the citation names a real source...
     assert wrong_paper.cited_gold == 0.0 and wrong_paper.cited_supports_fact is False  # ...but the wrong one

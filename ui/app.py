@@ -347,22 +347,16 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
             api_visibility="private",
             queue=False,
         )
-        clear_button.click(
-            clear,
-            None,
-            [chatbot, turns, sources_panel, download, send, stop],
-            cancels=answer_events,
-            api_visibility="private",
-            queue=False,
-        )
-        chatbot.clear(  # the chat's own trash icon: forget the conversation, not just the bubbles
-            clear,
-            None,
-            [chatbot, turns, sources_panel, download, send, stop],
-            cancels=answer_events,
-            api_visibility="private",
-            queue=False,
-        )
+        new_conversation = {
+            "fn": clear,
+            "inputs": None,
+            "outputs": [chatbot, turns, sources_panel, download, send, stop],
+            "cancels": answer_events,
+            "api_visibility": "private",
+            "queue": False,
+        }
+        clear_button.click(**new_conversation)
+        chatbot.clear(**new_conversation)  # the chat's own trash icon: forget the conversation, not just bubbles
         timer = gr.Timer(STATUS_POLL_S, active=not warmup.ready.is_set())
         status_update = {
             "fn": poll_status,
