@@ -36,6 +36,7 @@ from rag.cite import (
     is_decline,
     key_terms,
     looks_like_instruction,
+    numbers_in,
     parse_citations,
     remove_citations,
     split_sentences,
@@ -134,19 +135,15 @@ def select_passages(
     evidence: dict[int, Evidence],
     settings: Settings,
 ) -> list[Source]:
-    """`sources` with `passage` set to their most question-like abstract sentences, within the budget."""
-    weight = settings.support_lexical_weight
-    question_terms = key_terms(question)
-    candidates: list[tuple[float, int, int]] = []  # (score, source number, sentence index)
-    for source in sources:
-        item = evidence[source.number]
-        for index in range(item.abstract_start, len(item.sentences)):
-            cosine = float(item.vectors[index] @ question_vector)
-            overlap = (
-                len(key_terms(item.sentences[index]) & question_terms) / len(question_terms) if question_terms else 0.0
-            )
-            candidates.append(((1 - weight) * cosine + weight * overlap, source.number, index))
-    candidates.sort(reverse=True)
+    """`sources` with `passage` set to their most question-like abstract sentences, within the budget.
+
+    Each paper's best sentence goes in first; the remaining budget goes to the next best sentences that are
+    at least as good as the weakest paper's best. A sentence's score is its cosine to the question blended
+    with its share of the question's key terms, plus `lead_source_bonus` for the best-retrieved paper (the
+    paper usually asked about) and `number_sentence_bonus` for a sentence with a number when the question
+    asks for a quantity (results sentences rarely share the question's wording).
+    """
+    candidates = _scored_sentences(question_vector, question, sources, evidence, settings)
     chosen: dict[int, list[int]] = {source.number: [] for source in sources}
     for _, number, index in candidates:  # the best sentence of each paper first
         if not chosen[number]:
@@ -168,6 +165,33 @@ def select_passages(
     return [source.model_copy(update={"passage": passages[source.number]}) for source in sources]
 
 
+def _scored_sentences(
+    question_vector: np.ndarray,
+    question: str,
+    sources: Sequence[Source],
+    evidence: dict[int, Evidence],
+    settings: Settings,
+) -> list[tuple[float, int, int]]:
+    """(score, source number, sentence index) of every abstract sentence of `sources`, best first."""
+    weight = settings.support_lexical_weight
+    question_terms = key_terms(question)
+    wants_number = asks_quantity(question)
+    candidates: list[tuple[float, int, int]] = []
+    for rank, source in enumerate(sources):
+        item = evidence[source.number]
+        for index in range(item.abstract_start, len(item.sentences)):
+            sentence = item.sentences[index]
+            cosine = float(item.vectors[index] @ question_vector)
+            overlap = len(key_terms(sentence) & question_terms) / len(question_terms) if question_terms else 0.0
+            score = (1 - weight) * cosine + weight * overlap
+            score += settings.lead_source_bonus if rank == 0 else 0.0
+            score += settings.number_sentence_bonus if wants_number and numbers_in(sentence) else 0.0
+            candidates.append((score, source.number, index))
+    return sorted(candidates, reverse=True)
+
+
+# --- what the question asks for ----------------------------------------------------------------------------
+
 _ASKS_METADATA = re.compile(
     r"\b(?:who|whom|whose|authors?|wrote|written|co-?authors?|moderat\w*|session|room|when|time|day|slot|"
     r"schedule|presented|talks?)\b",
@@ -175,9 +199,37 @@ _ASKS_METADATA = re.compile(
 )
 
 
+_ASKS_AUTHORS = re.compile(r"\b(?:who|whom|whose|authors?|wrote|written|co-?authors?|co-?wrote)\b", re.IGNORECASE)
+_ASKS_QUANTITY = re.compile(
+    r"\bhow (?:many|much|fast|big|large|long|deep|compact|small|high|low|well)\b"
+    r"|\b(?:what|which) (?:[\w-]+ ){0,3}(?:accuracy|error|score|rate|speed-?up|factor|range|size|percentage|number|"
+    r"count|AP|mAP|FID|BLEU|F1)\b"
+    r"|\bby (?:what|how)\b",
+    re.IGNORECASE,
+)
+_ASKS_SEVERAL = re.compile(
+    r"\b(?:papers|works|talks|studies|methods|approaches|articles)\b|\bwhich (?:two|three|four|\d+)\b", re.IGNORECASE
+)
+
+
 def asks_metadata(question: str) -> bool:
     """True when the question is about people, sessions or times, so authors and schedules earn their tokens."""
     return bool(_ASKS_METADATA.search(question))
+
+
+def asks_authors(question: str) -> bool:
+    """True for "who wrote ...", "authors of ...": then every author is shown, not the first few."""
+    return bool(_ASKS_AUTHORS.search(question))
+
+
+def asks_quantity(question: str) -> bool:
+    """True for "how many / how much faster / what accuracy / by what factor" questions, answered by numbers."""
+    return bool(_ASKS_QUANTITY.search(question))
+
+
+def asks_for_several(question: str) -> bool:
+    """True when the question asks about several papers ("which papers ...", "the two talks ...")."""
+    return bool(_ASKS_SEVERAL.search(question))
 
 
 def format_source(source: Source, max_authors: int, with_metadata: bool = True) -> str:
@@ -198,7 +250,8 @@ def format_source(source: Source, max_authors: int, with_metadata: bool = True) 
 def build_messages(question: str, sources: Sequence[Source], settings: Settings) -> list[dict[str, str]]:
     """System rules, then the numbered sources and the question."""
     with_metadata = asks_metadata(question)
-    formatted = "\n\n".join(format_source(source, settings.prompt_authors, with_metadata) for source in sources)
+    max_authors = 1000 if asks_authors(question) else settings.prompt_authors
+    formatted = "\n\n".join(format_source(source, max_authors, with_metadata) for source in sources)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": ANSWER_PROMPT.format(sources=formatted, question=question)},
@@ -333,10 +386,16 @@ class Answerer:
 
     def prepare_sources(self, question: str, sources: Sequence[Source]) -> tuple[list[Source], dict[int, Evidence]]:
         """The papers shown to the model, with their passages chosen, and their embedded evidence."""
-        shown = list(sources[: self.settings.answer_sources])
+        shown = list(sources[: self.shown_count(question)])
         evidence = build_evidence(shown, self.embedder)
         question_vector = self.question_vector(question)
         return select_passages(question_vector, question, shown, evidence, self.settings), evidence
+
+    def shown_count(self, question: str) -> int:
+        """How many of the retrieved papers go into the prompt: more when the question asks for several."""
+        if asks_for_several(question):
+            return max(self.settings.answer_sources, self.settings.answer_sources_several)
+        return self.settings.answer_sources
 
     def question_vector(self, question: str) -> np.ndarray:
         """The question's embedding; `embed_one` is cached by the embedder, which retrieval just filled."""

@@ -4,6 +4,8 @@ every sentence is backed by the source it cites.
 A small model cites loosely: it invents source numbers, cites the wrong paper, forgets a marker, or adds a
 claim no source makes. `verify_answer` fixes what can be fixed in code and removes what cannot:
 
+* a marker the model uses as the paper's name ("[1] proposes ...", "... is [2].") gets the title written
+  before it (`name_cited_papers`), so the answer still says which paper once markers are checked or moved;
 * a marker naming no existing source is removed (`strip_invalid_citations`);
 * each sentence gets a support score against every source: the best cosine similarity between the sentence
   and the source's sentences (title, authors, abstract), blended with the share of the sentence's key terms
@@ -93,6 +95,76 @@ def remove_citations(text: str) -> str:
     return strip_invalid_citations(text, ())
 
 
+# --- naming the papers a marker stands for ------------------------------------------------------------------
+
+_ONE_MARKER = r"\[\s*\d+\s*\]"
+_MARKER_GROUP = rf"{_ONE_MARKER}(?:\s*(?:,\s*(?:and\s+)?|and\s+|&\s+){_ONE_MARKER})*"
+_SUBJECT_MARKERS = re.compile(rf"(?:(?<=^)|(?<=[.!?:]\s)|(?<=\n))(\s*)({_MARKER_GROUP})(?=\s+[a-z])")
+"""Markers that open a sentence and are followed by a verb: "[1] proposes ...", "[1] and [2] both use ..."."""
+_PAPER_NOUN = r"(?:paper|work|study|manuscript|article|talk|method|model|approach|architecture|network|system)s?"
+_DETERMINER_MARKERS = re.compile(rf"\b(?:[Tt]he|[Tt]his|[Tt]hat|[Tt]hese|[Tt]hose)\s+{_PAPER_NOUN}\s+({_MARKER_GROUP})")
+"""A noun phrase pointing at a marker: "The paper [1] fits ...", "these works [2][3]"."""
+_OBJECT_MARKERS = re.compile(
+    rf"\b(is|are|was|were|in|by|from|see|called|titled|named|including|include|includes)\s+({_MARKER_GROUP})"
+)
+"""A marker used as the object of a verb or preposition: "... right after ViLT is [1].", "proposed by [2]"."""
+_GENERIC_SUBJECT = re.compile(rf"^(?:[Tt]he|[Tt]his|[Tt]hat)\s+(?:{_PAPER_NOUN}|collection|manuscript)\b(?!\s*\[)")
+"""A sentence that calls its one cited paper "This paper" or "The collection": the title says which."""
+
+
+def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
+    """`text` with markers that stand for a paper preceded by the paper's title, in curly quotes.
+
+    A small model often writes "[1] proposes X", "The paper [1] fits ...", "... is [1]." or "This paper shows
+    ...": the marker is the only name it gives the paper, and once markers are checked, moved or shown as links
+    the sentence no longer says which paper it means (a reader asking "which paper ...?" gets no title). Only
+    valid source numbers are named; a title written just before the marker is not repeated.
+    """
+    titles = {source.number: source.paper.title.strip() for source in sources if source.paper.title.strip()}
+    if not titles:
+        return text
+
+    def named(match: re.Match[str], group: int) -> str:
+        before = match.string[max(0, match.start() - 300) : match.start()].lower()
+        parts = re.split(rf"({_ONE_MARKER})", match.group(group))
+        for position, part in enumerate(parts):
+            numbers = parse_citations(part)
+            title = titles.get(numbers[0]) if numbers else None
+            if title and title.lower() not in before:
+                parts[position] = f"“{title}” {part}"
+        return "".join(parts)
+
+    text = _SUBJECT_MARKERS.sub(lambda match: match.group(1) + named(match, 2), text)
+    text = _DETERMINER_MARKERS.sub(lambda match: named(match, 1), text)
+    text = _OBJECT_MARKERS.sub(lambda match: f"{match.group(1)} {named(match, 2)}", text)
+    text = "\n".join(_name_generic_subjects(line, titles) for line in text.split("\n"))
+    return _shorten_repeats(text, titles.values())
+
+
+def _shorten_repeats(text: str, titles: Iterable[str]) -> str:
+    """Every quoted title after its first mention cut to its short name ("ViLT" for "ViLT: Vision-and-...")."""
+    for title in titles:
+        short = title.split(":", 1)[0].strip()
+        quoted = f"“{title}”"
+        first = text.find(quoted)
+        if ":" in title and len(short.split()) <= 4 and first >= 0:
+            head, tail = text[: first + len(quoted)], text[first + len(quoted) :]
+            text = head + tail.replace(quoted, f"“{short}”")
+    return text
+
+
+def _name_generic_subjects(line: str, titles: dict[int, str]) -> str:
+    sentences = []
+    for sentence in _split_line(line) if line.strip() else [line]:
+        cited = parse_citations(sentence)
+        subject = _GENERIC_SUBJECT.match(sentence)
+        title = titles.get(cited[0]) if len(cited) == 1 else None
+        if subject and title and not is_decline(sentence) and title.lower() not in sentence.lower():
+            sentence = f"“{title}”{sentence[subject.end() :]}"
+        sentences.append(sentence)
+    return " ".join(sentences)
+
+
 # --- sentences ----------------------------------------------------------------------------------------------
 
 _ABBREVIATION_WORDS = """e.g eg i.e ie et al vs cf fig figs eq eqs sec secs approx resp viz no nos vol pp ch
@@ -103,6 +175,7 @@ _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 _BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*\s+")
 _LEADING_MARKERS = re.compile(r"^(?:\s*" + CITATION.pattern + r")+", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
+_QUOTED = re.compile(r"“[^”]{1,300}”")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -130,8 +203,10 @@ def split_sentences(text: str) -> list[str]:
 
 def _split_line(line: str) -> list[str]:
     sentences, start = [], 0
+    quoted = [range(match.start(), match.end()) for match in _QUOTED.finditer(line)]
     for match in _BOUNDARY.finditer(line):
-        if _is_boundary(line, match):
+        inside_quote = any(match.start() in span for span in quoted)  # a named title: “ZipIt! Merging Models”
+        if not inside_quote and _is_boundary(line, match):
             sentences.append(line[start : match.end()].strip())
             start = match.end()
     if line[start:].strip():
@@ -344,6 +419,7 @@ def verify_answer(
     The returned text cites only numbers of `sources`, each cited sentence with the sources that support it.
     """
     valid = [source.number for source in sources]
+    text = name_cited_papers(text, sources)
     evidence = evidence if evidence is not None else build_evidence(sources, embedder)
     evidence = {number: item for number, item in evidence.items() if number in valid}
     sentences = split_sentences(text)

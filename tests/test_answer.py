@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer import Answerer, heuristic_rewrite, needs_rewrite
+from rag.answer import Answerer, asks_authors, asks_for_several, asks_quantity, heuristic_rewrite, needs_rewrite
 from rag.cite import parse_citations, split_sentences
 from rag.generate import ExtractiveGenerator, GenerationRequest
 from rag.prompts import DECLINE_TEXT, SYSTEM_PROMPT
@@ -148,6 +148,79 @@ def test_word_budget_and_per_paper_cap(ordered, tmp_path, word_embedder, words, 
     generator = FakeGenerator("FPN runs at 5 FPS on a GPU [3].")
     run(Answerer(generator, word_embedder, settings), "How fast is FPN?", FakeRetriever(ordered))
     assert [len(split_sentences(source.passage)) for source in generator.requests[0].sources] == per_paper
+
+
+@pytest.mark.parametrize(
+    ("question", "authors", "quantity", "several"),
+    [
+        ("Who wrote ViLT?", True, False, False),
+        ("Who are the co-authors of the FPN paper?", True, False, False),
+        ("How much faster is ViLT than previous VLP models?", False, True, False),
+        ("By what factor does distillation speed up inference?", False, True, False),
+        ("What top-5 error does the Inception ensemble reach?", False, True, False),
+        ("Which papers learn node embeddings from random walks?", False, False, True),
+        ("Which two talks in the session are about vision-and-language models?", False, False, True),
+        ("Which paper proposes FPN?", False, False, False),
+    ],
+)
+def test_question_shapes(question, authors, quantity, several):
+    assert (asks_authors(question), asks_quantity(question), asks_for_several(question)) == (
+        authors,
+        quantity,
+        several,
+    )
+
+
+def prompt_for(question: str, papers: list[Paper], settings: Settings) -> str:
+    generator = FakeGenerator("ViLT is fast [1].")
+    run(Answerer(generator, None, settings), question, FakeRetriever(papers))
+    return generator.requests[0].messages[1]["content"]
+
+
+def test_author_questions_list_every_author(papers, tmp_path, word_embedder):
+    vilt = next(paper for paper in papers if paper.id == "vilt")
+    settings = Settings(data_dir=tmp_path, prompt_authors=1)
+    generator = FakeGenerator("ViLT is fast [1].", "ViLT is fast [1].")
+    answerer = Answerer(generator, word_embedder, settings)
+    run(answerer, "Who wrote the ViLT paper?", FakeRetriever([vilt]))
+    run(answerer, "When was ViLT presented?", FakeRetriever([vilt]))
+    about_authors, about_time = (request.messages[1]["content"] for request in generator.requests)
+    assert "Wonjae Kim, Bokyung Son, Ildoo Kim" in about_authors
+    assert "(Wonjae Kim et al.)" in about_time and "Ildoo Kim" not in about_time
+
+
+def test_questions_about_several_papers_show_more_sources(ordered, tmp_path, word_embedder):
+    settings = Settings(data_dir=tmp_path, answer_sources=2, answer_sources_several=4)
+    generator = FakeGenerator("FPN builds pyramids [3].", "FPN builds pyramids [2].")
+    answerer = Answerer(generator, word_embedder, settings)
+    run(answerer, "Which papers build feature pyramids?", FakeRetriever(ordered))
+    run(answerer, "Which paper builds feature pyramids?", FakeRetriever(ordered))
+    assert [len(request.sources) for request in generator.requests] == [4, 2]
+
+
+@pytest.mark.parametrize(
+    ("bonus", "question", "has_number"), [(0.0, True, False), (1.0, True, True), (1.0, False, False)]
+)
+def test_quantity_questions_prefer_sentences_with_numbers(
+    ordered, tmp_path, word_embedder, bonus, question, has_number
+):
+    """With no spare words, FPN's one sentence is its most similar one, unless a number is asked for."""
+    fpn = next(paper for paper in ordered if paper.id == "fpn")
+    settings = Settings(data_dir=tmp_path, context_words=0, number_sentence_bonus=bonus)
+    asked = "How fast are feature pyramids for detecting objects?" if question else "Why are feature pyramids used?"
+    generator = FakeGenerator("FPN builds pyramids [1].")
+    run(Answerer(generator, word_embedder, settings), asked, FakeRetriever([fpn]))
+    assert ("5 FPS" in generator.requests[0].sources[0].passage) is has_number
+
+
+@pytest.mark.parametrize(("bonus", "lead_sentences"), [(0.0, 1), (1.0, 2)])
+def test_the_best_paper_gets_the_spare_words(ordered, tmp_path, word_embedder, bonus, lead_sentences):
+    settings = Settings(data_dir=tmp_path, answer_sources=3, context_words=60, lead_source_bonus=bonus)
+    generator = FakeGenerator("Noise helps [1].")
+    question = "Does adding gradient noise help deep networks and feature pyramids?"
+    papers = [next(paper for paper in ordered if paper.id == name) for name in ("snr-metric", "gradient-noise", "fpn")]
+    run(Answerer(generator, word_embedder, settings), question, FakeRetriever(papers))
+    assert len(split_sentences(generator.requests[0].sources[0].passage)) == lead_sentences
 
 
 def test_warm_up_sends_the_system_prompt_prefix_once(answer_settings, word_embedder):

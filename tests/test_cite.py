@@ -14,6 +14,7 @@ from rag.cite import (
     build_evidence,
     is_decline,
     looks_like_instruction,
+    name_cited_papers,
     numbers_in,
     parse_citations,
     split_sentences,
@@ -338,3 +339,58 @@ def test_evidence_is_embedded_in_one_batch(sources, word_embedder):
     assert set(evidence) == {1, 2, 3}
     assert evidence[1].sentences[0] == sources[0].paper.title
     assert evidence[1].vectors.shape[0] == len(evidence[1].sentences)
+
+
+# --- naming the paper a marker stands for ------------------------------------------------------------------
+
+VILT = "“ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision”"
+FPN = "“Feature Pyramid Networks for Object Detection”"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[2] removes convolution [2].", f"{VILT} [2] removes convolution [2]."),
+        ("Fast. [3] builds pyramids.", f"Fast. {FPN} [3] builds pyramids."),
+        ("The paper [3] builds pyramids.", f"{FPN} [3] builds pyramids."),
+        ("The model presented after SNR is [2].", f"The model presented after SNR is {VILT} [2]."),
+        ("It is proposed by [3].", f"It is proposed by {FPN} [3]."),
+        ("[2] and [3] are fast.", f"{VILT} [2] and {FPN} [3] are fast."),
+        ("This paper builds pyramids [3].", f"{FPN} builds pyramids [3]."),
+    ],
+)
+def test_markers_used_as_names_get_the_title(sources, text, expected):
+    assert name_cited_papers(text, sources) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ViLT removes convolution [2].",  # an ordinary citation after a claim
+        "[2] ViLT removes convolution.",  # a marker before a named subject belongs to the sentence before
+        "The collection does not say.",
+        "This paper builds pyramids [2][3].",  # two papers: "This paper" is ambiguous, left as written
+        "[9] removes convolution.",  # no such source
+        "ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision [2] is fast.",
+    ],
+)
+def test_ordinary_citations_are_left_alone(sources, text):
+    assert name_cited_papers(text, sources) == text
+
+
+def test_a_title_named_twice_is_shortened_after_the_first_time(sources):
+    text = name_cited_papers("[2] is fast [2]. [2] is small [2].", sources)
+    assert text == f"{VILT} [2] is fast [2]. “ViLT” [2] is small [2]."
+
+
+def test_a_named_title_with_punctuation_stays_one_sentence():
+    assert split_sentences("“ZipIt! Merging Models” [1] merges networks. Next.") == [
+        "“ZipIt! Merging Models” [1] merges networks.",
+        "Next.",
+    ]
+
+
+def test_verification_names_the_paper_a_subject_marker_stands_for(verify, sources, cite_settings):
+    text, checks = verify("[2] processes visual inputs without convolution.", sources, cite_settings)
+    assert text.startswith(VILT)
+    assert checks[0].citations == [2]

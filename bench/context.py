@@ -1,0 +1,93 @@
+"""Does the prompt hold the answer? Fact recall of the prompt the model sees, and its size, per question type.
+
+    .venv/bin/python bench/context.py [--set answer_sources=4 --set context_words=120 ...]
+
+For every answerable question of the eval set, this runs retrieval and the answer stage's source preparation
+(`Answerer.prepare_sources` + `build_messages`) without calling the model, then checks each `must_include`
+group against the user message. A fact the prompt lacks is one the model cannot state, so this is the ceiling
+of fact accuracy for the current context settings, measured in seconds instead of a 20-minute model run; the
+prompt's token count (the model's own tokenizer) is what prefill, and so time to first token, pays for.
+Writes bench/results/context.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eval.harness import load_questions  # noqa: E402
+from eval.metrics import satisfies  # noqa: E402
+from rag.answer import build_messages, without_instructions  # noqa: E402
+from rag.api import Bot  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "context.md"
+
+
+def token_counter(settings: Settings):
+    """Counts tokens with the default model's own vocabulary (llama.cpp, vocab only), else ~1.3 per word."""
+    try:
+        from llama_cpp import Llama
+
+        from rag.models import generator_model_path
+
+        vocab = Llama(model_path=str(generator_model_path(settings)), vocab_only=True, verbose=False)
+        return lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))
+    except Exception:  # noqa: BLE001 - an estimate is enough when llama.cpp is missing
+        return lambda text: round(1.3 * len(text.split()))
+
+
+def measure(settings: Settings, show_misses: bool = False) -> dict[str, dict[str, float]]:
+    bot = Bot(settings.model_copy(update={"backend": "extractive"}))
+    count = token_counter(settings)
+    per_type: dict[str, list[tuple[bool, int]]] = defaultdict(list)
+    for question in load_questions():
+        if question.type == "unanswerable":
+            continue
+        standalone = without_instructions(question.question)
+        sources = bot.retriever.search(standalone)
+        shown, _ = bot.answerer.prepare_sources(standalone, sources)
+        messages = build_messages(standalone, shown, settings)
+        user = messages[-1]["content"]
+        found = satisfies(user, question.must_include)
+        per_type[question.type].append((found, count(user)))
+        if show_misses and not found:
+            print(f"--- {question.id} {question.type}: {question.question}\n{user}\n")
+    rows = {}
+    everything = [item for items in per_type.values() for item in items]
+    for name, items in sorted(per_type.items()) + [("overall", everything)]:
+        rows[name] = {
+            "n": len(items),
+            "facts_in_prompt": sum(ok for ok, _ in items) / len(items),
+            "prompt_tokens_p50": statistics.median(tokens for _, tokens in items),
+        }
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", action="append", default=[], help="a setting override, name=value")
+    parser.add_argument("--misses", action="store_true", help="print the prompt of each question it misses")
+    args = parser.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.set)
+    settings = Settings(**overrides)
+    rows = measure(settings, args.misses)
+    lines = [
+        f"Prompt fact recall, eval set answerable questions; overrides: {overrides or 'none'}",
+        "",
+        "| type | n | facts in prompt | user-message tokens p50 |",
+        "|---|---|---|---|",
+        *(f"| {name} | {row['n']} | {row['facts_in_prompt']:.2f} | {row['prompt_tokens_p50']:.0f} |" for name, row in rows.items()),
+    ]
+    print("\n".join(lines))
+    RESULTS.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
