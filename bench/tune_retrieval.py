@@ -70,10 +70,10 @@ def evaluate(index, embedder, settings: Settings, queries, golds) -> dict[str, d
 
 GRID = {
     "retrieval_mode": ["hybrid"],
+    "fusion": ["zscore"],
     "dense_weight": [1.0],
-    "lexical_weight": [0.6, 0.8, 1.0, 1.25],
-    "rrf_k": [10, 30, 60],
-    "candidate_chunks": [50, 100],
+    "lexical_weight": [0.5, 0.6, 0.67, 0.75, 0.85, 1.0],
+    "candidate_chunks": [30, 50, 100],
 }
 
 

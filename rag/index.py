@@ -240,6 +240,7 @@ class PaperIndex:
         self._cache_lock = threading.Lock()
         self._chunks: list[Chunk] | None = None
         self._papers: dict[str, Paper] | None = None
+        self._vectors: dict[str, np.ndarray] | None = None
         self._cached_count = -1
         self._closed = False
 
@@ -364,6 +365,19 @@ class PaperIndex:
                 self._chunks = sorted(chunks, key=lambda chunk: (chunk.paper_id, chunk.index))
             return list(self._chunks)
 
+    def chunk_vectors(self) -> dict[str, np.ndarray]:
+        """Every stored chunk's unit vector by chunk id (float32), cached like `chunks()`.
+
+        The retriever scores lexical-only candidates by their exact cosine instead of guessing one: score
+        fusion needs a dense score for every candidate, and Chroma only returns its own top n.
+        """
+        with self._cache_lock:
+            self._check_cache()
+            if self._vectors is None:
+                records = self._scan_vectors()
+                self._vectors = {chunk_id: vector for chunk_id, vector in records}
+            return self._vectors
+
     def papers(self) -> dict[str, Paper]:
         """Every stored paper by id, rebuilt from chunk metadata (no corpus files needed)."""
         with self._cache_lock:
@@ -416,15 +430,27 @@ class PaperIndex:
                 return
             offset += page
 
+    def _scan_vectors(self) -> Iterator[tuple[str, np.ndarray]]:
+        page = self._max_batch()
+        offset = 0
+        while True:
+            result = self._chroma("read", self._collection.get, include=["embeddings"], limit=page, offset=offset)
+            ids = result["ids"]
+            vectors = np.asarray(result["embeddings"], dtype=np.float32).reshape(len(ids), -1)
+            yield from zip(ids, vectors, strict=True)
+            if len(ids) < page:
+                return
+            offset += page
+
     def _check_cache(self) -> None:
         count = self.count()
         if count != self._cached_count:
-            self._chunks = self._papers = None
+            self._chunks = self._papers = self._vectors = None
             self._cached_count = count
 
     def _invalidate(self) -> None:
         with self._cache_lock:
-            self._chunks = self._papers = None
+            self._chunks = self._papers = self._vectors = None
             self._cached_count = -1
 
     def _chroma(self, action: str, call, *args, **kwargs):

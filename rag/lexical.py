@@ -111,7 +111,10 @@ class BM25Index:
 
     def search(self, query: str, n: int, paper_ids: Iterable[str] | None = None) -> list[tuple[str, float]]:
         """The `n` best chunks for `query`; with `paper_ids`, only chunks of those papers are candidates."""
-        scores = self.scores(query)
+        return self.top(self.scores(query), n, paper_ids)
+
+    def top(self, scores: np.ndarray, n: int, paper_ids: Iterable[str] | None = None) -> list[tuple[str, float]]:
+        """The `n` best chunks by precomputed `scores` (from `scores()`), positive scores only."""
         if paper_ids is not None and len(scores):
             allowed = set(paper_ids)
             scores = scores * np.fromiter((pid in allowed for pid in self.paper_ids), dtype=bool, count=len(scores))

@@ -67,8 +67,24 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(default=5, ge=1, le=50, description="Papers handed to the answer stage.")
     candidate_chunks: int = Field(default=50, ge=1, description="Chunks fetched from each retriever before fusion.")
-    dense_weight: float = Field(default=1.0, ge=0, description="Weight of the dense ranking in fusion.")
-    lexical_weight: float = Field(default=1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    dense_weight: float = Field(default=1.0, ge=0, description="Weight of the dense scores (or ranking) in fusion.")
+    lexical_weight: float = Field(
+        default=0.67,
+        ge=0,
+        description="Weight of the BM25 scores (or ranking) in fusion; 0.67 (with dense 1.0) was best for zscore "
+        "fusion on the SciTLDR dev split (bench/results/tuning.md); 1.0 was best for rrf.",
+    )
+    fusion: Literal["zscore", "rrf"] = Field(
+        default="zscore",
+        description="How dense and BM25 paper scores combine: zscore (weighted sum of per-query standardised "
+        "scores, every candidate scored by both) or rrf (weighted reciprocal rank fusion of the two rankings).",
+    )
+    zscore_floor: float | None = Field(
+        default=-1.0,
+        description="In zscore fusion, a retriever's z-score below this counts as this (None: no floor), so a "
+        "retriever blind to a query (MiniLM on a time slot or an unknown acronym) cannot bury the other's clear "
+        "winner. -1 was neutral on SciTLDR dev (0.8594 vs 0.8591) and fixed a schedule question of eval/.",
+    )
     rrf_k: int = Field(
         default=10,
         ge=1,

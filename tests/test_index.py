@@ -255,6 +255,17 @@ def test_ingest_keeps_papers_that_are_not_in_the_new_batch(index, papers):
     assert report.chunks_added == 2 and index.paper_count() == 5
 
 
+def test_chunk_vectors_are_the_stored_unit_vectors_and_follow_ingest(index, embedder, papers):
+    index.ingest(papers[:2])
+    vectors = index.chunk_vectors()
+    assert set(vectors) == {chunk.id for chunk in index.chunks()}
+    for chunk in index.chunks():
+        assert vectors[chunk.id].dtype == np.float32
+        assert vectors[chunk.id] == pytest.approx(embedder.embed([chunk.text])[0], abs=1e-5)
+    index.ingest(papers)
+    assert set(index.chunk_vectors()) == {chunk.id for chunk in index.chunks()} and len(index.chunk_vectors()) == 5
+
+
 def test_chunks_cache_is_refreshed_by_ingest(index, papers):
     index.ingest(papers[:2])
     assert len(index.chunks()) == 2

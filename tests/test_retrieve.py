@@ -22,6 +22,7 @@ from rag.retrieve import (
     mmr_order,
     papers_in_rank_order,
     reciprocal_rank_fusion,
+    zscore_fusion,
 )
 from rag.types import Chunk, Filters, Source
 
@@ -66,6 +67,9 @@ class FakeIndex:
 
     def chunks(self):
         return list(self._chunks)
+
+    def chunk_vectors(self):
+        return {chunk.id: vector for chunk, vector in zip(self._chunks, self._vectors, strict=True)}
 
     def papers(self):
         return dict(self._papers)
@@ -127,6 +131,46 @@ def test_rrf_matches_hand_computation():
     assert fused["b"] == pytest.approx(1 / 62 + 2 / 61)
     assert fused["c"] == pytest.approx(2 / 62)
     assert "a" not in reciprocal_rank_fusion({"dense": ["a"]}, {"dense": 0.0}, 60)
+
+
+def test_zscore_fusion_matches_hand_computation_and_keeps_margins():
+    # dense: a=0.9, b=0.5, c missing (counts as the minimum, 0.5); lexical: b=30, c=10, a missing (10)
+    fused = zscore_fusion({"dense": {"a": 0.9, "b": 0.5}, "lexical": {"b": 30.0, "c": 10.0}}, {"lexical": 0.5})
+    dense, lexical = np.array([0.9, 0.5, 0.5]), np.array([10.0, 30.0, 10.0])
+    expected = (dense - dense.mean()) / dense.std() + 0.5 * (lexical - lexical.mean()) / lexical.std()
+    assert [fused[item] for item in "abc"] == pytest.approx(list(expected), abs=1e-9)
+    assert fused["a"] == pytest.approx(math.sqrt(2) - 0.5 / math.sqrt(2))  # z-scores 1.414 and -0.707
+    # A rank-based fusion ties a and b (each first once); scores keep that a leads dense by far more.
+    assert fused["a"] > fused["b"] > fused["c"]
+    assert zscore_fusion({"dense": {"a": 0.4, "b": 0.4}}, {}) == {"a": 0.0, "b": 0.0}  # no spread, no signal
+    # With a floor, the lexical -0.707 of a and c counts as -0.5: a blind retriever sinks nobody below it.
+    floored = zscore_fusion({"dense": {"a": 0.9, "b": 0.5}, "lexical": {"b": 30.0, "c": 10.0}}, {}, floor=-0.5)
+    assert floored["a"] == pytest.approx(math.sqrt(2) - 0.5)
+    assert floored["c"] == pytest.approx(-0.5 - 0.5)
+    assert zscore_fusion({"dense": {"a": 0.9, "b": 0.1}}, {"dense": 0.0}) == {"a": 0.0, "b": 0.0}
+
+
+def test_hybrid_scores_a_lexical_only_candidate_by_its_exact_cosine(papers, settings):
+    embedder = BagOfWordsEmbedder()
+    index = FakeIndex(papers, embedder)
+    retriever = Retriever(index, embedder, settings.model_copy(update={"candidate_chunks": 1}))
+    query = "annealed Gaussian noise added to the gradient"
+    found = retriever._candidates(query, retriever.corpus(), None)
+    dense, lexical = found.paper_scores["dense"], found.paper_scores["lexical"]
+    assert set(dense) == set(lexical) == set(found.rankings["dense"]) | set(found.rankings["lexical"])
+    vector = embedder.embed_one(query)
+    for paper_id, cosine in dense.items():
+        chunks = [i for i, chunk in enumerate(index._chunks) if chunk.paper_id == paper_id]
+        assert cosine == pytest.approx(float((index._vectors[chunks] @ vector).max()), abs=1e-6)
+    assert found.dense_score == dense  # what the relevance threshold and the Source see
+
+
+def test_rrf_fusion_setting_still_fuses_ranks(fake_retriever, settings):
+    fake_retriever.settings = settings.model_copy(update={"fusion": "rrf"})
+    sources = fake_retriever.search("annealed Gaussian noise added to the gradient", k=3)
+    assert sources[0].paper_id == "gradient-noise"
+    top = sources[0].score
+    assert top <= (settings.dense_weight + settings.lexical_weight) / (settings.rrf_k + 1) + 1e-9
 
 
 def test_papers_keep_the_rank_of_their_best_chunk():
@@ -335,7 +379,9 @@ def real_retriever(settings, papers):
     embedder = get_embedder(settings)
     index = open_index(settings, embedder)
     index.ingest(papers)
-    yield Retriever(index, embedder, settings)
+    # The tiny model's cosines are noise, and score fusion (unlike rank fusion) lets a noisy retriever outvote
+    # a single strong BM25 hit among five papers; weight 0 keeps the dense path running but out of the order.
+    yield Retriever(index, embedder, settings.model_copy(update={"dense_weight": 0.0}))
     index.close()
 
 
