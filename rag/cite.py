@@ -99,8 +99,19 @@ def remove_citations(text: str) -> str:
 
 _ONE_MARKER = r"\[\s*\d+\s*\]"
 _MARKER_GROUP = rf"{_ONE_MARKER}(?:\s*(?:,\s*(?:and\s+)?|and\s+|&\s+){_ONE_MARKER})*"
-_SUBJECT_MARKERS = re.compile(rf"(?:(?<=^)|(?<=[.!?:]\s)|(?<=\n))(\s*)({_MARKER_GROUP})(?=\s+[a-z])")
-"""Markers that open a sentence and are followed by a verb: "[1] proposes ...", "[1] and [2] both use ..."."""
+_PAPER_VERBS = """proposes presents introduces uses shows studies measures converts processes learns trains fits finds
+argues demonstrates develops describes establishes explores investigates applies combines extends adapts reuses
+recovers lays derives visualises visualizes generates distills distils reduces achieves reports evaluates employs
+leverages addresses provides focuses builds designs defines identifies analyses analyzes improves outperforms
+tackles offers fuses merges replaces swaps interprets rebuilds steers recognises recognizes synthesises synthesizes
+detects predicts pushes"""
+_SUBJECT_MARKERS = re.compile(
+    rf"(?:(?<=^)|(?<=[.!?:]\s)|(?<=\n))(\s*)({_MARKER_GROUP})(?=\s+(?:(?-i:[a-z])|(?:{'|'.join(_PAPER_VERBS.split())})\b))",
+    re.IGNORECASE,
+)
+"""Markers that open a sentence and are followed by its verb: "[1] proposes ...", "[1] Converts ...",
+"[1] and [2] both use ...". Before a capitalised word that is not a paper verb ("[2] ViLT is ..."), a marker
+belongs to the sentence before it."""
 _PAPER_NOUN = r"(?:paper|work|study|manuscript|article|talk|method|model|approach|architecture|network|system)s?"
 _DETERMINER_MARKERS = re.compile(rf"\b(?:[Tt]he|[Tt]his|[Tt]hat|[Tt]hese|[Tt]hose)\s+{_PAPER_NOUN}\s+({_MARKER_GROUP})")
 """A noun phrase pointing at a marker: "The paper [1] fits ...", "these works [2][3]"."""
@@ -110,6 +121,11 @@ _OBJECT_MARKERS = re.compile(
 """A marker used as the object of a verb or preposition: "... right after ViLT is [1].", "proposed by [2]"."""
 _GENERIC_SUBJECT = re.compile(rf"^(?:[Tt]he|[Tt]his|[Tt]hat)\s+(?:{_PAPER_NOUN}|collection|manuscript)\b(?!\s*\[)")
 """A sentence that calls its one cited paper "This paper" or "The collection": the title says which."""
+_THERE_IS_WORK = re.compile(
+    r"\b(there (?:is|are|was) (?:a |an |some |one )?(?:\w+ )?(?:work|paper|study|research|article))\b(?!\s*[“(\[])",
+    re.IGNORECASE,
+)
+""""Yes, there is work showing ... [1]" answers "is there work on ...?" without saying which: the title does."""
 
 
 def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
@@ -153,14 +169,23 @@ def _shorten_repeats(text: str, titles: Iterable[str]) -> str:
     return text
 
 
+def _escape_replacement(text: str) -> str:
+    return text.replace("\\", "\\\\")
+
+
 def _name_generic_subjects(line: str, titles: dict[int, str]) -> str:
     sentences = []
     for sentence in _split_line(line) if line.strip() else [line]:
         cited = parse_citations(sentence)
         subject = _GENERIC_SUBJECT.match(sentence)
         title = titles.get(cited[0]) if len(cited) == 1 else None
-        if subject and title and not is_decline(sentence) and title.lower() not in sentence.lower():
+        if not title or is_decline(sentence) or title.lower() in sentence.lower():
+            sentences.append(sentence)
+            continue
+        if subject:
             sentence = f"“{title}”{sentence[subject.end() :]}"
+        else:
+            sentence = _THERE_IS_WORK.sub(rf"\1 (“{_escape_replacement(title)}”)", sentence, count=1)
         sentences.append(sentence)
     return " ".join(sentences)
 
@@ -419,6 +444,7 @@ def verify_answer(
     The returned text cites only numbers of `sources`, each cited sentence with the sources that support it.
     """
     valid = [source.number for source in sources]
+    titles = {source.number: source.paper.title.strip() for source in sources if source.paper.title.strip()}
     text = name_cited_papers(text, sources)
     evidence = evidence if evidence is not None else build_evidence(sources, embedder)
     evidence = {number: item for number, item in evidence.items() if number in valid}
@@ -442,6 +468,8 @@ def verify_answer(
             kept.append(statement)
             continue
         check = _check_claim(sentence, cited, vector, evidence, settings)
+        if check.supported:  # "This paper shows ..." whose marker verification just added: say which paper
+            check = check.model_copy(update={"text": _name_generic_subjects(check.text, titles)})
         checks.append(check)
         if not check.dropped:
             kept.append(check.text)

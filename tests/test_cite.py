@@ -356,7 +356,9 @@ FPN = "“Feature Pyramid Networks for Object Detection”"
         ("The model presented after SNR is [2].", f"The model presented after SNR is {VILT} [2]."),
         ("It is proposed by [3].", f"It is proposed by {FPN} [3]."),
         ("[2] and [3] are fast.", f"{VILT} [2] and {FPN} [3] are fast."),
+        ("[3] Builds pyramids.", f"{FPN} [3] Builds pyramids."),
         ("This paper builds pyramids [3].", f"{FPN} builds pyramids [3]."),
+        ("Yes, there is work showing pyramids help [3].", f"Yes, there is work ({FPN}) showing pyramids help [3]."),
     ],
 )
 def test_markers_used_as_names_get_the_title(sources, text, expected):
@@ -394,3 +396,9 @@ def test_verification_names_the_paper_a_subject_marker_stands_for(verify, source
     text, checks = verify("[2] processes visual inputs without convolution.", sources, cite_settings)
     assert text.startswith(VILT)
     assert checks[0].citations == [2]
+
+
+def test_a_paper_called_this_paper_is_named_once_verification_cites_it(verify, sources, cite_settings):
+    text, checks = verify("This paper processes visual inputs without convolution.", sources, cite_settings)
+    assert text == f"{VILT} processes visual inputs without convolution [2]."
+    assert checks[0].added_citations == [2]
