@@ -198,6 +198,47 @@ class MetadataMentions:
         return list(hits)
 
 
+_SCHEDULE_QUESTION = re.compile(
+    r"\b(?:after|before|next|previous|preceding|following|followed|same session|earlier|later)\b", re.IGNORECASE
+)
+_EARLIER = re.compile(r"\b(?:before|previous|preceding|earlier)\b", re.IGNORECASE)
+_LATER = re.compile(r"\b(?:after|next|following|followed|later)\b", re.IGNORECASE)
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+def _start_minute(slot: str | None) -> int | None:
+    match = _CLOCK.search(slot or "")
+    return int(match.group(1)) * 60 + int(match.group(2)) if match else None
+
+
+def schedule_neighbours(query: str, anchors: Sequence[str], papers: Mapping[str, Paper]) -> list[str]:
+    """For "which paper was presented right after ViLT": the anchors' session-mates, nearest in time first.
+
+    Only for queries with a schedule word (after, before, next, same session, ...). Session-mates share the
+    anchor's session, day and room. Talks in the asked direction (after/next: later; before/previous:
+    earlier) come first, each side nearest first. Neither retriever can see "after": it relates two papers.
+    """
+    if not anchors or not _SCHEDULE_QUESTION.search(query):
+        return []
+    later, earlier = bool(_LATER.search(query)), bool(_EARLIER.search(query))
+    found: dict[str, float] = {}
+    for anchor_id in anchors:
+        anchor = papers.get(anchor_id)
+        start = _start_minute(anchor.time_slot) if anchor else None
+        if anchor is None or not anchor.session or start is None:
+            continue
+        for paper_id, paper in papers.items():
+            minute = _start_minute(paper.time_slot)
+            same = (paper.session, paper.day, paper.room) == (anchor.session, anchor.day, anchor.room)
+            if paper_id == anchor_id or not same or minute is None:
+                continue
+            delta = minute - start
+            wrong_side = (later and not earlier and delta < 0) or (earlier and not later and delta > 0)
+            order = abs(delta) + (10_000 if wrong_side else 0)
+            found[paper_id] = min(found.get(paper_id, order), order)
+    return sorted(found, key=found.__getitem__)
+
+
 def mentioned_papers(query: str, papers: Mapping[str, Paper]) -> list[str]:
     """Papers whose full author name, moderator or session name the query contains as whole words."""
     return MetadataMentions(papers).find(query)
@@ -387,15 +428,18 @@ class Retriever:
         """Paper scores: dense + lexical by z-score (or RRF) fusion, then RRF with the metadata ranking."""
         settings = self.settings
         weights = {"dense": settings.dense_weight, "lexical": settings.lexical_weight}
+        content_weight = sum(weights.values())
         if settings.fusion == "rrf":
-            rankings = found.rankings
-            weights["metadata"] = settings.metadata_weight
+            rankings = dict(found.rankings)
         else:
             content = zscore_fusion(found.paper_scores, weights, settings.zscore_floor)
             rankings = {"content": sorted(content, key=lambda paper_id: -content[paper_id])}
-            rankings["metadata"] = found.rankings.get("metadata", [])
+            rankings |= {name: found.rankings[name] for name in ("metadata", "schedule") if name in found.rankings}
             # The content ranking stands for both retrievers, so a named paper is promoted as much as before.
-            weights = {"content": sum(weights.values()), "metadata": settings.metadata_weight}
+            weights = {"content": content_weight}
+        weights["metadata"] = settings.metadata_weight
+        # "Presented right after ViLT": the session-mates are the answer, as strong as the content ranking.
+        weights["schedule"] = content_weight
         return reciprocal_rank_fusion(rankings, weights, settings.rrf_k)
 
     def _candidates(self, query: str, corpus: _Corpus, allowed: set[str] | None) -> _Candidates:
@@ -426,8 +470,11 @@ class Retriever:
         if mode == "hybrid":
             self._complete_scores(found, corpus, scores, vector)
         terms = set(tokenize(query))
-        for term in terms & corpus.title_words.keys():
-            found.named.update(corpus.title_words[term])
+        titled = sorted({pid for term in terms & corpus.title_words.keys() for pid in corpus.title_words[term]})
+        found.named.update(titled)
+        neighbours = schedule_neighbours(query, titled, corpus.papers)
+        if neighbours and mode != "dense":
+            found.rankings["schedule"] = [pid for pid in [*titled, *neighbours] if allowed is None or pid in allowed]
         found.pick_best_chunks(corpus.paper_of)
         return found
 

@@ -22,9 +22,10 @@ from rag.retrieve import (
     mmr_order,
     papers_in_rank_order,
     reciprocal_rank_fusion,
+    schedule_neighbours,
     zscore_fusion,
 )
-from rag.types import Chunk, Filters, Source
+from rag.types import Chunk, Filters, Paper, Source
 
 
 # --- fakes --------------------------------------------------------------------------------------------------
@@ -228,6 +229,53 @@ def test_mentioned_papers_by_author_moderator_and_session(papers):
     assert mentioned_papers("What did razvan pascanu moderate", by_id) == ["vilt"]
     assert mentioned_papers("talks in Deep Learning Algorithms 3", by_id) == ["vilt"]
     assert mentioned_papers("what is deep metric learning", by_id) == []
+
+
+def session_papers() -> dict[str, Paper]:
+    def talk(paper_id: str, slot: str, session: str = "Vision 2") -> Paper:
+        return Paper(id=paper_id, title=paper_id, abstract="x", session=session, day="Tue 20 July", time_slot=slot)
+
+    talks = [
+        talk("first", "7:00 - 7:20 PDT"),
+        talk("anchor", "7:20 - 7:25 PDT"),
+        talk("next", "7:25 - 7:30 PDT"),
+        talk("last", "7:40 - 7:45 PDT"),
+        talk("elsewhere", "7:25 - 7:30 PDT", session="Theory 1"),
+    ]
+    return {paper.id: paper for paper in talks}
+
+
+def test_schedule_neighbours_are_session_mates_nearest_in_time():
+    papers = session_papers()
+    assert schedule_neighbours("which paper came right after anchor?", ["anchor"], papers) == ["next", "last", "first"]
+    assert schedule_neighbours("the talk before anchor", ["anchor"], papers) == ["first", "next", "last"]
+    assert schedule_neighbours("others in the same session as anchor", ["anchor"], papers) == ["next", "first", "last"]
+    assert schedule_neighbours("what is anchor about?", ["anchor"], papers) == []  # no schedule word
+    assert schedule_neighbours("after anchor", [], papers) == []
+
+
+def test_a_talk_after_a_named_paper_is_retrieved_even_when_its_text_is_unrelated(papers, settings):
+    embedder = BagOfWordsEmbedder()
+    vilt = next(paper for paper in papers if paper.id == "vilt")
+    neighbour = Paper(
+        id="curves",
+        title="Learning Curves for Analysis of Deep Networks",
+        abstract="Learning curves model classifier error as a function of training set size.",
+        session=vilt.session,
+        day=vilt.day,
+        room=vilt.room,
+        time_slot="7:20 - 7:25 PDT",
+    )
+    assert _minute(vilt.time_slot) < 7 * 60 + 20, "the fixture's ViLT talk must come first"
+    retriever = Retriever(FakeIndex([*papers, neighbour], embedder), embedder, settings)
+    top = [source.paper_id for source in retriever.search("Which paper was presented right after ViLT?", k=2)]
+    assert top == ["vilt", "curves"]
+    assert "curves" not in [s.paper_id for s in retriever.search("Which paper extends ViLT?", k=2)]
+
+
+def _minute(slot: str | None) -> int:
+    hours, minutes = re.search(r"(\d{1,2}):(\d{2})", slot or "").groups()
+    return int(hours) * 60 + int(minutes)
 
 
 @pytest.mark.parametrize(
