@@ -134,19 +134,19 @@ def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
     A small model often writes "[1] proposes X", "The paper [1] fits ...", "... is [1]." or "This paper shows
     ...": the marker is the only name it gives the paper, and once markers are checked, moved or shown as links
     the sentence no longer says which paper it means (a reader asking "which paper ...?" gets no title). Only
-    valid source numbers are named; a title written just before the marker is not repeated.
+    valid source numbers are named; a paper whose name is already written next to the marker is not renamed.
     """
     titles = {source.number: source.paper.title.strip() for source in sources if source.paper.title.strip()}
     if not titles:
         return text
 
     def named(match: re.Match[str], group: int) -> str:
-        before = match.string[max(0, match.start() - 300) : match.start()].lower()
+        nearby = match.string[max(0, match.start() - 300) : match.end() + 300].lower()
         parts = re.split(rf"({_ONE_MARKER})", match.group(group))
         for position, part in enumerate(parts):
             numbers = parse_citations(part)
             title = titles.get(numbers[0]) if numbers else None
-            if title and title.lower() not in before:
+            if title and _short_name(title).lower() not in nearby:
                 parts[position] = f"“{title}” {part}"
         return "".join(parts)
 
@@ -160,13 +160,19 @@ def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
 def _shorten_repeats(text: str, titles: Iterable[str]) -> str:
     """Every quoted title after its first mention cut to its short name ("ViLT" for "ViLT: Vision-and-...")."""
     for title in titles:
-        short = title.split(":", 1)[0].strip()
+        short = _short_name(title)
         quoted = f"“{title}”"
         first = text.find(quoted)
-        if ":" in title and len(short.split()) <= 4 and first >= 0:
+        if short != title and first >= 0:
             head, tail = text[: first + len(quoted)], text[first + len(quoted) :]
             text = head + tail.replace(quoted, f"“{short}”")
     return text
+
+
+def _short_name(title: str) -> str:
+    """The name before a title's colon when it is short ("ViLT"), else the whole title."""
+    short = title.split(":", 1)[0].strip()
+    return short if ":" in title and len(short.split()) <= 4 else title
 
 
 def _escape_replacement(text: str) -> str:
@@ -204,25 +210,24 @@ _QUOTED = re.compile(r"“[^”]{1,300}”")
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of `text`, robust to abbreviations ("e.g.", "et al."), decimals, initials and markers.
+    """Sentences of `text`, robust to abbreviations ("e.g."), decimals, initials, quoted titles and markers.
 
     Line breaks always end a sentence (answers come as lines or bullets; bullets are removed). Markers
     written after the period ("fast. [1] Next") belong to the sentence before them and are moved inside it:
-    "fast [1].".
+    "fast [1].". A line that opens with a marker ("[2] Layer Collaboration in ...") is a list item labelled
+    with its source, and keeps it; a line of markers alone belongs to the line before.
     """
-    pieces: list[str] = []
+    sentences: list[str] = []
     for line in (text or "").splitlines():
         line = _BULLET.sub("", line).strip()
-        if line:
-            pieces.extend(_split_line(line))
-    sentences: list[str] = []
-    for piece in pieces:
-        markers = _LEADING_MARKERS.match(piece)
-        if markers and sentences:
-            sentences[-1] = _put_markers_inside(sentences[-1], markers.group(0).strip())
-            piece = piece[markers.end() :].strip()
-        if piece:
-            sentences.append(piece)
+        for position, piece in enumerate(_split_line(line) if line else []):
+            markers = _LEADING_MARKERS.match(piece)
+            rest = piece[markers.end() :].strip() if markers else piece
+            if markers and sentences and (position > 0 or not rest):
+                sentences[-1] = _put_markers_inside(sentences[-1], markers.group(0).strip())
+                piece = rest
+            if piece:
+                sentences.append(piece)
     return sentences
 
 
@@ -273,6 +278,8 @@ def with_citations(sentence: str, numbers: Sequence[int]) -> str:
 
 _INJECTION = re.compile(
     r"\b(?:ignore|disregard|forget|override)\b[^.]{0,60}\b(?:instructions?|rules?|prompts?|directions?)\b"
+    r"|^\W*(?:please\s+)?(?:ignore|disregard)\b[^.]{0,30}\b(?:papers?|sources?|context|documents?|abstracts?)\b"
+    r"|(?:^\W*|\band\s+)just (?:say|answer|reply|respond|write|confirm)\b"
     r"|\byou are now\b|\bsystem prompt\b|\bnew instructions?\b|\bas an ai\b",
     re.IGNORECASE,
 )
@@ -313,7 +320,7 @@ _STOPWORD_TEXT = """
     new via one two three also such many much well"""
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _WORD = re.compile(r"[a-z][a-z0-9]*(?:[-'][a-z0-9]+)*")
-_NUMBER = re.compile(r"(?<![A-Za-z\d.])(\d+(?:\.\d+)?)(?=$|[^A-Za-z\d]|x\b)")
+_NUMBER = re.compile(r"(?<![A-Za-z\d.])(\d+(?:\.\d+)?)(?!\.?\d)(?=$|[^A-Za-z\d]|(?:x|times|fold)\b)")
 
 
 def _stem(word: str) -> str:
@@ -370,22 +377,39 @@ def source_header(source: Source) -> list[str]:
     paper = source.paper
     lines = [paper.title]
     if paper.authors:
-        lines.append("Authors: " + ", ".join(paper.authors) + ".")
-    schedule = [
-        f"{label}: {value}"
-        for label, value in (
-            ("Session", paper.session),
-            ("Room", paper.room),
-            ("Moderator", paper.moderator),
-            ("Day", paper.day),
-            ("Time", paper.time_slot),
-            ("Year", paper.year),
-        )
-        if value
-    ]
+        lines.append(f"{_short_name(paper.title)} was written by " + ", ".join(paper.authors) + ".")
+    schedule = schedule_sentence(paper)
     if schedule:
-        lines.append("; ".join(schedule) + ".")
+        lines.append(schedule)
     return [line for line in lines if line.strip() and not looks_like_instruction(line)]
+
+
+_WEEKDAYS = {"Mon": "Monday", "Tue": "Tuesday", "Wed": "Wednesday", "Thu": "Thursday", "Fri": "Friday"}
+_WEEKDAYS |= {"Sat": "Saturday", "Sun": "Sunday"}
+
+
+def schedule_sentence(paper) -> str:
+    """Where and when a paper was presented, as a sentence a claim can be compared with: "ViLT was presented
+    as a talk in the session Deep Learning Algorithms 3 (moderator Razvan Pascanu) on Tuesday 20 July at
+    7:00 - 7:20 PDT." Answers say "was scheduled on Tuesday ...", so a "Day: Tue" label scored below the
+    support threshold for a correct claim."""
+    parts = []
+    if paper.session:
+        parts.append(f"in the session {paper.session}")
+    if paper.moderator:
+        parts.append(f"moderated by {paper.moderator}")
+    if paper.room:
+        parts.append(f"in room {paper.room}")
+    if paper.day:
+        day = re.sub(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun)\b\.?", lambda match: _WEEKDAYS[match.group(1)], paper.day)
+        parts.append(f"on {day}")
+    if paper.time_slot:
+        parts.append(f"at {paper.time_slot}")
+    if paper.year:
+        parts.append(f"in {paper.year}")
+    if not parts:
+        return ""
+    return f"{_short_name(paper.title)} was presented as a talk " + ", ".join(parts) + "."
 
 
 def build_evidence(sources: Sequence[Source], embedder) -> dict[int, Evidence]:
@@ -437,11 +461,15 @@ def verify_answer(
     embedder,
     settings: Settings,
     evidence: dict[int, Evidence] | None = None,
+    question: str | None = None,
 ) -> tuple[str, list[SentenceCheck]]:
     """Check every sentence of `text` against `sources`; return the corrected text and one check per sentence.
 
     `evidence` (from `build_evidence`) can be passed in when the caller already embedded the sources.
     The returned text cites only numbers of `sources`, each cited sentence with the sources that support it.
+    With the `question`, a sentence that only restates it ("The authors of X are [1].", "The learning rate
+    was, and the batch size was [1].") is dropped: it is well "supported", since its words are the question's
+    and the source's, but it answers nothing.
     """
     valid = [source.number for source in sources]
     titles = {source.number: source.paper.title.strip() for source in sources if source.paper.title.strip()}
@@ -467,6 +495,9 @@ def verify_answer(
             checks.append(SentenceCheck(text=statement, removed_citations=cited))
             kept.append(statement)
             continue
+        if question is not None and restates(sentence, question):
+            checks.append(SentenceCheck(text=remove_citations(sentence), removed_citations=cited, dropped=True))
+            continue
         check = _check_claim(sentence, cited, vector, evidence, settings)
         if check.supported:  # "This paper shows ..." whose marker verification just added: say which paper
             check = check.model_copy(update={"text": _name_generic_subjects(check.text, titles)})
@@ -475,6 +506,13 @@ def verify_answer(
             kept.append(check.text)
             kept_vectors.append(vector)
     return " ".join(kept).strip(), checks
+
+
+def restates(sentence: str, question: str) -> bool:
+    """True when `sentence` has no content word and no number that the question does not already have."""
+    new_terms = key_terms(sentence) - key_terms(question)
+    new_numbers = numbers_in(sentence) - numbers_in(question)
+    return not new_terms and not new_numbers
 
 
 def _repeats(vector: np.ndarray, earlier: list[np.ndarray], threshold: float) -> bool:

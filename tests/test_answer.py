@@ -146,7 +146,7 @@ def test_prompt_holds_few_sources_and_few_sentences(ordered, tmp_path, word_embe
 def test_word_budget_and_per_paper_cap(ordered, tmp_path, word_embedder, words, per_paper):
     settings = Settings(data_dir=tmp_path, answer_sources=3, context_words=words, passage_sentences=2)
     generator = FakeGenerator("FPN runs at 5 FPS on a GPU [3].")
-    run(Answerer(generator, word_embedder, settings), "How fast is FPN?", FakeRetriever(ordered))
+    run(Answerer(generator, word_embedder, settings), "What does FPN build?", FakeRetriever(ordered))
     assert [len(split_sentences(source.passage)) for source in generator.requests[0].sources] == per_paper
 
 
@@ -161,6 +161,8 @@ def test_word_budget_and_per_paper_cap(ordered, tmp_path, word_embedder, words, 
         ("Which papers learn node embeddings from random walks?", False, False, True),
         ("Which two talks in the session are about vision-and-language models?", False, False, True),
         ("Which paper proposes FPN?", False, False, False),
+        ("How much quicker than previous VLP approaches is ViLT?", False, True, False),
+        ("Which recent methods distil GNNs into MLPs?", False, False, True),
     ],
 )
 def test_question_shapes(question, authors, quantity, several):
@@ -221,6 +223,30 @@ def test_the_best_paper_gets_the_spare_words(ordered, tmp_path, word_embedder, b
     papers = [next(paper for paper in ordered if paper.id == name) for name in ("snr-metric", "gradient-noise", "fpn")]
     run(Answerer(generator, word_embedder, settings), question, FakeRetriever(papers))
     assert len(split_sentences(generator.requests[0].sources[0].passage)) == lead_sentences
+
+
+@pytest.mark.parametrize(
+    ("retry", "second", "declined"),
+    [
+        (True, "ViLT processes visual inputs without convolution [2].", False),
+        (True, "Bananas grow on tall tropical plants [2].", True),  # unsupported: the decline stands
+        (False, "ViLT processes visual inputs without convolution [2].", True),
+    ],
+)
+def test_a_declined_answer_gets_one_verified_second_look(ordered, tmp_path, word_embedder, retry, second, declined):
+    from rag.prompts import SECOND_LOOK_PROMPT
+
+    settings = Settings(data_dir=tmp_path, retry_declines=retry)
+    generator = FakeGenerator(DECLINE_TEXT, second)
+    _, answer = run(
+        Answerer(generator, word_embedder, settings), "How does ViLT handle images?", FakeRetriever(ordered)
+    )
+    assert answer.declined is declined
+    assert len(generator.requests) == (2 if retry else 1)
+    if retry:
+        assert SECOND_LOOK_PROMPT.split("{sources}")[0] in generator.requests[1].messages[1]["content"]
+    if not declined:
+        assert answer.text == "ViLT processes visual inputs without convolution [2]."
 
 
 def test_warm_up_sends_the_system_prompt_prefix_once(answer_settings, word_embedder):
