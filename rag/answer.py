@@ -5,10 +5,13 @@ Rules it keeps, whatever the model or the texts say:
 
 * **No evidence, no model.** When retrieval finds nothing relevant (`Retriever.is_relevant`), the answer is
   `DECLINE_TEXT` and the model is never called; the closest papers are still listed as sources.
-* **Short context.** On a CPU, prefill costs ~22 ms a token, so the prompt holds the best `answer_sources`
-  papers, and of those only about `context_words` words of abstract sentences, picked by similarity to the
-  question (the best one of each paper first, then the best remaining ones that fit, at most
-  `passage_sentences` per paper).
+* **Short context, shaped by the question.** On a CPU, prefill costs ~22 ms a token, so the prompt holds the
+  best `answer_sources` papers (`answer_sources_several` when the question asks for several), and of those
+  only about `context_words` words of abstract sentences, picked by similarity to the question (the best one
+  of each paper first, then the best remaining ones that fit, at most `passage_sentences` per paper; the lead
+  paper's sentences and, for "how many / how much" questions, sentences stating a quantity get a bonus).
+  Authors and schedules go in only for who/when/session questions, every author for "who wrote" ones.
+  `bench/context.py` measures how often the prompt holds the facts the eval set asks for.
 * **Every sentence backed.** The model's text is streamed as it comes; then `rag.cite.verify_answer` checks
   each sentence against the source it cites, fixes or removes citations, and drops unsupported sentences.
 * **Refusals.** An answer is declined (`declined=True`, text `DECLINE_TEXT`) when, after verification, no
@@ -245,15 +248,16 @@ def asks_for_several(question: str) -> bool:
     return bool(_ASKS_SEVERAL.search(question))
 
 
-def format_source(source: Source, max_authors: int, with_metadata: bool = True) -> str:
-    """One numbered source for ANSWER_PROMPT; authors and schedule only `with_metadata` (each costs prefill)."""
+def format_source(source: Source, max_authors: int | None, with_metadata: bool = True) -> str:
+    """One numbered source for ANSWER_PROMPT; authors (all when `max_authors` is None) and schedule only
+    `with_metadata` (each costs prefill)."""
     paper = source.paper
     if not with_metadata:
         return SOURCE_TEMPLATE.format(number=source.number, title=paper.title, authors="", passage=source.passage)
     authors = ""
-    if paper.authors and max_authors:
-        names = ", ".join(paper.authors[:max_authors])
-        authors = f" ({names}{' et al.' if len(paper.authors) > max_authors else ''})"
+    shown = paper.authors if max_authors is None else paper.authors[:max_authors]
+    if shown:
+        authors = f" ({', '.join(shown)}{' et al.' if len(paper.authors) > len(shown) else ''})"
     when = " ".join(value for value in (paper.day, paper.time_slot) if value)
     labelled = (("Session", paper.session), ("moderator", paper.moderator), ("room", paper.room), ("time", when))
     schedule = "; ".join(f"{label}: {value}" for label, value in labelled if value)
@@ -266,7 +270,7 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """System rules, then the numbered sources and the question (in `template`)."""
     with_metadata = asks_metadata(question)
-    max_authors = 1000 if asks_authors(question) else settings.prompt_authors
+    max_authors = None if asks_authors(question) else settings.prompt_authors
     formatted = "\n\n".join(format_source(source, max_authors, with_metadata) for source in sources)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
