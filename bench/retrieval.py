@@ -24,8 +24,8 @@ from rag.settings import Settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TUNED_SETTINGS = (
-    "dense_weight", "lexical_weight", "metadata_weight", "rrf_k", "candidate_chunks", "chunk_chars",
-    "bm25_k1", "bm25_b", "bm25_stemming", "rerank", "rerank_weight", "mmr_lambda", "embedding_model",
+    "fusion", "dense_weight", "lexical_weight", "zscore_floor", "metadata_weight", "rrf_k", "candidate_chunks",
+    "chunk_chars", "bm25_k1", "bm25_b", "bm25_stemming", "rerank", "mmr_lambda", "embedding_model",
 )  # fmt: skip
 
 
@@ -89,27 +89,21 @@ def main(argv: list[str] | None = None) -> int:
     queries = queries[: args.limit] if args.limit else queries
     started = time.perf_counter()
     result = run_beir(papers, queries, settings, modes=args.modes.split(","), progress=print)
-    tuned = (
-        "dense_weight",
-        "lexical_weight",
-        "rrf_k",
-        "candidate_chunks",
-        "chunk_chars",
-        "bm25_k1",
-        "bm25_b",
-        "bm25_stemming",
-        "rerank",
-        "mmr_lambda",
-        "embedding_model",
-    )
-    result["settings"] = {name: getattr(settings, name) for name in tuned}
-    result["machine"] = f"{platform.machine()}, {_cpu_count()} CPU cores (shared)"
+    result["settings"] = {name: getattr(settings, name) for name in TUNED_SETTINGS}
+    result["machine"] = f"{platform.machine()}, {_cpu_count()} CPU cores (shared), load {_load()}"
     result["seconds"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (RESULTS / f"{args.out}.md").write_text(to_markdown(result))
     print(to_markdown(result))
     return 0
+
+
+def _load() -> str:
+    """The 1-minute load average at the end: latency figures mean little when it exceeds the core count."""
+    import os
+
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "unknown"
 
 
 def _cpu_count() -> int:
