@@ -39,7 +39,7 @@ def token_counter(settings: Settings):
 
         vocab = Llama(model_path=str(generator_model_path(settings)), vocab_only=True, verbose=False)
         return lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))
-    except Exception:  # noqa: BLE001 - an estimate is enough when llama.cpp is missing
+    except Exception:  # an estimate is enough when llama.cpp is missing
         return lambda text: round(1.3 * len(text.split()))
 
 
@@ -61,7 +61,7 @@ def measure(settings: Settings, show_misses: bool = False) -> dict[str, dict[str
             print(f"--- {question.id} {question.type}: {question.question}\n{user}\n")
     rows = {}
     everything = [item for items in per_type.values() for item in items]
-    for name, items in sorted(per_type.items()) + [("overall", everything)]:
+    for name, items in [*sorted(per_type.items()), ("overall", everything)]:
         rows[name] = {
             "n": len(items),
             "facts_in_prompt": sum(ok for ok, _ in items) / len(items),
@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "| type | n | facts in prompt | user-message tokens p50 |",
         "|---|---|---|---|",
-        *(f"| {name} | {row['n']} | {row['facts_in_prompt']:.2f} | {row['prompt_tokens_p50']:.0f} |" for name, row in rows.items()),
+        *(
+            f"| {name} | {row['n']} | {row['facts_in_prompt']:.2f} | {row['prompt_tokens_p50']:.0f} |"
+            for name, row in rows.items()
+        ),
     ]
     print("\n".join(lines))
     RESULTS.write_text("\n".join(lines) + "\n")

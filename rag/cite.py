@@ -336,11 +336,17 @@ def key_terms(text: str) -> set[str]:
     return {_stem(word) for word in words if word not in _STOPWORDS and len(word) > 1}
 
 
+_SIZE = re.compile(r"(?<![A-Za-z\d.])(\d+)\s*[x×]\s*(\d+)(?![\d.])")
+"""A size such as 3x3, 7 × 7 or 224x224: one quantity, compared whole ('7x7' is not '3x3')."""
+
+
 def numbers_in(text: str) -> set[str]:
     """Numbers written as digits, normalised ('1,000' -> '1000', '7.0' -> '7'); digits inside names such as
-    'CIFAR10' are part of the name, not numbers."""
+    'CIFAR10' are part of the name, not numbers; a size like '3×3' is one number, '3x3'."""
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", remove_citations(text))
-    return {_normalise_number(value) for value in _NUMBER.findall(text)}
+    sizes = {f"{rows}x{columns}" for rows, columns in _SIZE.findall(text)}
+    text = _SIZE.sub(" ", text)
+    return sizes | {_normalise_number(value) for value in _NUMBER.findall(text)}
 
 
 def _normalise_number(value: str) -> str:

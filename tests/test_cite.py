@@ -149,6 +149,7 @@ def test_numbers_in():
     }
     assert numbers_in("Markers [12] are not numbers.") == set()
     assert numbers_in("LightHGNN runs 100times faster, CatLIP 2.7times, and a 3-fold gain.") == {"100", "2.7", "3"}
+    assert numbers_in("VGG uses 3×3 filters on 224 x 224 crops, not 7x7 ones.") == {"3x3", "224x224", "7x7"}
 
 
 @pytest.mark.parametrize(
