@@ -52,6 +52,7 @@ from rag.prompts import (
     CONDENSE_TURN_TEMPLATE,
     DECLINE_TEXT,
     SECOND_LOOK_PROMPT,
+    SEVERAL_PAPERS_PROMPT,
     SOURCE_TEMPLATE,
     SYSTEM_PROMPT,
 )
@@ -268,7 +269,10 @@ def format_source(source: Source, max_authors: int | None, with_metadata: bool =
 def build_messages(
     question: str, sources: Sequence[Source], settings: Settings, template: str = ANSWER_PROMPT
 ) -> list[dict[str, str]]:
-    """System rules, then the numbered sources and the question (in `template`)."""
+    """System rules, then the numbered sources and the question (in `template`; a question about several
+    papers gets SEVERAL_PAPERS_PROMPT instead of ANSWER_PROMPT)."""
+    if template == ANSWER_PROMPT and asks_for_several(question):
+        template = SEVERAL_PAPERS_PROMPT
     with_metadata = asks_metadata(question)
     max_authors = None if asks_authors(question) else settings.prompt_authors
     formatted = "\n\n".join(format_source(source, max_authors, with_metadata) for source in sources)

@@ -218,7 +218,7 @@ def split_sentences(text: str) -> list[str]:
     with its source, and keeps it; a line of markers alone belongs to the line before.
     """
     sentences: list[str] = []
-    for line in (text or "").splitlines():
+    for line in _list_lines(text or ""):
         line = _BULLET.sub("", line).strip()
         for position, piece in enumerate(_split_line(line) if line else []):
             markers = _LEADING_MARKERS.match(piece)
@@ -229,6 +229,19 @@ def split_sentences(text: str) -> list[str]:
             if piece:
                 sentences.append(piece)
     return sentences
+
+
+_NEXT_ITEM = re.compile(r"\s+(?=\[\d+\]\s*[A-Z“\"])")
+
+
+def _list_lines(text: str) -> list[str]:
+    """Lines of `text`, with a run-on list split into its items: a line that opens with a marker and has more
+    markers before capitalised words ("[1] PIIP [2] LapSRN [4] InSPyReNet") is one item per marker, as the
+    model lists sources in the prompt's own "[n] Title" shape."""
+    lines = []
+    for line in text.splitlines():
+        lines.extend(_NEXT_ITEM.split(line.strip()) if _LEADING_MARKERS.match(line.strip()) else [line])
+    return lines
 
 
 def _split_line(line: str) -> list[str]:
@@ -511,7 +524,14 @@ def verify_answer(
         if not check.dropped:
             kept.append(check.text)
             kept_vectors.append(vector)
-    return " ".join(kept).strip(), checks
+    return " ".join(_ended(sentence) for sentence in kept).strip(), checks
+
+
+def _ended(sentence: str) -> str:
+    """`sentence` with a final period when it has none ("Title [3]" -> "Title [3]."): list items and title
+    lines are joined into one paragraph, where they would otherwise run into each other."""
+    ends = re.search(r"[.!?][\"'”’)]*$", remove_citations(sentence).rstrip())
+    return sentence if ends or not sentence.strip() else sentence.rstrip() + "."
 
 
 def restates(sentence: str, question: str) -> bool:

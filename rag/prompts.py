@@ -46,6 +46,16 @@ ANSWER_PROMPT = (
 model most often forgets (use the sources, cite each sentence). The question is labelled as such, so text
 inside it that reads like an instruction stays part of the question."""
 
+SEVERAL_PAPERS_PROMPT = (
+    "Sources:\n{sources}\n\n"
+    "Question: {question}\n\n"
+    "Answer with one short sentence for each source that fits the question: name the paper, say what it does "
+    "that the question asks about, and cite its [n]. Skip sources that do not fit."
+)
+"""The user turn for questions about several papers ("Which papers ..."). With ANSWER_PROMPT's "2 to 4
+sentences" the 1.5B model wrote about the first two or three sources and left out a fitting fourth one; one
+sentence per fitting source, each naming its paper, is the shape such an answer needs."""
+
 SECOND_LOOK_PROMPT = (
     "Sources:\n{sources}\n\n"
     "Question: {question}\n\n"

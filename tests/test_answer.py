@@ -198,6 +198,8 @@ def test_questions_about_several_papers_show_more_sources(ordered, tmp_path, wor
     run(answerer, "Which papers build feature pyramids?", FakeRetriever(ordered))
     run(answerer, "Which paper builds feature pyramids?", FakeRetriever(ordered))
     assert [len(request.sources) for request in generator.requests] == [4, 2]
+    several, one = (request.messages[1]["content"] for request in generator.requests)
+    assert "one short sentence for each source" in several and "one short sentence for each source" not in one
 
 
 @pytest.mark.parametrize(

@@ -442,3 +442,17 @@ def test_a_sentence_that_restates_the_question_is_dropped(verify, sources, cite_
         "The authors of ViLT are [2].", sources, word_embedder, cite_settings, question="Who are the authors of ViLT?"
     )
     assert text == "" and checks[0].dropped
+
+
+def test_a_run_on_list_of_sources_becomes_one_item_per_source():
+    assert split_sentences("[1] PIIP networks [2] LapSRN for super-resolution [4] “InSPyReNet” saliency") == [
+        "[1] PIIP networks",
+        "[2] LapSRN for super-resolution",
+        "[4] “InSPyReNet” saliency",
+    ]
+    assert split_sentences("ViLT is fast [1] and small [2].") == ["ViLT is fast [1] and small [2]."]
+
+
+def test_list_items_end_with_a_period_in_the_answer(verify, sources, cite_settings):
+    text, _ = verify("[2] ViLT: Vision-and-Language Transformer\n[3] Feature Pyramid Networks", sources, cite_settings)
+    assert text == "ViLT: Vision-and-Language Transformer [2]. Feature Pyramid Networks [3]."
