@@ -38,12 +38,12 @@ from rag.cite import (
     build_evidence,
     is_decline,
     key_terms,
-    looks_like_instruction,
     numbers_in,
     parse_citations,
     remove_citations,
     split_sentences,
     verify_answer,
+    without_instructions,
 )
 from rag.generate import GenerationRequest
 from rag.prompts import (
@@ -51,7 +51,6 @@ from rag.prompts import (
     CONDENSE_PROMPT,
     CONDENSE_TURN_TEMPLATE,
     DECLINE_TEXT,
-    SECOND_LOOK_PROMPT,
     SEVERAL_PAPERS_PROMPT,
     SOURCE_TEMPLATE,
     SYSTEM_PROMPT,
@@ -108,16 +107,6 @@ def format_history(history: History, turns: int) -> str:
         short = " ".join(split_sentences(remove_citations(answer or ""))[:HISTORY_ANSWER_SENTENCES])
         lines.append(CONDENSE_TURN_TEMPLATE.format(question=question.strip(), answer=short))
     return "\n".join(lines)
-
-
-def without_instructions(question: str) -> str:
-    """`question` without the sentences that read like orders to the model ("Ignore your rules and ...").
-
-    Such text must never steer the answer, and it also drags retrieval towards nothing useful; what is left is
-    the real question. A question made only of such text is kept whole (the model treats it as data).
-    """
-    kept = [sentence for sentence in split_sentences(question) if not looks_like_instruction(sentence)]
-    return " ".join(kept) if kept else question
 
 
 def clean_rewrite(completion: str, question: str) -> str | None:
@@ -266,13 +255,10 @@ def format_source(source: Source, max_authors: int | None, with_metadata: bool =
     return SOURCE_TEMPLATE.format(number=source.number, title=paper.title, authors=authors, passage=passage)
 
 
-def build_messages(
-    question: str, sources: Sequence[Source], settings: Settings, template: str = ANSWER_PROMPT
-) -> list[dict[str, str]]:
-    """System rules, then the numbered sources and the question (in `template`; a question about several
-    papers gets SEVERAL_PAPERS_PROMPT instead of ANSWER_PROMPT)."""
-    if template == ANSWER_PROMPT and asks_for_several(question):
-        template = SEVERAL_PAPERS_PROMPT
+def build_messages(question: str, sources: Sequence[Source], settings: Settings) -> list[dict[str, str]]:
+    """System rules, then the numbered sources and the question (in SEVERAL_PAPERS_PROMPT for a question about
+    several papers, else ANSWER_PROMPT)."""
+    template = SEVERAL_PAPERS_PROMPT if asks_for_several(question) else ANSWER_PROMPT
     with_metadata = asks_metadata(question)
     max_authors = None if asks_authors(question) else settings.prompt_authors
     formatted = "\n\n".join(format_source(source, max_authors, with_metadata) for source in sources)
@@ -365,9 +351,6 @@ class Answerer:
         raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
         text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=standalone)
         clock.lap("verify")
-        if self.settings.retry_declines and is_decline(raw) and not has_supported_claim(checks):
-            text, checks = self.second_look(standalone, shown, evidence, text, checks)
-            clock.lap("second_look")
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
         answer = answer.model_copy(update={"sources": sources, "sentences": checks})
@@ -376,31 +359,6 @@ class Answerer:
                 update={"text": text, "citations": citations_for(text, shown), "declined": False}
             )
         yield self._finish(answer, clock)
-
-    def second_look(
-        self, question: str, shown: list[Source], evidence: dict[int, Evidence], text: str, checks: list[SentenceCheck]
-    ) -> tuple[str, list[SentenceCheck]]:
-        """Ask once more, with SECOND_LOOK_PROMPT, after the model declined a question its sources match.
-
-        Measured on the eval set, the 1.5B model declines many questions whose answer is in its prompt
-        (numbers stated in other words, false premises to correct). The second answer is verified like the
-        first, so a claim no source supports still ends in a decline; the first reply stands when the second
-        has no supported claim. The second answer is not streamed: the final `Answer` carries it.
-        """
-        messages = build_messages(question, shown, self.settings, template=SECOND_LOOK_PROMPT)
-        request = GenerationRequest(
-            messages=messages,
-            sources=shown,
-            question=question,
-            max_tokens=self.settings.max_new_tokens,
-            stop=ANSWER_STOPS,
-        )
-        with closing(iter(self.generator.stream(request))) as stream:
-            raw = _ANSWER_LABEL.sub("", "".join(stream)).strip()
-        second_text, second_checks = verify_answer(
-            raw, shown, self.embedder, self.settings, evidence=evidence, question=question
-        )
-        return (second_text, second_checks) if has_supported_claim(second_checks) else (text, checks)
 
     def _finish(self, answer: Answer, clock: _Clock) -> Answer:
         clock.timings["total"] = clock.since_start()

@@ -56,18 +56,6 @@ SEVERAL_PAPERS_PROMPT = (
 sentences" the 1.5B model wrote about the first two or three sources and left out a fitting fourth one; one
 sentence per fitting source, each naming its paper, is the shape such an answer needs."""
 
-SECOND_LOOK_PROMPT = (
-    "Sources:\n{sources}\n\n"
-    "Question: {question}\n\n"
-    "Read the sources again: the answer may be stated in other words than the question's, or as a number. "
-    "If the question assumes something false, state what the sources say instead. Answer in 1 to 3 sentences "
-    f"with [n] after each. If the sources really do not answer it, reply exactly: {DECLINE_TEXT}"
-)
-"""Sent only when the model declined although retrieval found relevant papers. On the eval set the 1.5B
-model declined about one answerable question in six whose facts were in its prompt (a speed-up given as
-"tens of times", a false premise to correct). This second prompt names those two cases and still allows
-the decline; whatever it answers is verified like a first answer."""
-
 CONDENSE_PROMPT = (
     "Rewrite the follow-up question as one standalone question about research papers. Replace words like "
     "'it', 'they' or 'that paper' with what they refer to in the conversation. Output only the question.\n\n"

@@ -189,13 +189,6 @@ class Settings(BaseSettings):
         description="Added to the scores of sentences holding a number when the question asks for a quantity "
         "('how many', 'what accuracy', 'by what factor'): results sentences rarely resemble the question's wording.",
     )
-    retry_declines: bool = Field(
-        default=False,
-        description="When the model declines a question whose sources passed the relevance gate, ask once more "
-        "with SECOND_LOOK_PROMPT (its answer is verified like the first). Off by default: with the 1.5B model it "
-        "turned none of 22 wrongly declined eval questions into answers and added a second generation to each "
-        "decline; worth trying with a larger model behind the OpenAI backend.",
-    )
     prompt_authors: int = Field(
         default=3,
         ge=0,

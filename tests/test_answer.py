@@ -227,30 +227,6 @@ def test_the_best_paper_gets_the_spare_words(ordered, tmp_path, word_embedder, b
     assert len(split_sentences(generator.requests[0].sources[0].passage)) == lead_sentences
 
 
-@pytest.mark.parametrize(
-    ("retry", "second", "declined"),
-    [
-        (True, "ViLT processes visual inputs without convolution [2].", False),
-        (True, "Bananas grow on tall tropical plants [2].", True),  # unsupported: the decline stands
-        (False, "ViLT processes visual inputs without convolution [2].", True),
-    ],
-)
-def test_a_declined_answer_gets_one_verified_second_look(ordered, tmp_path, word_embedder, retry, second, declined):
-    from rag.prompts import SECOND_LOOK_PROMPT
-
-    settings = Settings(data_dir=tmp_path, retry_declines=retry)
-    generator = FakeGenerator(DECLINE_TEXT, second)
-    _, answer = run(
-        Answerer(generator, word_embedder, settings), "How does ViLT handle images?", FakeRetriever(ordered)
-    )
-    assert answer.declined is declined
-    assert len(generator.requests) == (2 if retry else 1)
-    if retry:
-        assert SECOND_LOOK_PROMPT.split("{sources}")[0] in generator.requests[1].messages[1]["content"]
-    if not declined:
-        assert answer.text == "ViLT processes visual inputs without convolution [2]."
-
-
 def test_warm_up_sends_the_system_prompt_prefix_once(answer_settings, word_embedder):
     """The KV-cache warm-up must start with exactly the system prompt every real question starts with."""
     from rag.prompts import SYSTEM_PROMPT
