@@ -45,6 +45,7 @@ from rag.cite import (
     verify_answer,
     without_instructions,
 )
+from rag.embeddings import SentenceVectors
 from rag.generate import GenerationRequest
 from rag.prompts import (
     ANSWER_PROMPT,
@@ -288,10 +289,12 @@ def has_supported_claim(checks: Sequence[SentenceCheck]) -> bool:
 class Answerer:
     """Turns a question (and the conversation so far) into a streamed, verified, cited `Answer`."""
 
-    def __init__(self, generator, embedder, settings: Settings):
+    def __init__(self, generator, embedder, settings: Settings, sentence_vectors: SentenceVectors | None = None):
         self.generator = generator
         self.embedder = embedder
         self.settings = settings
+        self.sentence_vectors = SentenceVectors(embedder) if sentence_vectors is None else sentence_vectors
+        """Source sentences embedded once (the index's file-backed store in a `Bot`, else one in memory)."""
 
     @property
     def backend(self) -> str:
@@ -397,7 +400,7 @@ class Answerer:
     def prepare_sources(self, question: str, sources: Sequence[Source]) -> tuple[list[Source], dict[int, Evidence]]:
         """The papers shown to the model, with their passages chosen, and their embedded evidence."""
         shown = list(sources[: self.shown_count(question)])
-        evidence = build_evidence(shown, self.embedder)
+        evidence = build_evidence(shown, self.sentence_vectors)
         question_vector = self.question_vector(question)
         return select_passages(question_vector, question, shown, evidence, self.settings), evidence
 

@@ -64,7 +64,7 @@ class Bot:
     def answerer(self):
         from rag.answer import Answerer
 
-        return Answerer(self.generator, self.embedder, self.settings)
+        return Answerer(self.generator, self.embedder, self.settings, sentence_vectors=self.index.sentence_vectors)
 
     # --- entry points ---------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path] | None = None) -> IngestReport:
@@ -99,6 +99,7 @@ class Bot:
         self.ensure_index()
         self.retriever.search("warm-up", k=1)  # builds the lexical index and loads the embedder
         with self._generate_lock:
+            self.answerer.sentence_vectors.load()
             self.answerer.warm_up()
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:

@@ -447,7 +447,10 @@ def schedule_sentence(paper: Paper) -> str:
 
 
 def build_evidence(sources: Sequence[Source], embedder) -> dict[int, Evidence]:
-    """Evidence for each source, with all sentences embedded in one batch."""
+    """Evidence for each source, with all sentences embedded in one batch.
+
+    Pass a `rag.embeddings.SentenceVectors` as `embedder` and only sentences it has not seen are embedded:
+    a paper's sentences never change, so the answer stage does not pay for them on every question."""
     per_source = [(source, source_header(source), abstract_sentences(source)) for source in sources]
     texts = [sentence for _, header, body in per_source for sentence in header + body]
     vectors = _embed(embedder, texts)

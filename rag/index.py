@@ -38,9 +38,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rag.embeddings import SentenceVectors
 from rag.errors import IndexError_
 from rag.settings import Settings
-from rag.types import Chunk, IngestReport, Paper
+from rag.types import Chunk, IngestReport, Paper, Source
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ SCHEMA_VERSION = 1
 """Bumped when the stored chunk layout changes, so old collections are rebuilt rather than misread."""
 
 LOCK_FILE = "rag.lock"
+SENTENCE_VECTORS_FILE = "sentence-vectors.bin"
+"""Next to the store: the answer stage's vectors of source sentences (`rag.embeddings.SentenceVectors`)."""
 OPTIONAL_FIELDS = ("session", "room", "moderator", "day", "time_slot", "year")
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
@@ -164,6 +167,13 @@ def content_hash(paper: Paper, settings: Settings) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def evidence_sentences(papers: Iterable[Paper]) -> list[str]:
+    """The sentences the answer stage embeds for each paper it shows (`rag.cite.build_evidence`)."""
+    from rag.cite import source_sentences
+
+    return [text for paper in papers for text in source_sentences(Source(number=1, paper=paper, score=0.0))]
+
+
 # --- stored metadata <-> Paper ---------------------------------------------------------------------------
 
 
@@ -243,6 +253,8 @@ class PaperIndex:
         self._vectors: dict[str, np.ndarray] | None = None
         self._cached_count = -1
         self._closed = False
+        self.sentence_vectors = SentenceVectors(embedder, settings.index_dir / SENTENCE_VECTORS_FILE)
+        """Vectors of the papers' title, author, schedule and abstract sentences, kept across questions."""
 
     # --- writing -----------------------------------------------------------------------------------------
     def ingest(self, papers: Iterable[Paper]) -> IngestReport:
@@ -273,6 +285,8 @@ class PaperIndex:
         finally:
             if pending:
                 self._invalidate()
+        if self.settings.sentence_vectors_at_ingest:
+            self.sentence_vectors.fill(evidence_sentences(unique.values()), batch=self._step_size())
         notes = [self.rebuilt] if self.rebuilt else []
         self.rebuilt = None  # reported once
         return IngestReport(

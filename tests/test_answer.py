@@ -6,6 +6,7 @@ embedder; the integration tests at the end run the real default model over the b
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rag.answer import Answerer, asks_authors, asks_for_several, asks_quantity, heuristic_rewrite, needs_rewrite
@@ -225,6 +226,33 @@ def test_the_best_paper_gets_the_spare_words(ordered, tmp_path, word_embedder, b
     papers = [next(paper for paper in ordered if paper.id == name) for name in ("snr-metric", "gradient-noise", "fpn")]
     run(Answerer(generator, word_embedder, settings), question, FakeRetriever(papers))
     assert len(split_sentences(generator.requests[0].sources[0].passage)) == lead_sentences
+
+
+def test_source_sentences_are_embedded_once_across_questions(ordered, answer_settings, word_embedder):
+    answerer = Answerer(FakeGenerator(), word_embedder, answer_settings)
+    sources = FakeRetriever(ordered).search("feature pyramids")
+    _, evidence = answerer.prepare_sources("What does FPN build?", sources)
+    embedded = [text for call in word_embedder.calls for text in call]
+    assert set(evidence[1].sentences) <= set(embedded)
+    word_embedder.calls.clear()
+    _, evidence_again = answerer.prepare_sources("How fast is FPN?", sources)
+    assert word_embedder.calls == [["How fast is FPN?"]]  # only the new question is embedded
+    assert all(np.array_equal(evidence[n].vectors, evidence_again[n].vectors) for n in evidence)
+
+
+def test_bot_keeps_source_sentence_vectors_next_to_the_index(settings, papers):
+    from rag.api import Bot
+    from rag.index import SENTENCE_VECTORS_FILE
+
+    bot = Bot(settings)
+    bot.index.ingest(papers)
+    assert bot.answerer.sentence_vectors is bot.index.sentence_vectors
+    bot.ask("What does ViLT process without convolution?")
+    bot.index.close()
+    assert (settings.index_dir / SENTENCE_VECTORS_FILE).stat().st_size > 0
+    restarted = Bot(settings)
+    assert len(restarted.answerer.sentence_vectors) == len(bot.answerer.sentence_vectors) > 0
+    restarted.index.close()
 
 
 def test_warm_up_sends_the_system_prompt_prefix_once(answer_settings, word_embedder):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from rag.cite import (
@@ -23,6 +24,7 @@ from rag.cite import (
     verify_answer,
     with_citations,
 )
+from rag.embeddings import SentenceVectors
 from rag.settings import Settings
 from rag.types import Paper, Source
 
@@ -344,6 +346,18 @@ def test_evidence_is_embedded_in_one_batch(sources, word_embedder):
     assert set(evidence) == {1, 2, 3}
     assert evidence[1].sentences[0] == sources[0].paper.title
     assert evidence[1].vectors.shape[0] == len(evidence[1].sentences)
+
+
+def test_evidence_from_sentence_vectors_is_the_same_and_embeds_each_sentence_once(sources, word_embedder):
+    plain = build_evidence(sources, word_embedder)
+    remembered = SentenceVectors(word_embedder)
+    first = build_evidence(sources, remembered)
+    again = build_evidence(list(reversed(sources)), remembered)
+    assert len(word_embedder.calls) == 2  # the plain batch, then one batch of the same sentences; none after
+    for number, evidence in plain.items():
+        for cached in (first[number], again[number]):
+            assert cached.sentences == evidence.sentences and cached.abstract_start == evidence.abstract_start
+            assert np.array_equal(cached.vectors, evidence.vectors)
 
 
 # --- naming the paper a marker stands for ------------------------------------------------------------------

@@ -23,9 +23,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embeddings import Embedder, get_embedder
+from rag.embeddings import Embedder, SentenceVectors, get_embedder
 from rag.errors import IndexError_
-from rag.index import chunk_paper, content_hash, open_index, split_sentences
+from rag.index import (
+    SENTENCE_VECTORS_FILE,
+    chunk_paper,
+    content_hash,
+    evidence_sentences,
+    open_index,
+    split_sentences,
+)
 from rag.settings import Settings
 from rag.types import Paper
 
@@ -313,6 +320,102 @@ def test_switching_embedding_model_rebuilds_instead_of_mixing(settings, embedder
         assert report.chunks_added == 5 and other.texts == 5
         assert any("Rebuilt the index" in note for note in report.notes)
         assert rebuilt.ingest(papers).notes == []  # reported once
+
+
+# --- sentence vectors (the answer stage's source sentences, embedded once) ------------------------------------
+
+SENTENCES = [
+    "ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision",
+    "ViLT was written by Wonjae Kim, Bokyung Son, Ildoo Kim.",
+    "We present a minimal vision-and-language model.",
+    "It is up to tens of times faster than previous models.",
+]
+
+
+def test_sentence_vectors_are_the_embedders_vectors_and_survive_a_restart(settings, embedder, tmp_path):
+    path = tmp_path / SENTENCE_VECTORS_FILE
+    fresh = embedder.inner.embed(SENTENCES)
+    first = SentenceVectors(embedder, path).embed(SENTENCES)
+    assert first.dtype == np.float32 and np.array_equal(first, fresh)  # same model, same normalisation
+    for text, vector in zip(SENTENCES, first, strict=True):  # batch-independent within float noise
+        assert np.allclose(vector, embedder.inner.embed([text])[0], atol=1e-6)
+
+    embedded = embedder.texts
+    restarted = SentenceVectors(embedder, path)
+    again = restarted.embed(list(reversed(SENTENCES)))
+    assert embedder.texts == embedded  # read back from the file, nothing embedded
+    assert np.array_equal(again, first[::-1]) and len(restarted) == 4
+
+
+def test_sentence_vectors_embed_only_texts_not_seen_before(embedder, tmp_path):
+    vectors = SentenceVectors(embedder, tmp_path / SENTENCE_VECTORS_FILE)
+    vectors.embed(SENTENCES[:2])
+    calls, embedded = embedder.calls, embedder.texts
+    both = vectors.embed([SENTENCES[1], SENTENCES[2], SENTENCES[2]])
+    assert (embedder.calls, embedder.texts) == (calls + 1, embedded + 1)  # one batch with the one new text
+    assert np.array_equal(both[1], both[2])
+    assert SentenceVectors(embedder, tmp_path / SENTENCE_VECTORS_FILE).fill(SENTENCES) == 1  # appended, not lost
+
+
+def test_sentence_vectors_of_another_model_are_not_reused(embedder, tmp_path):
+    class OtherModel(HashEmbedder):
+        name = "another-model"
+
+    path = tmp_path / SENTENCE_VECTORS_FILE
+    SentenceVectors(HashEmbedder(), path).embed(SENTENCES)
+    same_width = CountingEmbedder(OtherModel())
+    assert np.array_equal(SentenceVectors(same_width, path).embed(SENTENCES), OtherModel().embed(SENTENCES))
+    assert same_width.texts == 4  # a different model name invalidates the file even at the same dimension
+    SentenceVectors(embedder, path).embed(SENTENCES)
+    assert embedder.texts == 4 and path.read_bytes().startswith(b'{"dimension": 32,')  # rewritten for the new model
+    SentenceVectors(embedder, path).embed(SENTENCES)
+    assert embedder.texts == 4
+
+
+@pytest.mark.parametrize("damage", ["garbage", "torn_tail", "nan_record", "not_a_file"])
+def test_damaged_sentence_vector_file_never_fails_and_is_repaired(embedder, tmp_path, damage):
+    path = tmp_path / SENTENCE_VECTORS_FILE
+    expected = embedder.inner.embed(SENTENCES)
+    SentenceVectors(embedder, path).embed(SENTENCES[:2])
+    header = path.read_bytes().split(b"\n", 1)[0] + b"\n"
+    record = (len(path.read_bytes()) - len(header)) // 2
+    if damage == "garbage":
+        path.write_bytes(random.Random(0).randbytes(5000))
+    elif damage == "torn_tail":  # a process killed mid-append
+        path.write_bytes(path.read_bytes() + b"\x01" * (record // 2))
+    elif damage == "nan_record":
+        data = bytearray(path.read_bytes())
+        data[len(header) + 20 : len(header) + 24] = np.array([np.nan], dtype="<f4").tobytes()
+        path.write_bytes(bytes(data))
+    else:
+        path.unlink()
+        path.mkdir()  # unreadable and unwritable: vectors are still returned, from memory
+
+    vectors = SentenceVectors(embedder, path)
+    assert np.allclose(vectors.embed(SENTENCES), expected, atol=1e-6)
+    if damage != "not_a_file":
+        reread = CountingEmbedder(embedder.inner)
+        assert np.allclose(SentenceVectors(reread, path).embed(SENTENCES), expected, atol=1e-6)
+        assert reread.texts == 0  # the file was repaired: every record whole and valid
+        assert (len(path.read_bytes()) - len(header)) == 4 * record
+
+
+def test_ingest_fills_sentence_vectors_only_when_asked(settings, embedder, papers):
+    with open_index(settings, embedder) as index:
+        index.ingest(papers)
+        assert len(index.sentence_vectors) == 0
+        assert not (settings.index_dir / SENTENCE_VECTORS_FILE).exists()
+    eager = settings.model_copy(update={"sentence_vectors_at_ingest": True})
+    with open_index(eager, embedder) as index:
+        index.ingest(papers)  # every paper is skipped, but its missing sentence vectors are filled
+        wanted = set(evidence_sentences(papers))
+        assert len(index.sentence_vectors) == len(wanted) > 3 * len(papers)
+        embedded = embedder.texts
+        index.ingest(papers)
+        assert embedder.texts == embedded
+    with open_index(settings, embedder) as reopened:
+        reopened.sentence_vectors.embed(sorted(wanted))
+        assert embedder.texts == embedded
 
 
 # --- errors ----------------------------------------------------------------------------------------------
