@@ -120,8 +120,11 @@ _OBJECT_MARKERS = re.compile(
     rf"\b(is|are|was|were|in|by|from|see|called|titled|named|including|include|includes)\s+({_MARKER_GROUP})"
 )
 """A marker used as the object of a verb or preposition: "... right after ViLT is [1].", "proposed by [2]"."""
-_GENERIC_SUBJECT = re.compile(rf"^(?:[Tt]he|[Tt]his|[Tt]hat)\s+(?:{_PAPER_NOUN}|collection|manuscript)\b(?!\s*\[)")
-"""A sentence that calls its one cited paper "This paper" or "The collection": the title says which."""
+_GENERIC_SUBJECT = re.compile(
+    rf"^({_MARKER_GROUP}\s+)?(?:[Tt]he|[Tt]his|[Tt]hat)\s+(?:{_PAPER_NOUN}|collection|manuscript)\b(?!\s*\[)"
+)
+"""A sentence that calls its one cited paper "This paper" or "The collection": the title says which. A marker
+in front ("[1] This manuscript argues ...") labels that subject, so it stays with the title."""
 _THERE_IS_WORK = re.compile(
     r"\b(there (?:is|are|was) (?:a |an |some |one )?(?:\w+ )?(?:work|paper|study|research|article))\b(?!\s*[“(\[])",
     re.IGNORECASE,
@@ -196,7 +199,10 @@ def _name_generic_subject(sentence: str, titles: dict[int, str]) -> str:
     if not title or is_decline(sentence) or title.lower() in sentence.lower():
         return sentence
     subject = _GENERIC_SUBJECT.match(sentence)
-    return f"“{title}”{sentence[subject.end() :]}" if subject else _name_there_is_work(sentence, title)
+    if not subject:
+        return _name_there_is_work(sentence, title)
+    marker = f" {subject.group(1).strip()}" if subject.group(1) else ""
+    return f"“{title}”{marker}{sentence[subject.end() :]}"
 
 
 # --- sentences ----------------------------------------------------------------------------------------------

@@ -377,6 +377,7 @@ FPN = "“Feature Pyramid Networks for Object Detection”"
         ("[2] and [3] are fast.", f"{VILT} [2] and {FPN} [3] are fast."),
         ("[3] Builds pyramids.", f"{FPN} [3] Builds pyramids."),
         ("This paper builds pyramids [3].", f"{FPN} builds pyramids [3]."),
+        ("[3] This manuscript argues pyramids help.", f"{FPN} [3] argues pyramids help."),
         ("Yes, there is work showing pyramids help [3].", f"Yes, there is work ({FPN}) showing pyramids help [3]."),
     ],
 )
@@ -470,3 +471,17 @@ def test_a_run_on_list_of_sources_becomes_one_item_per_source():
 def test_list_items_end_with_a_period_in_the_answer(verify, sources, cite_settings):
     text, _ = verify("[2] ViLT: Vision-and-Language Transformer\n[3] Feature Pyramid Networks", sources, cite_settings)
     assert text == "ViLT: Vision-and-Language Transformer [2]. Feature Pyramid Networks [3]."
+
+
+def test_a_marker_labelled_restatement_answers_a_which_paper_question(sources, word_embedder, cite_settings):
+    """ "[3] This paper builds ... semantic feature maps" restates "Which paper builds ...?", but the marker names
+    the paper: with its title the sentence answers the question instead of being dropped."""
+    question = "Which paper builds high-level semantic feature maps at all scales?"
+    text, checks = verify_answer(
+        "[3] This paper builds high-level semantic feature maps at all scales.",
+        sources,
+        word_embedder,
+        cite_settings,
+        question=question,
+    )
+    assert text.startswith(FPN) and not checks[0].dropped
