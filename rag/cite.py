@@ -558,9 +558,14 @@ def _ended(sentence: str) -> str:
     return sentence if ends or not sentence.strip() else sentence.rstrip() + "."
 
 
+_REFERRING_WORDS = frozenset(_stem(word) for word in ("author", "written", "wrote", "titled", "named", "called"))
+"""Words an answer uses to point at a paper without saying anything about it ("... was written by the authors
+of [1]"): they do not make a restated question an answer."""
+
+
 def restates(sentence: str, question: str) -> bool:
     """True when `sentence` has no content word and no number that the question does not already have."""
-    new_terms = key_terms(sentence) - key_terms(question)
+    new_terms = key_terms(sentence) - key_terms(question) - _REFERRING_WORDS
     new_numbers = numbers_in(sentence) - numbers_in(question)
     return not new_terms and not new_numbers
 

@@ -443,6 +443,7 @@ def test_a_title_written_after_the_marker_is_not_repeated(sources):
     ("sentence", "question", "expected"),
     [
         ("The authors of ViLT are [1].", "Who are the authors of ViLT?", True),
+        ("ViLT was written by the authors of [1].", "Who wrote ViLT?", True),
         ("The learning rate was, and the batch size was [1].", "What learning rate and batch size were used?", True),
         ("The authors of ViLT are Wonjae Kim and Ildoo Kim [1].", "Who are the authors of ViLT?", False),
         ("ViLT is 10 times faster [1].", "How much faster is ViLT?", False),
