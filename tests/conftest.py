@@ -60,12 +60,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path, tiny_model_dir) -> Settings:
-    """Settings isolated in a temp folder, with the tiny embedder and the extractive (no-LLM) backend."""
+    """Settings isolated in a temp folder, with the tiny embedder and the extractive (no-LLM) backend.
+
+    Sentence vectors are filled lazily here, so tests that count the embedder's calls count chunks only; the
+    eager fill at ingest (the default) has its own test in test_index.py."""
     return Settings(
         data_dir=tmp_path / "data",
         embedding_model=str(tiny_model_dir),
         backend="extractive",
         collection="test",
+        sentence_vectors_at_ingest=False,
     )
 
 

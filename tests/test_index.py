@@ -401,6 +401,7 @@ def test_damaged_sentence_vector_file_never_fails_and_is_repaired(embedder, tmp_
 
 
 def test_ingest_fills_sentence_vectors_only_when_asked(settings, embedder, papers):
+    assert Settings.model_fields["sentence_vectors_at_ingest"].default is True  # the product fills them
     with open_index(settings, embedder) as index:
         index.ingest(papers)
         assert len(index.sentence_vectors) == 0
