@@ -2,11 +2,14 @@
 
 Each retriever ranks chunks; a paper is scored by its best chunk, so a paper with many chunks is not counted
 several times. The candidates are the papers of either retriever's top `candidate_chunks` chunks. By default
-(`fusion="zscore"`) every candidate gets both scores: its best cosine (exact, from the stored chunk vectors,
-even when Chroma's top n missed it) and its best BM25 score; each is standardised over the candidates and the
-weighted sum orders them. Scores carry more than ranks: a paper far ahead on BM25 (a rare method name) stays
-ahead, where reciprocal rank fusion (`fusion="rrf"`) would flatten it to "rank 1". On the SciTLDR dev split
-this lifts nDCG@10 from 0.842 (RRF) to 0.859 (bench/results/tuning.md).
+(`fusion="zscore"`) every candidate gets both scores: its best cosine and its best BM25 score, both computed
+exactly over every chunk (cosines from the stored chunk vectors, not Chroma's approximate nearest neighbours,
+so a question ranks the same in every process); each is standardised over the candidates and the weighted sum
+orders them. Scores carry more than ranks: a paper far ahead on BM25 (a rare method name) stays ahead, where
+reciprocal rank fusion (`fusion="rrf"`) would flatten it to "rank 1". On the SciTLDR dev split this lifts
+nDCG@10 from 0.842 (RRF) to 0.859 (bench/results/tuning.md). The dense query is the question without its
+interrogative frame ("Which method fuses ..." -> "fuses ..."): MiniLM compares it with abstract sentences,
+which never ask.
 
 A third, small ranking lists the papers whose authors, session or moderator the query names verbatim: that is
 what makes "which papers did Derek Hoiem co-author" work, which neither MiniLM nor a bag of words does
@@ -134,6 +137,32 @@ def metadata_text(paper: Paper) -> str:
 
 def _normalise(text: str) -> str:
     return " " + " ".join(re.findall(r"\w+", text.casefold())) + " "
+
+
+_QUESTION_WORD = r"(?:which|what|who|whom|whose|when|where|why|how(?:\s+(?:many|much))?)"
+_AUXILIARY = r"(?:is|are|was|were|do|does|did|has|have|had|can|could|would|should|will|may|might)"
+_WORK = r"(?:papers?|works?|stud(?:y|ies)|methods?|approach(?:es)?|talks?|articles?|manuscripts?|publications?|one)"
+_QUESTION_FRAME = re.compile(
+    rf"^\s*(?:{_QUESTION_WORD}(?:'s)?(?:\s+{_WORK})?(?:\s+{_AUXILIARY})?"
+    rf"|(?:is|are)\s+there\s+(?:(?:a|an|any|some)\s+)?(?:{_WORK}\s+)?(?:that|which)?)\b\s*",
+    re.IGNORECASE,
+)
+
+
+def question_content(query: str) -> str:
+    """The query without a leading question frame, for the dense retriever; statements come back unchanged.
+
+    "Which method fuses two networks ...?" -> "fuses two networks ...", "Is there a study that tries to ..." ->
+    "tries to ...", "Why was CLIP trained on ...?" -> "CLIP trained on ...". The frame (question word, a
+    generic 'paper/work/method/study', the auxiliary verb) says what kind of answer is wanted, not what it is
+    about, yet MiniLM gives it weight: it pulls the query towards every abstract that says "method". BM25
+    needs no such step (its stopwords drop the frame words, and 'method' is common enough to weigh little).
+    """
+    match = _QUESTION_FRAME.match(query)
+    if not match or not match.group().strip():
+        return query
+    content = query[match.end() :].strip().rstrip("?").strip()
+    return content if re.search(r"\w", content) else query
 
 
 _TITLE_WORD = re.compile(r"[A-Za-z0-9]+(?:[-.+][A-Za-z0-9]+)*")
@@ -303,8 +332,8 @@ class _Corpus:
     mentions: MetadataMentions
     title_words: dict[str, set[str]]
     paper_of: dict[str, str] = field(default_factory=dict)
-    bm25_rows: dict[str, list[int]] = field(default_factory=dict)  # paper -> its chunks' rows in `bm25`
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # paper -> its chunk vectors (rows)
+    rows: dict[str, list[int]] = field(default_factory=dict)  # paper -> its chunks' rows in `bm25` and `matrix`
+    matrix: np.ndarray | None = None  # chunk vectors, one row per `bm25` row (None: ask Chroma)
 
 
 @dataclass
@@ -352,9 +381,9 @@ class Retriever:
                     stemming=self.settings.bm25_stemming,
                 )
                 paper_of = {chunk_id: chunk.paper_id for chunk_id, chunk in chunks.items()}
-                bm25_rows: dict[str, list[int]] = {}
+                rows: dict[str, list[int]] = {}
                 for row, paper_id in enumerate(bm25.paper_ids):
-                    bm25_rows.setdefault(paper_id, []).append(row)
+                    rows.setdefault(paper_id, []).append(row)
                 self._corpus = _Corpus(
                     count,
                     chunks,
@@ -363,25 +392,26 @@ class Retriever:
                     MetadataMentions(papers),
                     rare_title_words(papers, self.settings.rare_title_word_papers),
                     paper_of,
-                    bm25_rows,
-                    self._paper_vectors(chunks),
+                    rows,
+                    self._chunk_matrix(bm25.ids),
                 )
             return self._corpus
 
-    def _paper_vectors(self, chunks: Mapping[str, Chunk]) -> dict[str, np.ndarray]:
-        """Each paper's chunk vectors stacked, for exact cosines of lexical-only candidates (score fusion).
+    def _chunk_matrix(self, chunk_ids: Sequence[str]) -> np.ndarray | None:
+        """The stored vectors of `chunk_ids`, one row each (score fusion), or None to leave dense search to Chroma.
 
-        Empty when the index cannot list its vectors; those candidates then count as the lowest cosine seen.
+        With every chunk vector in memory, one product gives the exact cosine of every chunk: the dense top n
+        is exact (Chroma's HNSW index is approximate, and its top 50 for the same question differed between two
+        processes for 63 of the 145 eval questions) and lexical-only candidates get their true cosine. None
+        when the index cannot list its vectors or misses one; such candidates then count as the lowest cosine.
         """
         listing = getattr(self.index, "chunk_vectors", None)
         if listing is None or self.settings.fusion != "zscore" or self.settings.retrieval_mode != "hybrid":
-            return {}
-        rows: dict[str, list[np.ndarray]] = {}
-        for chunk_id, vector in listing().items():
-            chunk = chunks.get(chunk_id)
-            if chunk is not None:
-                rows.setdefault(chunk.paper_id, []).append(vector)
-        return {paper_id: np.stack(vectors) for paper_id, vectors in rows.items()}
+            return None
+        vectors = listing()
+        if not chunk_ids or any(chunk_id not in vectors for chunk_id in chunk_ids):
+            return None
+        return np.stack([np.asarray(vectors[chunk_id], dtype=np.float32) for chunk_id in chunk_ids])
 
     def papers(self) -> dict[str, Paper]:
         return self.corpus().papers
@@ -448,10 +478,12 @@ class Retriever:
         found = _Candidates()
         mode = self.settings.retrieval_mode
         n = self.settings.candidate_chunks
-        vector = None
+        cosines = None
         if mode in ("hybrid", "dense"):
-            vector = self.embedder.embed_one(query)
-            hits = self._dense(vector, n, allowed)
+            dense_query = question_content(query) if self.settings.dense_without_question_frame else query
+            vector = self.embedder.embed_one(dense_query)
+            cosines = None if corpus.matrix is None else corpus.matrix @ vector
+            hits = self._dense(vector, n, allowed, corpus, cosines)
             for rank, (chunk, cosine) in enumerate(hits, start=1):
                 found.dense_score[chunk.paper_id] = max(found.dense_score.get(chunk.paper_id, -1.0), cosine)
                 found.chunk_score[chunk.id] = found.chunk_score.get(chunk.id, 0.0) + self._rrf(rank, "dense")
@@ -464,13 +496,13 @@ class Retriever:
                 found.chunk_score[chunk_id] = found.chunk_score.get(chunk_id, 0.0) + self._rrf(rank, "lexical")
             found.rankings["lexical"] = papers_in_rank_order([chunk_id for chunk_id, _ in hits], corpus.paper_of)
             found.paper_scores["lexical"] = {
-                paper_id: float(scores[corpus.bm25_rows[paper_id]].max()) for paper_id in found.rankings["lexical"]
+                paper_id: float(scores[corpus.rows[paper_id]].max()) for paper_id in found.rankings["lexical"]
             }
             mentioned = corpus.mentions.find(query)
             found.rankings["metadata"] = [pid for pid in mentioned if allowed is None or pid in allowed]
             found.named.update(mentioned)
         if mode == "hybrid":
-            self._complete_scores(found, corpus, scores, vector)
+            self._complete_scores(found, corpus, scores, cosines)
         terms = set(tokenize(query))
         titled = sorted({pid for term in terms & corpus.title_words.keys() for pid in corpus.title_words[term]})
         found.named.update(titled)
@@ -481,26 +513,44 @@ class Retriever:
         return found
 
     @staticmethod
-    def _complete_scores(found: _Candidates, corpus: _Corpus, bm25_scores: np.ndarray, vector: np.ndarray) -> None:
-        """Give every candidate both scores: BM25 from the full score array, cosine from its stored vectors."""
+    def _complete_scores(
+        found: _Candidates, corpus: _Corpus, bm25_scores: np.ndarray, cosines: np.ndarray | None
+    ) -> None:
+        """Give every candidate both scores, each its best chunk's from the full BM25 and cosine arrays."""
         dense, lexical = found.paper_scores["dense"], found.paper_scores["lexical"]
         for paper_id in found.rankings["dense"]:
-            if paper_id not in lexical and paper_id in corpus.bm25_rows:
-                lexical[paper_id] = float(bm25_scores[corpus.bm25_rows[paper_id]].max())
+            if paper_id not in lexical and paper_id in corpus.rows:
+                lexical[paper_id] = float(bm25_scores[corpus.rows[paper_id]].max())
+        if cosines is None:
+            return
         for paper_id in found.rankings["lexical"]:
-            if paper_id not in dense and paper_id in corpus.vectors:
-                dense[paper_id] = float((corpus.vectors[paper_id] @ vector).max())
+            if paper_id not in dense and paper_id in corpus.rows:
+                dense[paper_id] = float(cosines[corpus.rows[paper_id]].max())
                 found.dense_score[paper_id] = dense[paper_id]
 
     def _rrf(self, rank: int, retriever: str) -> float:
         weight = self.settings.dense_weight if retriever == "dense" else self.settings.lexical_weight
         return weight / (self.settings.rrf_k + rank)
 
-    def _dense(self, vector: np.ndarray, n: int, allowed: set[str] | None) -> list[tuple[Chunk, float]]:
-        """Nearest chunks by cosine; with a filter, Chroma is asked for the allowed papers' chunks only."""
-        if allowed is None:
-            return self.index.query(vector, n)
-        return self.index.query(vector, n, where={"paper_id": {"$in": sorted(allowed)}})
+    def _dense(
+        self, vector: np.ndarray, n: int, allowed: set[str] | None, corpus: _Corpus, cosines: np.ndarray | None
+    ) -> list[tuple[Chunk, float]]:
+        """Nearest chunks by cosine: exact from `cosines` (every chunk's) when given, else Chroma's approximate
+        nearest neighbours; with a filter, only the allowed papers' chunks."""
+        if cosines is None:
+            if allowed is None:
+                return self.index.query(vector, n)
+            return self.index.query(vector, n, where={"paper_id": {"$in": sorted(allowed)}})
+        ids = corpus.bm25.ids
+        if allowed is not None:
+            keep = np.fromiter((paper_id in allowed for paper_id in corpus.bm25.paper_ids), dtype=bool, count=len(ids))
+            cosines = np.where(keep, cosines, -np.inf)
+        n = min(n, int(np.isfinite(cosines).sum()))
+        if n <= 0:
+            return []
+        top = np.argpartition(-cosines, n - 1)[:n]
+        top = top[np.argsort(-cosines[top], kind="stable")]
+        return [(corpus.chunks[ids[row]], float(cosines[row])) for row in top]
 
     def _source(self, paper_id: str, score: float, found: _Candidates, corpus: _Corpus) -> Source:
         paper = corpus.papers[paper_id]

@@ -21,6 +21,7 @@ from rag.retrieve import (
     mentioned_papers,
     mmr_order,
     papers_in_rank_order,
+    question_content,
     reciprocal_rank_fusion,
     schedule_neighbours,
     zscore_fusion,
@@ -164,6 +165,74 @@ def test_hybrid_scores_a_lexical_only_candidate_by_its_exact_cosine(papers, sett
         chunks = [i for i, chunk in enumerate(index._chunks) if chunk.paper_id == paper_id]
         assert cosine == pytest.approx(float((index._vectors[chunks] @ vector).max()), abs=1e-6)
     assert found.dense_score == dense  # what the relevance threshold and the Source see
+
+
+class ApproximateIndex(FakeIndex):
+    """Like Chroma's HNSW at its worst: the nearest neighbours it returns are the farthest chunks."""
+
+    def query(self, embedding, n, where=None):
+        return list(reversed(super().query(embedding, len(self._chunks), where)))[:n]
+
+
+def test_hybrid_dense_candidates_are_the_exact_nearest_chunks_not_the_index_approximation(papers, settings):
+    embedder = BagOfWordsEmbedder()
+    index = ApproximateIndex(papers, embedder)
+    query = "annealed Gaussian noise added to the gradient"
+    hybrid = Retriever(index, embedder, settings.model_copy(update={"candidate_chunks": 2}))
+    found = hybrid._candidates(query, hybrid.corpus(), None)
+    vector = embedder.embed_one(query)
+    exact = sorted(zip(index._vectors @ vector, index._chunks, strict=True), key=lambda pair: -pair[0])[:2]
+    assert found.rankings["dense"] == papers_in_rank_order([chunk.id for _, chunk in exact], hybrid.corpus().paper_of)
+    assert found.rankings["dense"][0] == "gradient-noise"
+    assert hybrid.search(query, k=1, filters=Filters(source="004"))[0].paper.sources == ["004.txt"]
+    # Without the stored vectors in memory (dense mode), the index's own answer is all there is.
+    dense = Retriever(index, embedder, settings.model_copy(update={"retrieval_mode": "dense", "candidate_chunks": 2}))
+    assert dense.search(query, k=1)[0].paper_id != "gradient-noise"
+
+
+@pytest.mark.parametrize(
+    ("question", "content"),
+    [
+        ("Which method fuses two networks into one?", "fuses two networks into one"),
+        ("Is there a study that tries to rebuild graphs?", "tries to rebuild graphs"),
+        ("Is there work on recovering annotation guidelines?", "on recovering annotation guidelines"),
+        ("Why was CLIP trained on 5 billion pairs?", "CLIP trained on 5 billion pairs"),
+        ("Which papers learn node embeddings from random walks?", "learn node embeddings from random walks"),
+        ("How many layers does the deepest ResNet have?", "layers does the deepest ResNet have"),
+        ("What's the capital of Australia?", "the capital of Australia"),
+        ("What is ViLT?", "ViLT"),
+        ("Which architecture swaps filters for MLPs?", "architecture swaps filters for MLPs"),  # not generic
+        ("We propose a method for pruning networks.", "We propose a method for pruning networks."),
+        ("Howard's pruning method", "Howard's pruning method"),
+        ("Does adding gradient noise help?", "Does adding gradient noise help?"),
+        ("What is it?", "it"),
+        ("Why?", "Why?"),
+    ],
+)
+def test_question_content_drops_the_question_frame_and_nothing_else(question, content):
+    assert question_content(question) == content
+
+
+def test_the_dense_query_is_the_question_without_its_frame(papers, settings):
+    # Under a bag of words, 'Which method' pulls the question towards an abstract full of 'which' and 'method'.
+    survey = Paper(
+        id="survey",
+        title="A Survey",
+        abstract="Which method should one pick? Which method is best? We compare which method works.",
+    )
+    embedder = BagOfWordsEmbedder()
+    index = FakeIndex([*papers, survey], embedder)
+    question = "Which method reduces the failure rate?"
+    dense = settings.model_copy(update={"retrieval_mode": "dense"})
+    framed = Retriever(index, embedder, dense.model_copy(update={"dense_without_question_frame": False}))
+    assert framed.search(question, k=1)[0].paper_id == "survey"
+    retriever = Retriever(index, embedder, dense)
+    sources = retriever.search(question, k=1)
+    assert sources[0].paper_id == "gradient-noise"
+    content = embedder.embed_one("reduces the failure rate")
+    best = max(float(vector @ content) for chunk, vector in zip(index._chunks, index._vectors, strict=True)
+               if chunk.paper_id == "gradient-noise")  # fmt: skip
+    assert sources[0].dense_score == pytest.approx(best, abs=1e-6)
 
 
 def test_rrf_fusion_setting_still_fuses_ranks(fake_retriever, settings):
