@@ -30,7 +30,7 @@ SYSTEM_PROMPT = (
 concrete behaviour (grounding, a citation after *every* sentence with the exact marker shape, the exact
 decline sentence, false-premise correction, injection resistance). The length cap keeps decoding
 (~14 tok/s) short. Kept free of per-question text so its tokens are a stable, cacheable prefix.
-The refusal rule comes last and says "only if no source helps": placed earlier and worded "if the sources
+The refusal rule comes last and starts "Only if": placed earlier and worded "if the sources
 do not answer", the 1.5B model refused questions its sources answered ("How much faster is ViLT ...?"
 with "up to tens of times faster" in source [1]). Over-answering is the cheaper error here, because
 verification drops claims no source supports, and a hallucinated number is one no source contains.
