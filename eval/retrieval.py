@@ -136,8 +136,11 @@ def load_beir(
 
 
 def bench_settings(settings: Settings, name: str = "bench") -> Settings:
-    """Settings with the index in its own data folder and collection: a benchmark never touches yours."""
-    return settings.model_copy(update={"data_dir": settings.data_dir / name, "collection": name})
+    """Settings with the index in its own data folder and collection: a benchmark never touches yours. Source
+    sentence vectors are not filled at ingest: rankings never use them (answers, if asked, embed lazily)."""
+    return settings.model_copy(
+        update={"data_dir": settings.data_dir / name, "collection": name, "sentence_vectors_at_ingest": False}
+    )
 
 
 def run_beir(
