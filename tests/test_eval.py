@@ -497,3 +497,14 @@ def test_smoke_set_meets_the_floors_with_the_default_model(tmp_path, real_settin
     data = json.loads((out / RESULTS_JSON).read_text())
     assert len(data["results"]) == len(select_questions(load_questions(), smoke=True)) >= 10
     assert data["metrics"]["overall"]["citation_validity"] == 1.0
+
+
+def test_benchmark_indexes_are_isolated_and_skip_the_sentence_vector_fill(tmp_path):
+    """A BEIR index lives in its own folder and collection, and does not embed every abstract sentence at ingest
+    (rankings never read those vectors; on SciTLDR the fill took ~15 minutes)."""
+    from eval.retrieval import bench_settings
+
+    mine = Settings(data_dir=tmp_path, collection="papers")
+    isolated = bench_settings(mine)
+    assert isolated.data_dir == tmp_path / "bench" and isolated.collection == "bench"
+    assert mine.sentence_vectors_at_ingest and not isolated.sentence_vectors_at_ingest
