@@ -35,6 +35,7 @@ import numpy as np
 
 from rag.cite import (
     Evidence,
+    answer_text,
     build_evidence,
     is_decline,
     key_terms,
@@ -56,6 +57,7 @@ from rag.prompts import (
     SOURCE_TEMPLATE,
     SYSTEM_PROMPT,
 )
+from rag.records import record_checks, without_contradictions
 from rag.settings import Settings
 from rag.types import Answer, Citation, Filters, SentenceCheck, Source
 
@@ -353,6 +355,7 @@ class Answerer:
 
         raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
         text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=standalone)
+        text, checks = self.with_records(standalone, shown, text, checks)
         clock.lap("verify")
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
@@ -381,6 +384,27 @@ class Answerer:
             next(stream, None)
 
     # --- steps ---------------------------------------------------------------------------------------------
+    def with_records(
+        self, question: str, shown: Sequence[Source], text: str, checks: list[SentenceCheck]
+    ) -> tuple[str, list[SentenceCheck]]:
+        """The verified answer plus the asked record fields (authors, schedule) it leaves out, composed in code
+        (`rag.records`). They replace a refusal: the record holds what the model declined to copy."""
+        if self.settings.record_papers == 0:
+            return text, checks
+        checks = without_contradictions(checks, shown)
+        text = answer_text(checks)
+        cited = [number for check in checks if check.supported and not check.dropped for number in check.citations]
+        records = record_checks(question, shown, text, cited, self.settings.record_papers)
+        if not records:
+            return text, checks
+        refused = not has_supported_claim(checks)
+        checks = [
+            check.model_copy(update={"dropped": True}) if refused or is_decline(check.text) else check
+            for check in checks
+        ]
+        checks = [*checks, *records]
+        return answer_text(checks), checks
+
     def standalone_question(self, question: str, history: History) -> str:
         """`question` rewritten to stand alone when it refers to earlier turns; otherwise unchanged."""
         if not needs_rewrite(question, history) or self.settings.history_turns == 0:

@@ -150,7 +150,7 @@ def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
         for position, part in enumerate(parts):
             numbers = parse_citations(part)
             title = titles.get(numbers[0]) if numbers else None
-            if title and _short_name(title).lower() not in nearby:
+            if title and short_name(title).lower() not in nearby:
                 parts[position] = f"“{title}” {part}"
         return "".join(parts)
 
@@ -168,7 +168,7 @@ def _titles(sources: Sequence[Source]) -> dict[int, str]:
 def _shorten_repeats(text: str, titles: Iterable[str]) -> str:
     """Every quoted title after its first mention cut to its short name ("ViLT" for "ViLT: Vision-and-...")."""
     for title in titles:
-        short = _short_name(title)
+        short = short_name(title)
         quoted = f"“{title}”"
         first = text.find(quoted)
         if short != title and first >= 0:
@@ -177,7 +177,7 @@ def _shorten_repeats(text: str, titles: Iterable[str]) -> str:
     return text
 
 
-def _short_name(title: str) -> str:
+def short_name(title: str) -> str:
     """The name before a title's colon when it is short ("ViLT"), else the whole title."""
     short = title.split(":", 1)[0].strip()
     return short if ":" in title and len(short.split()) <= 4 else title
@@ -415,19 +415,22 @@ def abstract_sentences(source: Source) -> list[str]:
 def source_header(source: Source) -> list[str]:
     """Title, authors and schedule of a source, as sentences."""
     paper = source.paper
-    lines = [paper.title]
-    if paper.authors:
-        lines.append(f"{_short_name(paper.title)} was written by " + ", ".join(paper.authors) + ".")
-    schedule = schedule_sentence(paper)
-    if schedule:
-        lines.append(schedule)
+    lines = [paper.title, authors_sentence(paper), schedule_sentence(paper)]
     return [line for line in lines if line.strip() and not looks_like_instruction(line)]
+
+
+def authors_sentence(paper: Paper, name: str | None = None) -> str:
+    """Who wrote a paper, as a sentence: "ViLT was written by Wonjae Kim, Bokyung Son, Ildoo Kim."; the paper
+    is called `name` (default: its short name)."""
+    if not paper.authors:
+        return ""
+    return f"{name or short_name(paper.title)} was written by " + ", ".join(paper.authors) + "."
 
 
 _WEEKDAYS = dict(zip(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], calendar.day_name, strict=True))
 
 
-def schedule_sentence(paper: Paper) -> str:
+def schedule_sentence(paper: Paper, name: str | None = None) -> str:
     """Where and when a paper was presented, as a sentence a claim can be compared with: "ViLT was presented
     as a talk in the session Deep Learning Algorithms 3, moderated by Razvan Pascanu, on Tuesday 20 July, at
     7:00 - 7:20 PDT." Answers say "was scheduled on Tuesday ...", so a "Day: Tue" label scored below the
@@ -449,7 +452,7 @@ def schedule_sentence(paper: Paper) -> str:
         parts.append(f"in {paper.year}")
     if not parts:
         return ""
-    return f"{_short_name(paper.title)} was presented as a talk " + ", ".join(parts) + "."
+    return f"{name or short_name(paper.title)} was presented as a talk " + ", ".join(parts) + "."
 
 
 def build_evidence(sources: Sequence[Source], embedder) -> dict[int, Evidence]:
@@ -523,7 +526,6 @@ def verify_answer(
     claims = [index for index, sentence in enumerate(sentences) if not is_decline(sentence)]
     vectors = _embed(embedder, [remove_citations(sentences[index]) for index in claims])
     checks: list[SentenceCheck] = []
-    kept: list[str] = []
     kept_vectors: list[np.ndarray] = []
     for index, sentence in enumerate(sentences):
         cited = parse_citations(sentence)
@@ -536,7 +538,6 @@ def verify_answer(
         if index not in claims:  # "The sources do not say ..." cites nothing: it is about all of them
             statement = remove_citations(sentence)
             checks.append(SentenceCheck(text=statement, removed_citations=cited))
-            kept.append(statement)
             continue
         if question is not None and restates(sentence, question):
             checks.append(SentenceCheck(text=remove_citations(sentence), removed_citations=cited, dropped=True))
@@ -546,9 +547,13 @@ def verify_answer(
             check = check.model_copy(update={"text": _name_generic_subjects(check.text, titles)})
         checks.append(check)
         if not check.dropped:
-            kept.append(check.text)
             kept_vectors.append(vector)
-    return " ".join(_ended(sentence) for sentence in kept).strip(), checks
+    return answer_text(checks), checks
+
+
+def answer_text(checks: Sequence[SentenceCheck]) -> str:
+    """The answer as shown: the sentences not dropped, in order, each ended with a period."""
+    return " ".join(_ended(check.text) for check in checks if not check.dropped).strip()
 
 
 def _ended(sentence: str) -> str:

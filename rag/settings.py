@@ -229,6 +229,12 @@ class Settings(BaseSettings):
         description="What happens to an answer sentence no source supports: drop it from the answer, or keep "
         "it without citations (its SentenceCheck says supported=False).",
     )
+    record_papers: int = Field(
+        default=2,
+        ge=0,
+        description="Papers whose record (authors, schedule) is appended, composed in code, when a question asks "
+        "who wrote a paper or when and where it was presented (rag/records.py); 0 leaves such answers to the model.",
+    )
     condense_max_tokens: int = Field(
         default=48, ge=8, description="Token cap for rewriting a follow-up into a standalone question."
     )

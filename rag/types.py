@@ -91,6 +91,10 @@ class SentenceCheck(BaseModel):
         "support the sentence.",
     )
     dropped: bool = Field(default=False, description="True when the sentence was left out of the answer text.")
+    composed: bool = Field(
+        default=False,
+        description="Written in code from the cited paper's record (authors, schedule), not by the model.",
+    )
 
 
 class Answer(BaseModel):

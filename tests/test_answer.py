@@ -310,6 +310,49 @@ def test_answer_with_no_supported_claim_declines(ordered, answer_settings, word_
     assert answer.sentences[0].dropped
 
 
+def test_record_answers_what_the_model_refused_to_copy(ordered, answer_settings, word_embedder):
+    _, answer = run(
+        Answerer(FakeGenerator(DECLINE_TEXT), word_embedder, answer_settings),
+        "When was the ViLT talk scheduled?",
+        FakeRetriever(ordered),
+    )
+    assert not answer.declined
+    assert "on Tuesday 20 July, at 7:00 - 7:20 PDT [2]." in answer.text and DECLINE_TEXT not in answer.text
+    assert [c.number for c in answer.citations] == [2]
+    assert answer.sentences[-1].composed and answer.sentences[0].dropped
+
+
+def test_record_completes_a_partial_author_list_and_corrects_a_premise(ordered, answer_settings, word_embedder):
+    completion = "ViLT was written by Wonjae Kim [2]. Yes, Guojun Zhang moderated the session of ViLT [2]."
+    _, answer = run(
+        Answerer(FakeGenerator(completion), word_embedder, answer_settings),
+        "Guojun Zhang moderated the ViLT session, right? Who wrote ViLT?",
+        FakeRetriever(ordered),
+    )
+    assert "Guojun Zhang" not in answer.text
+    assert answer.text.startswith("ViLT was written by Wonjae Kim [2]. ")
+    assert "Wonjae Kim, Bokyung Son, Ildoo Kim [2]." in answer.text and "moderated by Razvan Pascanu" in answer.text
+
+
+def test_unanswerable_record_question_stays_declined(ordered, answer_settings, word_embedder):
+    _, answer = run(  # the FPN source has no authors
+        Answerer(FakeGenerator(DECLINE_TEXT), word_embedder, answer_settings),
+        "Who wrote Feature Pyramid Networks for Object Detection?",
+        FakeRetriever(ordered),
+    )
+    assert answer.declined and answer.text == DECLINE_TEXT
+
+
+def test_records_can_be_switched_off(ordered, tmp_path, word_embedder):
+    settings = Settings(data_dir=tmp_path, backend="extractive", record_papers=0)
+    _, answer = run(
+        Answerer(FakeGenerator(DECLINE_TEXT), word_embedder, settings),
+        "When was ViLT presented?",
+        FakeRetriever(ordered),
+    )
+    assert answer.declined
+
+
 def test_empty_completion_declines(ordered, answer_settings, word_embedder):
     _, answer = run(Answerer(FakeGenerator(""), word_embedder, answer_settings), "What?", FakeRetriever(ordered))
     assert answer.declined and answer.text == DECLINE_TEXT

@@ -1,0 +1,190 @@
+"""Answers read off a paper's record: who wrote it, and where and when it was presented.
+
+Authors and schedules are structured fields of `Paper`, and the 1.5B model copies them badly: it names the
+first of six authors, leaves out the day of a "Thu 21 July, 13:55 - 14:00" slot, or declines although its
+source shows the slot (eval q094, q101, q104, q105). So when a question asks for them, the answer stage appends
+them as sentences composed in code from the record of the paper the answer is about, each with its [n]. They
+are exact by construction and as checkable as the rest: the same fields are in the source the user opens.
+
+Which paper the answer is about, in this order: a paper whose time slot the question gives ("Which talk had
+the 13:05 slot?"), a paper the question names by title or short name ("When was the AGNAS paper presented?"),
+then the papers the verified answer cites. A question that names no paper and whose answer cites none gets
+nothing added, so an unanswerable question stays declined, and a paper without the asked field (no authors on
+a listing page) adds nothing either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rag.cite import authors_sentence, schedule_sentence, short_name, with_citations
+from rag.types import Paper, SentenceCheck, Source
+
+AUTHORS, MODERATOR, ROOM, SESSION, TIME, TITLE = "authors", "moderator", "room", "session", "time", "title"
+SCHEDULE_FIELDS = frozenset({MODERATOR, ROOM, SESSION, TIME})
+
+_ASKS = {
+    AUTHORS: re.compile(
+        r"\bwho\b[^?]*\b(?:wrote|write|written|authored|co-?authored|authors?)\b|\bauthors? of\b"
+        r"|\bwhose (?:paper|work)\b"
+    ),
+    MODERATOR: re.compile(r"\bwho (?:moderated|chaired|was the moderator|is the moderator)\b|\bwhich moderator\b"),
+    ROOM: re.compile(r"\b(?:which|what) room\b|\bwhere was\b[^?]*\b(?:presented|held|given)\b"),
+    SESSION: re.compile(r"\b(?:which|what) session\b"),
+    TIME: re.compile(
+        r"\bwhen (?:was|were|is|are|did)\b[^?]*\b(?:present|schedul|held|given|talk)"
+        r"|\bwhat time\b|\b(?:which|what) (?:day|date|time|slot)\b"
+    ),
+}
+_CLOCK = re.compile(r"(?<![-–:\d]\s)(?<![-–:\d])\b(\d{1,2}):(\d{2})\b")
+"""A clock time that is not the end of a range: in "the 13:05 - 13:25 slot" only 13:05 is a start."""
+
+
+def asked_fields(question: str) -> set[str]:
+    """Which record fields the question asks for ("who wrote", "which room", "who moderated", "when was ...
+    presented"). A field the question only mentions ("the session moderated by X") is not asked."""
+    return {field for field, pattern in _ASKS.items() if pattern.search(question.lower())}
+
+
+def _normalised(text: str) -> str:
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
+
+
+def names_paper(question: str, paper: Paper) -> bool:
+    """True when the question contains the paper's title or its short name ("ViLT", "AGNAS"), as whole words."""
+    words = _normalised(question)
+    names = {_normalised(paper.title), _normalised(short_name(paper.title))}
+    return any(len(name.strip()) >= 4 and name in words for name in names)
+
+
+def gives_slot(question: str, paper: Paper) -> bool:
+    """True when the question gives the clock time the paper's slot starts at ("the 13:05 - 13:25 slot")."""
+    start = _CLOCK.search(paper.time_slot or "")
+    given = {(int(hours), int(minutes)) for hours, minutes in _CLOCK.findall(question)}
+    return bool(start) and (int(start[1]), int(start[2])) in given
+
+
+def subjects(question: str, sources: Sequence[Source], cited: Sequence[int], limit: int) -> list[Source]:
+    """The papers an answer to `question` is about (see the module docstring), at most `limit`."""
+    by_slot = [source for source in sources if gives_slot(question, source.paper)]
+    in_place = [source for source in by_slot if _names_place(question, source.paper)]
+    named = [source for source in sources if names_paper(question, source.paper)]
+    by_number = {source.number: source for source in sources}
+    chosen = in_place or by_slot or named or [by_number[number] for number in cited if number in by_number]
+    return list({source.number: source for source in chosen}.values())[:limit]
+
+
+def _names_place(question: str, paper: Paper) -> bool:
+    words = _normalised(question)
+    return any(place and _normalised(place) in words for place in (paper.session, paper.room))
+
+
+def record_sentence(source: Source, fields: set[str]) -> str:
+    """The asked fields of the source's record as sentences, cited with its [n]; "" when it has none. A
+    schedule sentence gives the whole schedule (session, moderator, room, day, time), whichever part was asked."""
+    name = f"“{source.paper.title}”"
+    parts = []
+    if AUTHORS in fields and source.paper.authors:
+        parts.append(with_citations(authors_sentence(source.paper, name), [source.number]))
+    if fields & (SCHEDULE_FIELDS | {TITLE}) and (schedule := schedule_sentence(source.paper, name)):
+        parts.append(with_citations(schedule, [source.number]))
+    return " ".join(parts)
+
+
+def _values(paper: Paper, fields: set[str]) -> list[str]:
+    """The record values that answer the asked `fields`."""
+    values = {
+        AUTHORS: paper.authors,
+        MODERATOR: [paper.moderator],
+        ROOM: [paper.room],
+        SESSION: [paper.session],
+        TIME: [_slot_start(paper), None if _dates(paper.day or "") else paper.day],
+        TITLE: [short_name(paper.title)],
+    }
+    return [value for field in fields for value in values[field] if value]
+
+
+_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
+_DATE = re.compile(rf"\b(\d{{1,2}})\s+({_MONTHS})\b|\b({_MONTHS})\s+(\d{{1,2}})\b", re.IGNORECASE)
+
+
+def _dates(text: str) -> set[tuple[int, str]]:
+    """(day of month, month) of every date in `text`: "Tue 20 July" and "July 20" both give (20, "july")."""
+    return {(int(day or day2), (month or month2).lower()) for day, month, month2, day2 in _DATE.findall(text or "")}
+
+
+_NAME = r"[A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+)+"
+_MODERATED_BY = re.compile(
+    rf"\b(?:moderated|chaired) by\s+({_NAME})|({_NAME})\s+(?:moderated|chaired|was the moderator|is the moderator)\b"
+)
+
+
+def _stated_moderators(text: str) -> set[str]:
+    """Names the text says moderated a session ("moderated by Guojun Zhang", "Guojun Zhang moderated")."""
+    return {_normalised(first or second) for first, second in _MODERATED_BY.findall(text)}
+
+
+def contradicted_fields(question: str, paper: Paper) -> set[str]:
+    """Record fields the question states a wrong value for, a premise to correct: "Guojun Zhang moderated the
+    session where ViLT was presented, right?" (its moderator is Razvan Pascanu), "Since it was presented on
+    Tuesday 20 July, ..." (it was on 21 July)."""
+    fields = set()
+    moderators = _stated_moderators(question)
+    if moderators and paper.moderator and _normalised(paper.moderator) not in moderators:
+        fields.add(MODERATOR)
+    stated, held = _dates(question), _dates(paper.day or "")
+    if stated and held and not stated & held:
+        fields.add(TIME)
+    return fields
+
+
+def _slot_start(paper: Paper) -> str | None:
+    start = _CLOCK.search(paper.time_slot or "")
+    return start[0] if start else None
+
+
+def _already_said(answer_text: str, paper: Paper, fields: set[str]) -> bool:
+    """True when the answer states every value of the record's `fields` (a date in any spelling)."""
+    said = _normalised(answer_text)
+    if TIME in fields and _dates(paper.day or "") and not _dates(paper.day or "") & _dates(answer_text):
+        return False
+    return all(_normalised(value) in said for value in _values(paper, fields))
+
+
+def without_contradictions(checks: Sequence[SentenceCheck], sources: Sequence[Source]) -> list[SentenceCheck]:
+    """`checks` with every answer sentence that misstates the record of each paper it cites dropped ("Yes,
+    Guojun Zhang moderated the session where ViLT was presented [3]." when [3]'s moderator is Razvan Pascanu).
+    Support scores cannot catch it: the sentence shares its words with a source that says otherwise."""
+    by_number = {source.number: source for source in sources}
+    return [check.model_copy(update={"dropped": True}) if _misstates(check, by_number) else check for check in checks]
+
+
+def _misstates(check: SentenceCheck, by_number: dict[int, Source]) -> bool:
+    cited = [by_number[number].paper for number in check.citations if number in by_number]
+    return bool(cited) and not check.dropped and all(contradicted_fields(check.text, paper) for paper in cited)
+
+
+def record_checks(
+    question: str, sources: Sequence[Source], answer_text: str, cited: Sequence[int], limit: int
+) -> list[SentenceCheck]:
+    """Record sentences to append to an answer: one per subject paper whose asked fields the answer (its
+    verified `answer_text`, citing `cited`) does not already state in full."""
+    asked = asked_fields(question)
+    checks = []
+    for source in subjects(question, sources, cited, limit):
+        wanted = asked | contradicted_fields(question, source.paper)
+        wanted |= {TITLE} if gives_slot(question, source.paper) else set()
+        sentence = record_sentence(source, wanted)
+        if sentence and not _already_said(answer_text, source.paper, wanted):
+            checks.append(
+                SentenceCheck(
+                    text=sentence,
+                    citations=[source.number],
+                    support=1.0,
+                    supported=True,
+                    added_citations=[source.number],
+                    composed=True,
+                )
+            )
+    return checks

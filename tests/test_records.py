@@ -1,0 +1,123 @@
+"""Record answers (rag/records.py): which fields a question asks, which paper it is about, the composed
+sentences, and premises about the schedule that the record contradicts. Pure functions over fixture papers."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.records import (
+    AUTHORS,
+    MODERATOR,
+    ROOM,
+    SESSION,
+    TIME,
+    asked_fields,
+    contradicted_fields,
+    gives_slot,
+    names_paper,
+    record_checks,
+    subjects,
+    without_contradictions,
+)
+from rag.types import Paper, SentenceCheck, Source
+
+
+def sources_of(papers: list[Paper]) -> list[Source]:
+    return [Source(number=n, paper=paper, score=1.0 / n) for n, paper in enumerate(papers, start=1)]
+
+
+@pytest.mark.parametrize(
+    ("question", "fields"),
+    [
+        ("Who are the authors of ViLT?", {AUTHORS}),
+        ("Who wrote the paper on learning curves?", {AUTHORS}),
+        ("Who moderated the session where GLSearch was presented?", {MODERATOR}),
+        ("In which room was the Bregman Neural Networks talk held?", {ROOM}),
+        ("When was the ViLT talk scheduled?", {TIME}),
+        ("At what time was ViLT presented, and in which session?", {TIME, SESSION}),
+        ("Which paper did Massimiliano Pontil co-author, and when was it presented?", {TIME}),
+        # mentioned, not asked
+        ("Which two talks in the session moderated by Razvan Pascanu deal with metric learning?", set()),
+        ("Which paper did Mohit Bansal co-author?", set()),
+        ("Does the method still work when labels are noisy?", set()),
+    ],
+)
+def test_asked_fields(question, fields):
+    assert asked_fields(question) == fields
+
+
+def test_names_paper_by_title_or_short_name(papers):
+    vilt, fpn = papers[1], papers[2]
+    assert names_paper("Who are the authors of ViLT?", vilt)
+    assert names_paper("who wrote feature pyramid networks for object detection", fpn)
+    assert not names_paper("Who wrote the vision-and-language transformer paper?", vilt)
+    assert not names_paper("Which filter?", Paper(id="x", title="FIL: a filter", abstract="a"))  # too short a name
+
+
+def test_slot_start_identifies_a_talk(papers):
+    vilt = papers[1]  # 7:00 - 7:20 PDT
+    assert gives_slot("Which talk had the 7:00 - 7:20 slot?", vilt)
+    assert gives_slot("What was presented at 07:00?", vilt)
+    assert not gives_slot("Which talk had the 6:40 - 7:00 slot?", vilt)  # 7:00 ends that range
+
+
+def test_subjects_prefer_slot_then_named_then_cited(papers):
+    sources = sources_of(papers)
+    assert [s.number for s in subjects("Which talk had the 7:00 slot?", sources, cited=[3], limit=2)] == [2]
+    assert [s.number for s in subjects("Who wrote FPN or ViLT?", sources, cited=[3], limit=2)] == [2]
+    assert [s.number for s in subjects("Who wrote the pyramid paper?", sources, cited=[3, 1, 3], limit=2)] == [3, 1]
+    assert subjects("Who wrote the pyramid paper?", sources, cited=[], limit=2) == []
+
+
+def test_asked_authors_are_appended_in_full(papers):
+    sources = sources_of(papers)
+    (check,) = record_checks("Who wrote ViLT?", sources, "ViLT was written by Wonjae Kim [2].", [2], limit=2)
+    assert check.text == (
+        "“ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision” was written by "
+        "Wonjae Kim, Bokyung Son, Ildoo Kim [2]."
+    )
+    assert check.composed and check.supported and check.citations == [2]
+
+
+def test_nothing_is_appended_when_the_answer_already_states_it(papers):
+    sources = sources_of(papers)
+    said = "ViLT was written by Wonjae Kim, Bokyung Son and Ildoo Kim [2]."
+    assert record_checks("Who wrote ViLT?", sources, said, [2], limit=2) == []
+    said = "It was moderated by Razvan Pascanu [2]."
+    assert record_checks("Who moderated the session where ViLT was presented?", sources, said, [2], 2) == []
+
+
+def test_schedule_record_names_day_and_slot(papers):
+    sources = sources_of(papers)
+    (check,) = record_checks("When was ViLT presented?", sources, "", [], limit=2)
+    assert "Tuesday 20 July" in check.text and "7:00 - 7:20 PDT" in check.text and check.text.endswith("[2].")
+    said = "ViLT was presented on July 20 at 7:00 [2]."  # another spelling of the same day and slot
+    assert record_checks("When was ViLT presented?", sources, said, [2], limit=2) == []
+
+
+def test_a_paper_without_the_field_adds_nothing(papers):
+    sources = sources_of(papers)  # FPN has no authors and no schedule
+    assert record_checks("Who wrote Feature Pyramid Networks for Object Detection?", sources, "", [], 2) == []
+    assert record_checks("When was FPN for Object Detection presented?", sources, "", [3], 2) == []
+
+
+def test_wrong_premises_about_the_schedule_are_found(papers):
+    vilt = papers[1]
+    question = "Guojun Zhang moderated the session where ViLT was presented, right? Which session was that?"
+    assert contradicted_fields(question, vilt) == {MODERATOR}
+    assert contradicted_fields("Since ViLT was presented on Thursday 21 July, which room?", vilt) == {TIME}
+    assert contradicted_fields("ViLT was presented on 20 July, moderated by Razvan Pascanu.", vilt) == set()
+    assert contradicted_fields("It was moderated by the same person.", vilt) == set()
+    (check,) = record_checks(question, sources_of(papers), "The session was Deep Learning Algorithms 3 [2].", [2], 2)
+    assert "moderated by Razvan Pascanu" in check.text
+
+
+def test_sentences_that_misstate_the_record_are_dropped(papers):
+    sources = sources_of(papers)
+    checks = [
+        SentenceCheck(text="Yes, Guojun Zhang moderated the session where ViLT was presented [2].", citations=[2]),
+        SentenceCheck(text="ViLT was presented in a session moderated by Razvan Pascanu [2].", citations=[2]),
+        SentenceCheck(text="Guojun Zhang moderated the FPN talk [3].", citations=[3]),  # FPN has no record
+    ]
+    kept = without_contradictions(checks, sources)
+    assert [check.dropped for check in kept] == [True, False, False]
