@@ -57,7 +57,7 @@ from rag.prompts import (
     SOURCE_TEMPLATE,
     SYSTEM_PROMPT,
 )
-from rag.records import record_checks, without_contradictions
+from rag.records import complete_from_records
 from rag.settings import Settings
 from rag.types import Answer, Citation, Filters, SentenceCheck, Source
 
@@ -355,14 +355,14 @@ class Answerer:
 
         raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
         text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=standalone)
-        text, checks = self.with_records(standalone, shown, text, checks)
-        clock.lap("verify")
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
+        text, checks = self.with_records(standalone, sources, text, checks)
+        clock.lap("verify")
         answer = answer.model_copy(update={"sources": sources, "sentences": checks})
         if has_supported_claim(checks):
             answer = answer.model_copy(
-                update={"text": text, "citations": citations_for(text, shown), "declined": False}
+                update={"text": text, "citations": citations_for(text, sources), "declined": False}
             )
         yield self._finish(answer, clock)
 
@@ -385,25 +385,25 @@ class Answerer:
 
     # --- steps ---------------------------------------------------------------------------------------------
     def with_records(
-        self, question: str, shown: Sequence[Source], text: str, checks: list[SentenceCheck]
+        self, question: str, sources: Sequence[Source], text: str, checks: list[SentenceCheck]
     ) -> tuple[str, list[SentenceCheck]]:
-        """The verified answer plus the asked record fields (authors, schedule) it leaves out, composed in code
-        (`rag.records`). They replace a refusal: the record holds what the model declined to copy."""
+        """The verified answer checked against, and completed from, the papers' records (`rag.records`):
+        sentences misstating an author, a moderator, a date or the order of talks are dropped; asked fields
+        the answer lacks are appended. Appended records replace a refusal: the record holds what the model
+        declined to copy."""
         if self.settings.record_papers == 0:
             return text, checks
-        checks = without_contradictions(checks, shown)
-        text = answer_text(checks)
-        cited = [number for check in checks if check.supported and not check.dropped for number in check.citations]
-        records = record_checks(question, shown, text, cited, self.settings.record_papers)
-        if not records:
-            return text, checks
-        refused = not has_supported_claim(checks)
-        checks = [
-            check.model_copy(update={"dropped": True}) if refused or is_decline(check.text) else check
-            for check in checks
+        completed = complete_from_records(question, sources, checks, self.settings.record_papers)
+        if not any(check.composed for check in completed):
+            return answer_text(completed), completed
+        refused = not has_supported_claim([check for check in completed if not check.composed])
+        completed = [
+            check.model_copy(update={"dropped": True})
+            if not check.composed and (refused or is_decline(check.text))
+            else check
+            for check in completed
         ]
-        checks = [*checks, *records]
-        return answer_text(checks), checks
+        return answer_text(completed), completed
 
     def standalone_question(self, question: str, history: History) -> str:
         """`question` rewritten to stand alone when it refers to earlier turns; otherwise unchanged."""

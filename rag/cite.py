@@ -579,6 +579,30 @@ def _repeats(vector: np.ndarray, earlier: list[np.ndarray], threshold: float) ->
     return any(float(vector @ other) >= threshold for other in earlier)
 
 
+def opening_subject(sentence: str, evidence: dict[int, Evidence]) -> int | None:
+    """The source whose short name opens the sentence ("The MobileNets abstract reports ..."), if exactly one."""
+    opening = " ".join(remove_citations(sentence).lower().split()[:_OPENING_WORDS])
+    named = [
+        number
+        for number, item in evidence.items()
+        if item.sentences
+        and len(name := short_name(item.sentences[0]).lower()) >= 4
+        and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", opening)
+    ]
+    return named[0] if len(named) == 1 else None
+
+
+_OPENING_WORDS = 4
+
+
+def misattributes_numbers(sentence: str, evidence: dict[int, Evidence]) -> bool:
+    """True when the sentence opens with one source's name and states a number that source does not hold: "The
+    MobileNets abstract reports ... 82.7% [2]", where 82.7% is the NASNet abstract's. Support per cited source
+    cannot see it: [2] holds the number, but the sentence gives it to another paper."""
+    subject = opening_subject(sentence, evidence)
+    return subject is not None and bool(numbers_in(sentence) - evidence[subject].numbers)
+
+
 def _check_claim(
     sentence: str, cited: list[int], vector: np.ndarray, evidence: dict[int, Evidence], settings: Settings
 ) -> SentenceCheck:
@@ -586,6 +610,8 @@ def _check_claim(
         number: support_score(sentence, vector, item, settings.support_lexical_weight)[0]
         for number, item in evidence.items()
     }
+    if misattributes_numbers(sentence, evidence):
+        scores = dict.fromkeys(scores, 0.0)
     best_overall = max(scores.values(), default=0.0)
     floor = max(settings.support_threshold, best_overall - settings.citation_margin)
     passing = {number for number, score in scores.items() if score >= floor}

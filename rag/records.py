@@ -165,6 +165,89 @@ def _misstates(check: SentenceCheck, by_number: dict[int, Source]) -> bool:
     return bool(cited) and not check.dropped and all(contradicted_fields(check.text, paper) for paper in cited)
 
 
+_AFTER = re.compile(r"\b(?:after|next|following|followed)\b", re.IGNORECASE)
+_BEFORE = re.compile(r"\b(?:before|previous|preceding|earlier)\b", re.IGNORECASE)
+_ASKS_TALK = re.compile(r"\b(?:which|what) (?:paper|talk|work|presentation)\b", re.IGNORECASE)
+
+
+def _start_minute(paper: Paper) -> int | None:
+    start = _CLOCK.search(paper.time_slot or "")
+    return int(start[1]) * 60 + int(start[2]) if start else None
+
+
+def adjacent_talk(question: str, sources: Sequence[Source]) -> tuple[Source, Source, str] | None:
+    """For "Which paper was presented right after ViLT?": (the named talk, the nearest retrieved talk of its
+    session in the asked direction, "after" or "before"), or None. The retriever ranks session-mates nearest
+    in time first (`rag.retrieve.schedule_neighbours`), so the adjacent talk is among the sources."""
+    after, before = bool(_AFTER.search(question)), bool(_BEFORE.search(question))
+    if after == before or not _ASKS_TALK.search(question):
+        return None
+    anchors = [s for s in sources if names_paper(question, s.paper) and _start_minute(s.paper) is not None]
+    if not anchors or not anchors[0].paper.session:
+        return None
+    anchor, start = anchors[0], _start_minute(anchors[0].paper)
+    place = (anchor.paper.session, anchor.paper.day, anchor.paper.room)
+    mates = [
+        (abs(minute - start), source)
+        for source in sources
+        if (source.paper.session, source.paper.day, source.paper.room) == place
+        and (minute := _start_minute(source.paper)) is not None
+        and (minute > start if after else minute < start)
+    ]
+    if not mates:
+        return None
+    return anchor, min(mates, key=lambda pair: pair[0])[1], "after" if after else "before"
+
+
+def order_check(adjacent: tuple[Source, Source, str]) -> SentenceCheck:
+    """The composed sentence for `adjacent_talk`: both slots, so the order can be checked at a glance."""
+    anchor, neighbour, direction = adjacent
+    text = (
+        f"“{neighbour.title}” was presented {direction} {short_name(anchor.title)} in the same session, at "
+        f"{neighbour.paper.time_slot} ({short_name(anchor.title)}: {anchor.paper.time_slot})"
+    )
+    numbers = sorted([neighbour.number, anchor.number])
+    return SentenceCheck(
+        text=with_citations(text + ".", numbers),
+        citations=numbers,
+        support=1.0,
+        supported=True,
+        added_citations=numbers,
+        composed=True,
+    )
+
+
+def without_wrong_order(checks: Sequence[SentenceCheck], adjacent: tuple[Source, Source, str]) -> list[SentenceCheck]:
+    """`checks` with every sentence that places another talk before/after the named one dropped ("The paper
+    presented right after ViLT is Unifying ... [2]." when the schedule puts Learning Curves there)."""
+    anchor, neighbour, _ = adjacent
+    allowed = {anchor.number, neighbour.number}
+
+    def wrong(check: SentenceCheck) -> bool:
+        ordered = _AFTER.search(check.text) or _BEFORE.search(check.text)
+        return bool(ordered and check.citations and not set(check.citations) & allowed)
+
+    return [check.model_copy(update={"dropped": True}) if wrong(check) else check for check in checks]
+
+
+def complete_from_records(
+    question: str, sources: Sequence[Source], checks: Sequence[SentenceCheck], limit: int
+) -> list[SentenceCheck]:
+    """The verified answer's `checks` with the sentences that misstate a record dropped, then the composed
+    record sentences the answer lacks appended (at most `limit` papers, plus the adjacent talk when asked)."""
+    checks = without_contradictions(checks, sources)
+    adjacent = adjacent_talk(question, sources)
+    if adjacent:
+        checks = without_wrong_order(checks, adjacent)
+    kept = [check for check in checks if not check.dropped]
+    said = " ".join(check.text for check in kept)
+    cited = [number for check in kept if check.supported for number in check.citations]
+    records = record_checks(question, sources, said, cited, limit)
+    if adjacent and adjacent[1].number not in cited:
+        records.append(order_check(adjacent))
+    return [*checks, *records]
+
+
 def record_checks(
     question: str, sources: Sequence[Source], answer_text: str, cited: Sequence[int], limit: int
 ) -> list[SentenceCheck]:

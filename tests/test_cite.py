@@ -260,6 +260,14 @@ def test_number_present_in_the_source_is_fine(verify, sources, cite_settings):
     assert text == "FPN runs at 5 FPS on a GPU [3]."
 
 
+def test_a_number_given_to_a_paper_that_does_not_hold_it_is_dropped(verify, sources, cite_settings):
+    # 5 FPS is FPN's [3]; the sentence opens with ViLT's name and gives it FPN's number
+    text, checks = verify("ViLT runs at 5 FPS on a GPU [3].", sources, cite_settings)
+    assert text == "" and checks[0].dropped
+    text, _ = verify("The FPN paper reports 5 FPS on a GPU [3].", sources, cite_settings)
+    assert text == "The FPN paper reports 5 FPS on a GPU [3]."
+
+
 def test_multiple_citations_keep_only_supporting_ones(verify, sources, cite_settings):
     text, checks = verify("ViLT processes visual inputs without convolution [2][3].", sources, cite_settings)
     assert text == "ViLT processes visual inputs without convolution [2]."

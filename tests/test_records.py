@@ -11,7 +11,9 @@ from rag.records import (
     ROOM,
     SESSION,
     TIME,
+    adjacent_talk,
     asked_fields,
+    complete_from_records,
     contradicted_fields,
     gives_slot,
     names_paper,
@@ -121,3 +123,48 @@ def test_sentences_that_misstate_the_record_are_dropped(papers):
     ]
     kept = without_contradictions(checks, sources)
     assert [check.dropped for check in kept] == [True, False, False]
+
+
+def session_of_three() -> list[Source]:
+    """Three talks of one session (7:00, 7:20, 7:40) and one of another session at 7:20."""
+
+    def talk(paper_id: str, title: str, slot: str, session: str = "Deep Learning Algorithms 3") -> Paper:
+        return Paper(id=paper_id, title=title, abstract="a.", session=session, day="Tue 20 July", time_slot=slot)
+
+    return sources_of(
+        [
+            talk("vilt", "ViLT: Vision-and-Language Transformer", "7:00 - 7:20 PDT"),
+            talk("other", "Elsewhere: A Talk in Another Session", "7:20 - 7:40 PDT", session="Theory"),
+            talk("curves", "Learning Curves for Analysis of Deep Networks", "7:20 - 7:40 PDT"),
+            talk("late", "Later Work on Things", "7:40 - 8:00 PDT"),
+        ]
+    )
+
+
+def test_adjacent_talk_is_the_nearest_session_mate_in_the_asked_direction():
+    sources = session_of_three()
+    anchor, neighbour, direction = adjacent_talk("Which paper was presented right after ViLT?", sources)
+    assert (anchor.paper.id, neighbour.paper.id, direction) == ("vilt", "curves", "after")
+    assert adjacent_talk("Which talk came before ViLT?", sources) is None  # the first talk of its session
+    assert adjacent_talk("Is ViLT faster after pre-training?", sources) is None  # asks for no talk
+
+
+def test_a_wrong_order_claim_is_replaced_by_the_schedule():
+    sources = session_of_three()
+    model = [
+        SentenceCheck(text="The talk right after ViLT is Later Work on Things [4].", citations=[4], supported=True),
+        SentenceCheck(text="ViLT was presented at 7:00 [1].", citations=[1], supported=True),
+    ]
+    checks = complete_from_records("Which paper was presented right after ViLT?", sources, model, limit=2)
+    assert [check.dropped for check in checks] == [True, False, False]
+    assert checks[-1].text == (
+        "“Learning Curves for Analysis of Deep Networks” was presented after ViLT in the same session, at "
+        "7:20 - 7:40 PDT (ViLT: 7:00 - 7:20 PDT) [1][3]."
+    )
+    assert checks[-1].composed
+
+
+def test_a_slot_finds_its_talk_among_all_retrieved_papers():
+    checks = complete_from_records("Which talk had the 7:40 - 8:00 slot?", session_of_three(), [], limit=2)
+    assert [check.citations for check in checks] == [[4]]
+    assert checks[0].text.startswith("“Later Work on Things” was presented as a talk in the session")
