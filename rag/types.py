@@ -91,6 +91,11 @@ class SentenceCheck(BaseModel):
         "support the sentence.",
     )
     dropped: bool = Field(default=False, description="True when the sentence was left out of the answer text.")
+    renamed_from: str | None = Field(
+        default=None,
+        description="The paper name the model wrote, replaced by the title of the paper whose abstract supports "
+        "the sentence (the named paper's does not).",
+    )
     composed: bool = Field(
         default=False,
         description="Written in code from the cited paper's record (authors, schedule), not by the model.",

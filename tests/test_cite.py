@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from rag.cite import (
+    Evidence,
     build_evidence,
     is_decline,
     looks_like_instruction,
     name_cited_papers,
+    named_papers,
     numbers_in,
     parse_citations,
     restates,
@@ -260,12 +262,41 @@ def test_number_present_in_the_source_is_fine(verify, sources, cite_settings):
     assert text == "FPN runs at 5 FPS on a GPU [3]."
 
 
-def test_a_number_given_to_a_paper_that_does_not_hold_it_is_dropped(verify, sources, cite_settings):
-    # 5 FPS is FPN's [3]; the sentence opens with ViLT's name and gives it FPN's number
-    text, checks = verify("ViLT runs at 5 FPS on a GPU [3].", sources, cite_settings)
+def test_a_number_given_to_the_paper_asked_about_that_does_not_hold_it_is_dropped(sources, word_embedder):
+    # 5 FPS is FPN's [3]; the sentence opens with ViLT's name, which the question asks about
+    settings = Settings()
+    text, checks = verify_answer(
+        "ViLT runs at 5 FPS on a GPU [3].", sources, word_embedder, settings, question="How fast is ViLT?"
+    )
     assert text == "" and checks[0].dropped
-    text, _ = verify("The FPN paper reports 5 FPS on a GPU [3].", sources, cite_settings)
+    text, _ = verify_answer("The FPN paper reports 5 FPS on a GPU [3].", sources, word_embedder, settings)
     assert text == "The FPN paper reports 5 FPS on a GPU [3]."
+
+
+def test_a_sentence_naming_the_wrong_paper_gets_the_paper_that_supports_it(verify, sources, cite_settings):
+    # the question describes FPN without naming it; the model put ViLT's name on FPN's sentence
+    text, checks = verify("ViLT builds high-level semantic feature maps at all scales [2].", sources, cite_settings)
+    assert (
+        text
+        == "“Feature Pyramid Networks for Object Detection” builds high-level semantic feature maps at all scales [3]."
+    )
+    assert checks[0].renamed_from == "ViLT" and checks[0].citations == [3] and checks[0].supported
+
+
+def test_a_claim_on_the_wrong_paper_is_dropped_when_its_paper_already_has_it(verify, sources, cite_settings):
+    answer = (
+        "FPN builds high-level semantic feature maps at all scales [3]. "
+        "ViLT builds high-level semantic feature maps at all scales too [2]."
+    )
+    text, checks = verify(answer, sources, cite_settings)
+    assert text == "FPN builds high-level semantic feature maps at all scales [3]."
+    assert checks[1].dropped and checks[1].removed_citations == [2]
+
+
+def test_a_plain_phrase_title_is_not_taken_for_a_name(sources):
+    evidence = {1: Evidence(1, ["Pointer Networks"], np.zeros((1, 2)), set(), set())}
+    assert named_papers("The decoder uses pointer networks.", evidence) == {}
+    assert named_papers("“Pointer Networks” uses attention.", evidence) == {1: "Pointer Networks"}
 
 
 def test_multiple_citations_keep_only_supporting_ones(verify, sources, cite_settings):
