@@ -53,7 +53,6 @@ from rag.prompts import (
     CONDENSE_PROMPT,
     CONDENSE_TURN_TEMPLATE,
     DECLINE_TEXT,
-    PREMISE_PROMPT,
     SEVERAL_PAPERS_PROMPT,
     SOURCE_TEMPLATE,
     SYSTEM_PROMPT,
@@ -212,15 +211,6 @@ _ASKS_SEVERAL = re.compile(
 )
 
 
-_ASSUMES = re.compile(r"\bwhy\b|^\s*(?:given that|since)\b", re.IGNORECASE)
-
-
-def assumes(question: str) -> bool:
-    """True for a question built on an assumption that may be false: "Why does X ...?", "Given that X, ...",
-    "Since X, ..."."""
-    return bool(_ASSUMES.search(question))
-
-
 def asks_metadata(question: str) -> bool:
     """True when the question is about people, sessions or times, so authors and schedules earn their tokens."""
     return bool(_ASKS_METADATA.search(question))
@@ -270,12 +260,8 @@ def format_source(source: Source, max_authors: int | None, with_metadata: bool =
 
 def build_messages(question: str, sources: Sequence[Source], settings: Settings) -> list[dict[str, str]]:
     """System rules, then the numbered sources and the question (in SEVERAL_PAPERS_PROMPT for a question about
-    several papers, PREMISE_PROMPT for one built on an assumption, else ANSWER_PROMPT)."""
-    template = ANSWER_PROMPT
-    if asks_for_several(question):
-        template = SEVERAL_PAPERS_PROMPT
-    elif assumes(question):
-        template = PREMISE_PROMPT
+    several papers, else ANSWER_PROMPT)."""
+    template = SEVERAL_PAPERS_PROMPT if asks_for_several(question) else ANSWER_PROMPT
     with_metadata = asks_metadata(question)
     max_authors = None if asks_authors(question) else settings.prompt_authors
     formatted = "\n\n".join(format_source(source, max_authors, with_metadata) for source in sources)

@@ -63,21 +63,6 @@ SEVERAL_PAPERS_PROMPT = (
 sentences" the 1.5B model wrote about the first two or three sources and left out a fitting fourth one; one
 sentence per fitting source, each naming its paper, is the shape such an answer needs."""
 
-PREMISE_PROMPT = (
-    "Sources:\n{sources}\n\n"
-    "Question: {question}\n\n"
-    "The question may assume something the sources contradict. First say what the sources state about that "
-    "assumption, then answer, in 2 to 4 sentences, citing [n] after each sentence."
-)
-"""The user turn for questions built on an assumption ("Why does ViLT rely on region supervision?", "Given
-that Xception underperforms Inception V3, why ..."). With ANSWER_PROMPT the 1.5B model explained the false
-premise ("ViLT relies on region supervision because ..."), although SYSTEM_PROMPT rule 4 says to correct it;
-asked in the user turn to first state what the sources say about the assumption, it wrote "The sources state
-that Xception outperforms Inception V3 ..., not underperforms". Raw-model probe, 7 false-premise and 5
-true-premise why-questions: two more false premises corrected (Xception, ViLT), one still declined turned into
-an accepted premise (LightHGNN "ten times slower"), and the true-premise answers stayed right and cited fewer
-off-topic sources. Only these questions pay its ~25 extra prompt tokens."""
-
 CONDENSE_PROMPT = (
     "Rewrite the follow-up question as one standalone question about research papers. Replace words like "
     "'it', 'they' or 'that paper' with what they refer to in the conversation. Output only the question.\n\n"

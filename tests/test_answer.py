@@ -192,25 +192,6 @@ def test_author_questions_list_every_author(papers, tmp_path, word_embedder):
     assert "(Wonjae Kim et al.)" in about_time and "Ildoo Kim" not in about_time
 
 
-@pytest.mark.parametrize(
-    ("question", "premise"),
-    [
-        ("Why does ViLT rely on region supervision?", True),
-        ("Given that Xception underperforms Inception V3, why was it published?", True),
-        ("Since FPN runs at 50 FPS, which GPU was used?", True),
-        ("What does ViLT remove from vision-and-language pre-training?", False),
-    ],
-)
-def test_questions_built_on_an_assumption_ask_for_it_to_be_checked(
-    ordered, answer_settings, word_embedder, question, premise
-):
-    generator = FakeGenerator("ViLT is fast [2].")
-    run(Answerer(generator, word_embedder, answer_settings), question, FakeRetriever(ordered))
-    user_turn = generator.requests[0].messages[1]["content"]
-    assert ("may assume something the sources contradict" in user_turn) is premise
-    assert user_turn.count(question) == 1
-
-
 def test_questions_about_several_papers_show_more_sources(ordered, tmp_path, word_embedder):
     settings = Settings(data_dir=tmp_path, answer_sources=2, answer_sources_several=4)
     generator = FakeGenerator("FPN builds pyramids [3].", "FPN builds pyramids [2].")
