@@ -525,8 +525,7 @@ def verify_answer(
     sentences = split_sentences(text)
     claims = [index for index, sentence in enumerate(sentences) if not is_decline(sentence)]
     vectors = _embed(embedder, [remove_citations(sentences[index]) for index in claims])
-    misnamed = misnamed_papers({index: sentences[index] for index in claims}, evidence, embedder, settings)
-    misnamed = {index: found for index, found in misnamed.items() if not _in_question(found[0], question)}
+    misnamed = misnamed_papers({index: sentences[index] for index in claims}, evidence, embedder, settings, question)
     checks: list[SentenceCheck] = []
     kept_vectors: list[np.ndarray] = []
     for index, sentence in enumerate(sentences):
@@ -590,7 +589,7 @@ def _is_coined(name: str) -> bool:
 
 
 def misnamed_papers(
-    sentences: dict[int, str], evidence: dict[int, Evidence], embedder, settings: Settings
+    sentences: dict[int, str], evidence: dict[int, Evidence], embedder, settings: Settings, question: str | None = None
 ) -> dict[int, tuple[str, int]]:
     """Sentences that name one paper but say what another paper's abstract says: {index: (name, right number)}.
 
@@ -599,10 +598,14 @@ def misnamed_papers(
     count as support for the paper it names): when the named paper does not support what is left and another
     paper clearly does (by `citation_margin` above the support threshold), the sentence names the wrong paper.
     Citations are moved the same way (`_check_claim`). On the eval answers, the clear margin kept the right
-    renames (Tags2Parts -> CSGNet, whose abstract the sentence quotes) and refused the doubtful ones.
+    renames (Tags2Parts -> CSGNet, whose abstract the sentence quotes) and refused the doubtful ones. A paper
+    the `question` names is never renamed (`_in_question`). Costs one batch embedding of the named sentences.
     """
     named = {
-        index: names for index, sentence in sentences.items() if len(names := named_papers(sentence, evidence)) == 1
+        index: names
+        for index, sentence in sentences.items()
+        if len(names := named_papers(sentence, evidence)) == 1
+        and not _in_question(next(iter(names.values())), question)
     }
     contents = {
         index: re.sub(re.escape(name), " ", remove_citations(sentences[index]), flags=re.IGNORECASE)

@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 
 from rag.cite import authors_sentence, schedule_sentence, short_name, with_citations
+from rag.corpus import normalise_title
 from rag.types import Paper, SentenceCheck, Source
 
 AUTHORS, MODERATOR, ROOM, SESSION, TIME, TITLE = "authors", "moderator", "room", "session", "time", "title"
@@ -48,7 +49,8 @@ def asked_fields(question: str) -> set[str]:
 
 
 def _normalised(text: str) -> str:
-    return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
+    """`text` as whole words between spaces, compared the way duplicate titles are (`normalise_title`)."""
+    return f" {normalise_title(text)} "
 
 
 def names_paper(question: str, paper: Paper) -> bool:
