@@ -192,14 +192,31 @@ def title_names(title: str) -> list[str]:
     return [name for name in names if len(name) >= 3]
 
 
-def rare_title_words(papers: Mapping[str, Paper], max_papers: int) -> dict[str, set[str]]:
-    """Name-like title words found in at most `max_papers` titles -> the ids of those papers.
+_COINED_ACRONYM = re.compile(
+    r"\b(?:called|named|dubbed|termed|coined|proposes?|introduces?|presents?)\b[^.()]{0,80}"
+    r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)"
+)
+"""An acronym the abstract itself coins: "This architecture, called a Feature Pyramid Network (FPN), ..."."""
 
-    A query naming such a word ("ViLT", "GLSearch") points at one paper even when MiniLM scores it low.
+
+def coined_names(abstract: str) -> list[str]:
+    """The acronyms an abstract introduces for its own method, as BM25 terms ('... called ... (FPN)' -> ['fpn']).
+
+    Only coined ones: "feature pyramid networks (FPN) are widely exploited" merely uses another paper's name."""
+    names = [term for match in _COINED_ACRONYM.finditer(abstract) for term in tokenize(match.group(1))[:1]]
+    return [name for name in names if len(name) >= 3]
+
+
+def rare_names(papers: Mapping[str, Paper], max_papers: int) -> dict[str, set[str]]:
+    """Names of at most `max_papers` papers -> the ids of those papers: name-like title words ("ViLT",
+    "GLSearch") and the acronyms abstracts coin ("FPN").
+
+    A query naming such a word points at its paper even when MiniLM scores the question low ("Which paper
+    proposes FPN?" reaches a cosine of ~0.3).
     """
     papers_with: dict[str, set[str]] = {}
     for paper_id, paper in papers.items():
-        for word in title_names(paper.title):
+        for word in {*title_names(paper.title), *coined_names(paper.abstract)}:
             papers_with.setdefault(word, set()).add(paper_id)
     return {word: ids for word, ids in papers_with.items() if len(ids) <= max_papers}
 
@@ -330,7 +347,7 @@ class _Corpus:
     papers: dict[str, Paper]
     bm25: BM25Index
     mentions: MetadataMentions
-    title_words: dict[str, set[str]]
+    names: dict[str, set[str]]  # rare paper names (`rare_names`) -> their papers
     paper_of: dict[str, str] = field(default_factory=dict)
     rows: dict[str, list[int]] = field(default_factory=dict)  # paper -> its chunks' rows in `bm25` and `matrix`
     matrix: np.ndarray | None = None  # chunk vectors, one row per `bm25` row (None: ask Chroma)
@@ -390,7 +407,7 @@ class Retriever:
                     papers,
                     bm25,
                     MetadataMentions(papers),
-                    rare_title_words(papers, self.settings.rare_title_word_papers),
+                    rare_names(papers, self.settings.rare_title_word_papers),
                     paper_of,
                     rows,
                     self._chunk_matrix(bm25.ids),
@@ -440,7 +457,7 @@ class Retriever:
 
     def is_relevant(self, sources: Sequence[Source]) -> bool:
         """Whether the collection can answer: the best dense cosine reaches `settings.min_relevance`, or the
-        query names a retrieved paper verbatim (rare title word, author, session, moderator, room).
+        query names a retrieved paper verbatim (a rare name, author, session, moderator or room).
 
         Metadata questions ("who moderated the session where GLSearch was presented") score 0.1-0.3 with
         MiniLM, below off-topic chatter, so the named-paper evidence is what keeps them answerable. With no
@@ -506,7 +523,7 @@ class Retriever:
         if mode == "hybrid":
             self._complete_scores(found, corpus, scores, cosines)
         terms = set(tokenize(query))
-        titled = sorted({pid for term in terms & corpus.title_words.keys() for pid in corpus.title_words[term]})
+        titled = sorted({pid for term in terms & corpus.names.keys() for pid in corpus.names[term]})
         found.named.update(titled)
         neighbours = schedule_neighbours(query, titled, corpus.papers)
         if neighbours and mode != "dense":

@@ -129,7 +129,8 @@ class Settings(BaseSettings):
     rare_title_word_papers: int = Field(
         default=2,
         ge=0,
-        description="A title word in at most this many titles names its paper (evidence of relevance).",
+        description="A name-like title word, or an acronym an abstract coins, found in at most this many papers "
+        "names its paper (evidence of relevance).",
     )
     bm25_k1: float = Field(default=1.2, ge=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 document-length normalisation.")

@@ -17,6 +17,7 @@ from eval.retrieval import load_beir, mrr, ndcg_at_k, normalise_title, recall_at
 from rag.lexical import BM25Index, stem, tokenize
 from rag.retrieve import (
     Retriever,
+    coined_names,
     matches_filters,
     mentioned_papers,
     mmr_order,
@@ -537,3 +538,30 @@ def test_a_named_paper_is_relevant_whatever_its_dense_score(fake_retriever, sett
     off_topic = fake_retriever.search("What is the best pizza recipe?", k=3)
     assert not any(source.named for source in off_topic)
     assert not fake_retriever.is_relevant(off_topic)
+
+
+@pytest.mark.parametrize(
+    ("abstract", "names"),
+    [
+        ("This architecture, called a Feature Pyramid Network (FPN), shows gains.", ["fpn"]),
+        ("We propose a weighted bi-directional feature pyramid network (BiFPN).", ["bifpn"]),
+        ("Feature pyramid networks (FPN) are widely exploited in detection.", []),  # used, not coined
+        ("We present a new method (AI) here.", []),  # too short to be a name on its own
+    ],
+)
+def test_coined_names_are_the_acronyms_an_abstract_introduces(abstract, names):
+    assert coined_names(abstract) == names
+
+
+def test_an_acronym_the_abstract_coins_names_its_paper(papers, settings):
+    embedder = BagOfWordsEmbedder()
+    strict = settings.model_copy(update={"min_relevance": 0.99})
+    question = "Which paper proposes FPN?"
+    used = Retriever(FakeIndex(papers, embedder), embedder, strict).search(question, k=3)
+    assert used[0].paper_id == "fpn" and not used[0].named  # "FPN runs at 5 FPS": used, not coined
+
+    coined = papers[2].model_copy(update={"abstract": "This design, called a Feature Pyramid Network (FPN), helps."})
+    retriever = Retriever(FakeIndex([*papers[:2], coined, *papers[3:]], embedder), embedder, strict)
+    sources = retriever.search(question, k=3)
+    assert sources[0].paper_id == "fpn" and sources[0].named
+    assert retriever.is_relevant(sources)
