@@ -57,7 +57,7 @@ from rag.prompts import (
     SOURCE_TEMPLATE,
     SYSTEM_PROMPT,
 )
-from rag.records import complete_from_records
+from rag.records import complete_from_records, with_method_names
 from rag.settings import Settings
 from rag.types import Answer, Citation, Filters, SentenceCheck, Source
 
@@ -390,9 +390,10 @@ class Answerer:
         """The verified answer checked against, and completed from, the papers' records (`rag.records`):
         sentences misstating an author, a moderator, a date or the order of talks are dropped; asked fields
         the answer lacks are appended. Appended records replace a refusal: the record holds what the model
-        declined to copy."""
+        declined to copy. A cited paper named by its title also gets the name its abstract coins."""
+        checks = with_method_names(checks, sources)
         if self.settings.record_papers == 0:
-            return text, checks
+            return answer_text(checks), checks
         completed = complete_from_records(question, sources, checks, self.settings.record_papers)
         if not any(check.composed for check in completed):
             return answer_text(completed), completed

@@ -92,6 +92,24 @@ def normalise_title(title: str) -> str:
     return _NON_WORD.sub(" ", title.casefold()).strip()
 
 
+_COINED_ACRONYM = re.compile(
+    r"\b(?:called|named|dubbed|termed|coined|proposes?|introduces?|presents?)\b[^.()]{0,80}"
+    r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)"
+)
+_CAPITALISED_NAME = r"[A-Z][\w-]*(?:\s+(?:(?:of|for|and|in|with)\s+)?[A-Z][\w-]*)*"
+_COINED_PHRASE = re.compile(rf"\b(?:called|named|dubbed|termed|coined)\s+(?:an?\s+|the\s+)?({_CAPITALISED_NAME})")
+
+
+def coined_names(abstract: str) -> list[str]:
+    """The names an abstract gives its own method, acronyms first: "This architecture, called a Feature Pyramid
+    Network (FPN)" -> ["FPN", "Feature Pyramid Network"]; "a new attribution method called Integrated Gradients"
+    -> ["Integrated Gradients"]. Only coined names: "feature pyramid networks (FPN) are widely exploited" merely
+    uses another paper's name. Researchers know papers by these names more than by their titles."""
+    names = [match.group(1) for match in _COINED_ACRONYM.finditer(abstract)]
+    names += [match.group(1) for match in _COINED_PHRASE.finditer(abstract)]
+    return [name for name in dict.fromkeys(names) if len(name) >= 3]
+
+
 def paper_id_for(title: str) -> str:
     """A stable id from the normalised title: a short readable slug plus 10 hex digits of its SHA-1.
 

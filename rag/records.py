@@ -11,6 +11,10 @@ the 13:05 slot?"), a paper the question names by title or short name ("When was 
 then the papers the verified answer cites. A question that names no paper and whose answer cites none gets
 nothing added, so an unanswerable question stays declined, and a paper without the asked field (no authors on
 a listing page) adds nothing either.
+
+A paper's name is part of its record too: when the answer names a paper by its title and the abstract coins a
+name for the method ("a new attribution method called Integrated Gradients"), the name is added after the
+title (`with_method_names`), since researchers ask for and remember papers by those names.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 from collections.abc import Sequence
 
 from rag.cite import authors_sentence, schedule_sentence, short_name, with_citations
-from rag.corpus import normalise_title
+from rag.corpus import coined_names, normalise_title
 from rag.types import Paper, SentenceCheck, Source
 
 AUTHORS, MODERATOR, ROOM, SESSION, TIME, TITLE = "authors", "moderator", "room", "session", "time", "title"
@@ -273,3 +277,29 @@ def record_checks(
                 )
             )
     return checks
+
+
+def with_method_names(checks: Sequence[SentenceCheck], sources: Sequence[Source]) -> list[SentenceCheck]:
+    """`checks` with each cited paper's coined name (`corpus.coined_names`) added in brackets after the first
+    place an answer sentence writes its title: "“Axiomatic Attribution for Deep Networks” (Integrated Gradients)
+    [1] ...". Nothing is added for a paper whose name the answer (or its title) already holds."""
+    papers = {source.number: source.paper for source in sources}
+    said = " ".join(check.text for check in checks if not check.dropped).lower()
+    done: set[int] = set()
+    named: list[SentenceCheck] = []
+    for check in checks:
+        text = check.text
+        for number in check.citations if not (check.dropped or check.composed) else []:
+            paper = papers.get(number)
+            if paper is None or number in done:
+                continue
+            names = [name for name in coined_names(paper.abstract) if name.lower() not in paper.title.lower()]
+            start = text.lower().find(paper.title.lower())
+            if not names or any(name.lower() in said for name in names):
+                done.add(number)
+            elif start >= 0:
+                end = start + len(paper.title) + (text[start + len(paper.title) :].startswith("”"))
+                text = f"{text[:end]} ({names[0]}){text[end:]}"
+                done.add(number)
+        named.append(check if text == check.text else check.model_copy(update={"text": text}))
+    return named

@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from rag.cite import without_instructions
+from rag.corpus import coined_names
 from rag.lexical import BM25Index, tokenize
 from rag.settings import Settings
 from rag.types import Chunk, Filters, Paper, Source
@@ -192,19 +193,11 @@ def title_names(title: str) -> list[str]:
     return [name for name in names if len(name) >= 3]
 
 
-_COINED_ACRONYM = re.compile(
-    r"\b(?:called|named|dubbed|termed|coined|proposes?|introduces?|presents?)\b[^.()]{0,80}"
-    r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)"
-)
-"""An acronym the abstract itself coins: "This architecture, called a Feature Pyramid Network (FPN), ..."."""
-
-
-def coined_names(abstract: str) -> list[str]:
-    """The acronyms an abstract introduces for its own method, as BM25 terms ('... called ... (FPN)' -> ['fpn']).
-
-    Only coined ones: "feature pyramid networks (FPN) are widely exploited" merely uses another paper's name."""
-    names = [term for match in _COINED_ACRONYM.finditer(abstract) for term in tokenize(match.group(1))[:1]]
-    return [name for name in names if len(name) >= 3]
+def name_terms(paper: Paper) -> set[str]:
+    """A paper's names as BM25 terms: name-like title words and the one-word, name-like names its abstract coins
+    ("FPN", "ForwardGNN"; not "Dropout", which queries use as a word)."""
+    coined = [name for name in coined_names(paper.abstract) if " " not in name and is_name_like(name)]
+    return {*title_names(paper.title), *(term for name in coined for term in tokenize(name)[:1] if len(term) >= 3)}
 
 
 def rare_names(papers: Mapping[str, Paper], max_papers: int) -> dict[str, set[str]]:
@@ -216,7 +209,7 @@ def rare_names(papers: Mapping[str, Paper], max_papers: int) -> dict[str, set[st
     """
     papers_with: dict[str, set[str]] = {}
     for paper_id, paper in papers.items():
-        for word in {*title_names(paper.title), *coined_names(paper.abstract)}:
+        for word in name_terms(paper):
             papers_with.setdefault(word, set()).add(paper_id)
     return {word: ids for word, ids in papers_with.items() if len(ids) <= max_papers}
 

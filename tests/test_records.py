@@ -19,6 +19,7 @@ from rag.records import (
     names_paper,
     record_checks,
     subjects,
+    with_method_names,
     without_contradictions,
 )
 from rag.types import Paper, SentenceCheck, Source
@@ -168,3 +169,24 @@ def test_a_slot_finds_its_talk_among_all_retrieved_papers():
     checks = complete_from_records("Which talk had the 7:40 - 8:00 slot?", session_of_three(), [], limit=2)
     assert [check.citations for check in checks] == [[4]]
     assert checks[0].text.startswith("“Later Work on Things” was presented as a talk in the session")
+
+
+def test_a_paper_named_by_its_title_gets_the_name_its_abstract_coins(papers):
+    attribution = Paper(
+        id="ig",
+        title="Axiomatic Attribution for Deep Networks",
+        abstract="We use the axioms to guide the design of a new attribution method called Integrated Gradients.",
+    )
+    sources = sources_of([attribution, papers[2]])
+    checks = [
+        SentenceCheck(text="Feature Pyramid Networks for Object Detection builds pyramids [2].", citations=[2]),
+        SentenceCheck(text="“Axiomatic Attribution for Deep Networks” [1] states two axioms.", citations=[1]),
+        SentenceCheck(text="Axiomatic Attribution for Deep Networks derives a method [1].", citations=[1]),
+    ]
+    named = with_method_names(checks, sources)
+    assert named[0] == checks[0]  # the FPN fixture abstract coins no name
+    assert named[1].text == "“Axiomatic Attribution for Deep Networks” (Integrated Gradients) [1] states two axioms."
+    assert named[2] == checks[2]  # named once
+
+    said = [checks[0].model_copy(update={"text": "Integrated Gradients attributes outputs [1].", "citations": [1]})]
+    assert with_method_names([*said, *checks[1:]], sources)[1:] == checks[1:]  # the answer already uses the name

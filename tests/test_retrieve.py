@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from eval.retrieval import load_beir, mrr, ndcg_at_k, normalise_title, recall_at_k, score_rankings
+from rag.corpus import coined_names
 from rag.lexical import BM25Index, stem, tokenize
 from rag.retrieve import (
     Retriever,
-    coined_names,
     matches_filters,
     mentioned_papers,
     mmr_order,
@@ -543,13 +543,14 @@ def test_a_named_paper_is_relevant_whatever_its_dense_score(fake_retriever, sett
 @pytest.mark.parametrize(
     ("abstract", "names"),
     [
-        ("This architecture, called a Feature Pyramid Network (FPN), shows gains.", ["fpn"]),
-        ("We propose a weighted bi-directional feature pyramid network (BiFPN).", ["bifpn"]),
+        ("This architecture, called a Feature Pyramid Network (FPN), helps.", ["FPN", "Feature Pyramid Network"]),
+        ("We propose a weighted bi-directional feature pyramid network (BiFPN).", ["BiFPN"]),
+        ("A new attribution method called Integrated Gradients in two lines.", ["Integrated Gradients"]),
         ("Feature pyramid networks (FPN) are widely exploited in detection.", []),  # used, not coined
         ("We present a new method (AI) here.", []),  # too short to be a name on its own
     ],
 )
-def test_coined_names_are_the_acronyms_an_abstract_introduces(abstract, names):
+def test_coined_names_are_the_names_an_abstract_gives_its_method(abstract, names):
     assert coined_names(abstract) == names
 
 
