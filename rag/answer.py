@@ -39,11 +39,13 @@ from rag.cite import (
     build_evidence,
     is_decline,
     key_terms,
+    named_papers,
     numbers_in,
     parse_citations,
     remove_citations,
     split_sentences,
     verify_answer,
+    with_citations,
     without_instructions,
 )
 from rag.embeddings import SentenceVectors
@@ -185,6 +187,99 @@ def _scored_sentences(
             score += settings.number_sentence_bonus if wants_number and states_quantity(sentence) else 0.0
             candidates.append((score, source.number, index))
     return sorted(candidates, reverse=True)
+
+
+_CONTRIBUTION = re.compile(
+    r"\b(?:we|this (?:paper|work)|our (?:method|approach|model))\b[^.]*?\b(?:propose|introduce|present|develop|"
+    r"design|call|name|dub|show|demonstrate|achieve)",
+    re.IGNORECASE,
+)
+"""An abstract's own-contribution sentence ("we propose a weighted bi-directional feature pyramid (BiFPN)")."""
+
+
+def best_sentences(
+    question_vector: np.ndarray,
+    question: str,
+    sources: Sequence[Source],
+    evidence: dict[int, Evidence],
+    settings: Settings,
+) -> dict[int, str]:
+    """Each source's abstract sentence that best says what the paper does about the question: scored as passages
+    are chosen, plus `lead_source_bonus` for a contribution sentence ("we propose ..."), since the sentence most
+    like the question is often the abstract's background ("Feature pyramids are a basic component ...")."""
+    scored = [
+        (
+            score + (settings.lead_source_bonus if _CONTRIBUTION.search(evidence[number].sentences[index]) else 0.0),
+            number,
+            index,
+        )
+        for score, number, index in _scored_sentences(question_vector, question, sources, evidence, settings)
+    ]
+    best: dict[int, str] = {}
+    for _, number, index in sorted(scored, reverse=True):
+        best.setdefault(number, evidence[number].sentences[index])
+    return best
+
+
+def titles_in(sentence: str, evidence: dict[int, Evidence]) -> dict[int, str]:
+    """The sources a sentence names by a name (`cite.named_papers`) or by its full title, however short. A name
+    inside another paper's longer title ("Parameter-Inverted Image Pyramid Networks for Visual Perception ...")
+    names only that paper."""
+    found = named_papers(sentence, evidence)
+    lowered = sentence.lower()
+    for number, item in evidence.items():
+        title = item.sentences[0] if item.sentences else ""
+        start = lowered.find(title.lower()) if title else -1
+        if number not in found and start >= 0:
+            found[number] = sentence[start : start + len(title)]
+    spans = {number: (lowered.find(name.lower()), len(name)) for number, name in found.items()}
+    return {
+        number: name
+        for number, name in found.items()
+        if not any(
+            other != number and length > spans[number][1] and start <= spans[number][0] < start + length
+            for other, (start, length) in spans.items()
+        )
+    }
+
+
+def expand_bare_titles(
+    checks: Sequence[SentenceCheck], question: str, evidence: dict[int, Evidence], best: dict[int, str]
+) -> list[SentenceCheck]:
+    """For questions about several papers: a sentence that only names papers ("Scalable Forward-Forward
+    Algorithm Layer Collaboration in the Forward-Forward Algorithm [1].") or says of them no more than the
+    question ("“Show and Tell” [1] generates natural-language descriptions of images ...") is replaced, per
+    named paper, by the title and that paper's best abstract sentence (`best_sentences`), cited. The 1.5B model
+    often answers "which papers ..., and how?" with titles alone; the abstract says the how. A paper whose
+    sentence the answer already holds is only named."""
+    said = " ".join(remove_citations(check.text) for check in checks if not check.dropped)
+    expanded: list[SentenceCheck] = []
+    for check in checks:
+        named = titles_in(check.text, evidence) if not check.dropped and not check.composed else {}
+        rest = check.text
+        for name in named.values():
+            rest = rest.replace(name, " ")
+        titles = " ".join(evidence[number].sentences[0] for number in named)
+        if not named or _says_more(rest, f"{question} {titles}"):
+            expanded.append(check)
+            continue
+        expanded.append(check.model_copy(update={"dropped": True}))
+        for number in sorted(named, key=lambda number: check.text.find(named[number])):
+            title = evidence[number].sentences[0]
+            quoted = best[number] if best[number].rstrip(".") not in said else ""
+            if not quoted and f"“{title}”" in said:
+                continue  # the paper and its sentence are in the answer already
+            text = with_citations(f"“{title}”: {quoted}" if quoted else f"“{title}”.", [number])
+            said += f" “{title}” {quoted}"
+            expanded.append(SentenceCheck(text=text, citations=[number], support=1.0, supported=True, composed=True))
+    return expanded
+
+
+def _says_more(text: str, known: str) -> bool:
+    """Whether `text` has a content word that `known` lacks, words compared on their first five letters (so
+    "generates" is "generate", and a title's "Unified Embedding" says nothing the title did not)."""
+    known_prefixes = {word[:5] for word in re.findall(r"[\w-]+", known.lower())}  # stopwords too ("propose")
+    return any(term[:5] not in known_prefixes for term in key_terms(text))
 
 
 # --- what the question asks for ----------------------------------------------------------------------------
@@ -355,6 +450,10 @@ class Answerer:
 
         raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
         text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=standalone)
+        if asks_for_several(standalone):
+            best = best_sentences(self.question_vector(standalone), standalone, shown, evidence, self.settings)
+            checks = expand_bare_titles(checks, standalone, evidence, best)
+            text = answer_text(checks)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
         text, checks = self.with_records(standalone, sources, text, checks)

@@ -98,7 +98,8 @@ class SentenceCheck(BaseModel):
     )
     composed: bool = Field(
         default=False,
-        description="Written in code from the cited paper's record (authors, schedule), not by the model.",
+        description="Written in code from the cited paper, not by the model: its record (authors, schedule) or "
+        "its title with an abstract sentence quoted.",
     )
 
 

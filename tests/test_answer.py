@@ -203,6 +203,55 @@ def test_questions_about_several_papers_show_more_sources(ordered, tmp_path, wor
     assert "one short sentence for each source" in several and "one short sentence for each source" not in one
 
 
+def test_titles_alone_get_each_papers_best_sentence(ordered, answer_settings, word_embedder):
+    completion = (
+        "Feature Pyramid Networks for Object Detection “ViLT: Vision-and-Language Transformer Without Convolution "
+        "or Region Supervision” [1]. Signal-to-Noise Ratio: A Robust Distance Metric for Deep Metric Learning "
+        "proposes a robust SNR distance metric based on the signal-to-noise ratio [1]."
+    )
+    _, answer = run(
+        Answerer(FakeGenerator(completion), word_embedder, answer_settings),
+        "Which papers run fast on images?",
+        FakeRetriever(ordered),
+    )
+    composed = [check for check in answer.sentences if check.composed]
+    assert [check.citations for check in composed] == [[3], [2]]  # in the order named, each its own citation
+    assert composed[0].text == "“Feature Pyramid Networks for Object Detection”: FPN runs at 5 FPS on a GPU [3]."
+    assert composed[1].text.startswith("“ViLT: Vision-and-Language Transformer Without Convolution or Region ")
+    assert "proposes a robust SNR distance metric" in answer.text  # a sentence with content stays as written
+    assert answer.sentences[0].dropped and not answer.declined
+
+
+def test_titles_alone_are_not_expanded_into_a_sentence_the_answer_already_has(ordered, answer_settings, word_embedder):
+    completion = "Feature Pyramid Networks for Object Detection [3]. FPN runs at 5 FPS on a GPU [3]."
+    _, answer = run(
+        Answerer(FakeGenerator(completion), word_embedder, answer_settings),
+        "Which papers run fast on images?",
+        FakeRetriever(ordered),
+    )
+    assert answer.text == "“Feature Pyramid Networks for Object Detection” [3]. FPN runs at 5 FPS on a GPU [3]."
+
+
+def test_a_sentence_saying_no_more_than_the_question_and_title_is_expanded(ordered, answer_settings, word_embedder):
+    completion = "Feature Pyramid Networks for Object Detection [3] detects objects with feature pyramids."
+    _, answer = run(
+        Answerer(FakeGenerator(completion), word_embedder, answer_settings),
+        "Which papers run fast?",
+        FakeRetriever(ordered),
+    )
+    assert answer.text == "“Feature Pyramid Networks for Object Detection”: FPN runs at 5 FPS on a GPU [3]."
+
+
+def test_titles_alone_stay_for_a_question_about_one_paper(ordered, answer_settings, word_embedder):
+    completion = "Feature Pyramid Networks for Object Detection [3]."
+    _, answer = run(
+        Answerer(FakeGenerator(completion), word_embedder, answer_settings),
+        "Which paper builds feature pyramids?",
+        FakeRetriever(ordered),
+    )
+    assert answer.text == completion and not any(check.composed for check in answer.sentences)
+
+
 @pytest.mark.parametrize(
     ("bonus", "question", "has_number"), [(0.0, True, False), (1.0, True, True), (1.0, False, False)]
 )
