@@ -282,8 +282,14 @@ def record_checks(
 def with_method_names(checks: Sequence[SentenceCheck], sources: Sequence[Source]) -> list[SentenceCheck]:
     """`checks` with each cited paper's coined name (`corpus.coined_names`) added in brackets after the first
     place an answer sentence writes its title: "“Axiomatic Attribution for Deep Networks” (Integrated Gradients)
-    [1] ...". Nothing is added for a paper whose name the answer (or its title) already holds."""
+    [1] ...". Nothing is added for a paper whose name the answer (or its title) already holds, nor a name another
+    source's abstract uses too ("we propose a novel generative adversarial network (GAN)" coins nothing)."""
     papers = {source.number: source.paper for source in sources}
+
+    def own(name: str, number: int) -> bool:
+        pattern = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+        return not any(pattern.search(paper.abstract) for other, paper in papers.items() if other != number)
+
     said = " ".join(check.text for check in checks if not check.dropped).lower()
     done: set[int] = set()
     named: list[SentenceCheck] = []
@@ -293,7 +299,11 @@ def with_method_names(checks: Sequence[SentenceCheck], sources: Sequence[Source]
             paper = papers.get(number)
             if paper is None or number in done:
                 continue
-            names = [name for name in coined_names(paper.abstract) if name.lower() not in paper.title.lower()]
+            names = [
+                name
+                for name in coined_names(paper.abstract)
+                if name.lower() not in paper.title.lower() and own(name, number)
+            ]
             start = text.lower().find(paper.title.lower())
             if not names or any(name.lower() in said for name in names):
                 done.add(number)

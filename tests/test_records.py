@@ -190,3 +190,6 @@ def test_a_paper_named_by_its_title_gets_the_name_its_abstract_coins(papers):
 
     said = [checks[0].model_copy(update={"text": "Integrated Gradients attributes outputs [1].", "citations": [1]})]
     assert with_method_names([*said, *checks[1:]], sources)[1:] == checks[1:]  # the answer already uses the name
+
+    user = Paper(id="user", title="Another paper", abstract="We compare with Integrated Gradients on images.")
+    assert with_method_names(checks, [*sources, *sources_of([user, user, user])[2:]]) == checks  # not its own name
