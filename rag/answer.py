@@ -43,6 +43,7 @@ from rag.cite import (
     numbers_in,
     parse_citations,
     remove_citations,
+    short_name,
     split_sentences,
     verify_answer,
     with_citations,
@@ -219,6 +220,36 @@ def best_sentences(
     for _, number, index in sorted(scored, reverse=True):
         best.setdefault(number, evidence[number].sentences[index])
     return best
+
+
+def quoted_numbers(
+    question_vector: np.ndarray,
+    question: str,
+    sources: Sequence[Source],
+    evidence: dict[int, Evidence],
+    checks: Sequence[SentenceCheck],
+    settings: Settings,
+) -> SentenceCheck | None:
+    """For a quantity question, the sentence of the answer's first cited paper that best answers it with
+    numbers, quoted and cited, when the answer leaves some of its numbers out; else None.
+
+    The 1.5B model rounds ("tens of millions" for "14 million"), keeps the first of several figures, or
+    states one of the two counts asked for; the quoted sentence holds the exact ones, so the reader need not
+    open the abstract to check.
+    """
+    kept = [check for check in checks if not check.dropped]
+    cited = next((number for check in kept for number in check.citations if number in evidence), None)
+    if cited is None:
+        return None
+    source = next(source for source in sources if source.number == cited)
+    sentences = evidence[cited].sentences
+    scored = _scored_sentences(question_vector, question, [source], evidence, settings)
+    index = next((index for _, _, index in scored if numbers_in(sentences[index])), None)
+    said = numbers_in(" ".join(check.text for check in kept))
+    if index is None or numbers_in(sentences[index]) <= said:
+        return None
+    text = with_citations(f"“{short_name(sentences[0])}”: {sentences[index]}", [cited])
+    return SentenceCheck(text=text, citations=[cited], support=1.0, supported=True, composed=True)
 
 
 def titles_in(sentence: str, evidence: dict[int, Evidence]) -> dict[int, str]:
@@ -450,10 +481,8 @@ class Answerer:
 
         raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
         text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=standalone)
-        if asks_for_several(standalone):
-            best = best_sentences(self.question_vector(standalone), standalone, shown, evidence, self.settings)
-            checks = expand_bare_titles(checks, standalone, evidence, best)
-            text = answer_text(checks)
+        checks = self.with_quotes(standalone, shown, evidence, checks)
+        text = answer_text(checks)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
         text, checks = self.with_records(standalone, sources, text, checks)
@@ -483,6 +512,20 @@ class Answerer:
             next(stream, None)
 
     # --- steps ---------------------------------------------------------------------------------------------
+    def with_quotes(
+        self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
+    ) -> list[SentenceCheck]:
+        """The verified answer completed with abstract sentences where the model said too little: each paper
+        of a several-paper answer that is only named (`expand_bare_titles`), and the exact figures of a
+        quantity question (`quoted_numbers`)."""
+        if asks_for_several(question):
+            best = best_sentences(self.question_vector(question), question, shown, evidence, self.settings)
+            checks = expand_bare_titles(checks, question, evidence, best)
+        if asks_quantity(question):
+            quote = quoted_numbers(self.question_vector(question), question, shown, evidence, checks, self.settings)
+            checks = [*checks, quote] if quote else checks
+        return checks
+
     def with_records(
         self, question: str, sources: Sequence[Source], text: str, checks: list[SentenceCheck]
     ) -> tuple[str, list[SentenceCheck]]:

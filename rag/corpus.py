@@ -98,15 +98,19 @@ _COINED_ACRONYM = re.compile(
 )
 _CAPITALISED_NAME = r"[A-Z][\w-]*(?:\s+(?:(?:of|for|and|in|with)\s+)?[A-Z][\w-]*)*"
 _COINED_PHRASE = re.compile(rf"\b(?:called|named|dubbed|termed|coined)\s+(?:an?\s+|the\s+)?({_CAPITALISED_NAME})")
+_CODE_REPOSITORY = re.compile(r"github\.com/[\w.-]+/([A-Za-z][A-Za-z0-9]*)(?![\w-])")
+"""A released code repository, whose name is often the method's: "github.com/OpenAI/CLIP"."""
 
 
 def coined_names(abstract: str) -> list[str]:
     """The names an abstract gives its own method, acronyms first: "This architecture, called a Feature Pyramid
     Network (FPN)" -> ["FPN", "Feature Pyramid Network"]; "a new attribution method called Integrated Gradients"
     -> ["Integrated Gradients"]. Only coined names: "feature pyramid networks (FPN) are widely exploited" merely
-    uses another paper's name. Researchers know papers by these names more than by their titles."""
+    uses another paper's name. A code repository named like a method ("github.com/OpenAI/CLIP": one word with
+    an inner capital or a digit) counts too. Researchers know papers by these names more than by their titles."""
     names = [match.group(1) for match in _COINED_ACRONYM.finditer(abstract)]
     names += [match.group(1) for match in _COINED_PHRASE.finditer(abstract)]
+    names += [name for name in _CODE_REPOSITORY.findall(abstract) if re.search(r".[A-Z]|\d", name)]
     return [name for name in dict.fromkeys(names) if len(name) >= 3]
 
 

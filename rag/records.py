@@ -295,7 +295,7 @@ def with_method_names(checks: Sequence[SentenceCheck], sources: Sequence[Source]
     named: list[SentenceCheck] = []
     for check in checks:
         text = check.text
-        for number in check.citations if not (check.dropped or check.composed) else []:
+        for number in check.citations if not check.dropped else []:
             paper = papers.get(number)
             if paper is None or number in done:
                 continue

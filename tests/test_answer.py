@@ -242,6 +242,21 @@ def test_a_sentence_saying_no_more_than_the_question_and_title_is_expanded(order
     assert answer.text == "“Feature Pyramid Networks for Object Detection”: FPN runs at 5 FPS on a GPU [3]."
 
 
+def test_a_quantity_answer_without_the_figures_gets_the_sentence_that_has_them(ordered, answer_settings, word_embedder):
+    answerer = Answerer(
+        FakeGenerator("Feature Pyramid Networks for Object Detection runs quickly on a GPU [3]."),
+        word_embedder,
+        answer_settings,
+    )
+    _, answer = run(answerer, "How fast does the feature pyramid detector run on a GPU?", FakeRetriever(ordered))
+    assert answer.sentences[-1].composed and answer.sentences[-1].citations == [3]
+    assert answer.text.endswith("“Feature Pyramid Networks for Object Detection”: FPN runs at 5 FPS on a GPU [3].")
+
+    answerer.generator = FakeGenerator("Feature Pyramid Networks for Object Detection runs at 5 FPS on a GPU [3].")
+    _, stated = run(answerer, "How fast does the feature pyramid detector run on a GPU?", FakeRetriever(ordered))
+    assert not any(check.composed for check in stated.sentences)  # the figures are in the answer already
+
+
 def test_titles_alone_stay_for_a_question_about_one_paper(ordered, answer_settings, word_embedder):
     completion = "Feature Pyramid Networks for Object Detection [3]."
     _, answer = run(

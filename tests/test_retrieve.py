@@ -546,6 +546,8 @@ def test_a_named_paper_is_relevant_whatever_its_dense_score(fake_retriever, sett
         ("This architecture, called a Feature Pyramid Network (FPN), helps.", ["FPN", "Feature Pyramid Network"]),
         ("We propose a weighted bi-directional feature pyramid network (BiFPN).", ["BiFPN"]),
         ("A new attribution method called Integrated Gradients in two lines.", ["Integrated Gradients"]),
+        ("We release our code at https://github.com/OpenAI/CLIP.", ["CLIP"]),
+        ("Code: https://github.com/tensorflow/models and github.com/x/Diversity-Driven-Synthesis.", []),
         ("Feature pyramid networks (FPN) are widely exploited in detection.", []),  # used, not coined
         ("We present a new method (AI) here.", []),  # too short to be a name on its own
     ],
