@@ -482,10 +482,9 @@ class Answerer:
         raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
         text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=standalone)
         checks = self.with_quotes(standalone, shown, evidence, checks)
-        text = answer_text(checks)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
-        text, checks = self.with_records(standalone, sources, text, checks)
+        text, checks = self.with_records(standalone, sources, checks)
         clock.lap("verify")
         answer = answer.model_copy(update={"sources": sources, "sentences": checks})
         if has_supported_claim(checks):
@@ -527,7 +526,7 @@ class Answerer:
         return checks
 
     def with_records(
-        self, question: str, sources: Sequence[Source], text: str, checks: list[SentenceCheck]
+        self, question: str, sources: Sequence[Source], checks: list[SentenceCheck]
     ) -> tuple[str, list[SentenceCheck]]:
         """The verified answer checked against, and completed from, the papers' records (`rag.records`):
         sentences misstating an author, a moderator, a date or the order of talks are dropped; asked fields

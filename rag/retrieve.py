@@ -202,7 +202,7 @@ def name_terms(paper: Paper) -> set[str]:
 
 def rare_names(papers: Mapping[str, Paper], max_papers: int) -> dict[str, set[str]]:
     """Names of at most `max_papers` papers -> the ids of those papers: name-like title words ("ViLT",
-    "GLSearch") and the acronyms abstracts coin ("FPN").
+    "GLSearch") and the one-word names abstracts coin ("FPN", "CLIP" from github.com/OpenAI/CLIP).
 
     A query naming such a word points at its paper even when MiniLM scores the question low ("Which paper
     proposes FPN?" reaches a cosine of ~0.3).

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     rare_title_word_papers: int = Field(
         default=2,
         ge=0,
-        description="A name-like title word, or an acronym an abstract coins, found in at most this many papers "
+        description="A name-like title word, or a one-word name an abstract coins, found in at most this many papers "
         "names its paper (evidence of relevance).",
     )
     bm25_k1: float = Field(default=1.2, ge=0, description="BM25 term-frequency saturation.")

@@ -56,8 +56,8 @@ class Source(BaseModel):
     passage: str = Field(default="", description="The text of this paper shown to the model.")
     named: bool = Field(
         default=False,
-        description="The query names this paper verbatim (a rare title word or coined acronym, an author, its "
-        "session or moderator): evidence of relevance that a low dense score does not cancel.",
+        description="The query names this paper verbatim (a rare title word or a name its abstract coins, an "
+        "author, its session or moderator): evidence of relevance that a low dense score does not cancel.",
     )
 
     @property
