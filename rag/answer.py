@@ -144,12 +144,15 @@ def select_passages(
     asks for a quantity (results sentences rarely share the question's wording).
     """
     candidates = _scored_sentences(question_vector, question, sources, evidence, settings)
-    chosen: dict[int, list[int]] = {source.number: [] for source in sources}
+    kept = sources if asks_for_several(question) else without_weak_sources(candidates, sources, settings)
+    candidates = [candidate for candidate in candidates if candidate[1] in {source.number for source in kept}]
+    chosen: dict[int, list[int]] = {source.number: [] for source in kept}
     for _, number, index in candidates:  # the best sentence of each paper first
         if not chosen[number]:
             chosen[number].append(index)
     words = {(number, index): len(evidence[number].sentences[index].split()) for _, number, index in candidates}
-    budget = settings.context_words - sum(words[number, index] for number, ix in chosen.items() for index in ix)
+    budget = settings.context_words * len(kept) // max(len(sources), 1)  # a dropped paper takes its share along
+    budget -= sum(words[number, index] for number, indexes in chosen.items() for index in indexes)
     floor = min((score for score, number, index in candidates if chosen[number][0] == index), default=0.0)
     for score, number, index in candidates:  # then any sentence as relevant as the weakest paper's best
         if score < floor:
@@ -162,7 +165,25 @@ def select_passages(
         number: " ".join(evidence[number].sentences[index] for index in sorted(indexes))
         for number, indexes in chosen.items()
     }
-    return [source.model_copy(update={"passage": passages[source.number]}) for source in sources]
+    return [source.model_copy(update={"passage": passages[source.number]}) for source in kept]
+
+
+def without_weak_sources(
+    candidates: Sequence[tuple[float, int, int]], sources: Sequence[Source], settings: Settings
+) -> list[Source]:
+    """`sources` less those whose best sentence scores more than `weak_source_margin` below the lead paper's.
+
+    Most questions are about one paper. The papers ranked after it are then distractors that cost prefill time
+    (each ~45 prompt tokens, ~1 s before the first answer token) and tempt a small model to cite them. A paper
+    whose best sentence is nearly as question-like as the lead's may hold the answer, so it stays.
+    """
+    best: dict[int, float] = {}
+    for score, number, _ in candidates:  # best first, so the first score seen per paper is its best
+        best.setdefault(number, score)
+    if not sources or sources[0].number not in best:
+        return list(sources)
+    floor = best[sources[0].number] - settings.weak_source_margin
+    return [sources[0], *(source for source in sources[1:] if best.get(source.number, floor - 1) >= floor)]
 
 
 def _scored_sentences(

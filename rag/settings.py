@@ -197,6 +197,14 @@ class Settings(BaseSettings):
         description="Added to the scores of the best-retrieved paper's sentences when passages are chosen: that "
         "paper is usually the one asked about, so its second-best sentence should beat other papers' weaker ones.",
     )
+    weak_source_margin: float = Field(
+        default=0.2,
+        ge=0,
+        description="A paper after the lead one is left out of the prompt when its best sentence scores more than "
+        "this below the lead paper's (scores as in passage choice, lead_source_bonus included), unless the "
+        "question asks for several papers. At 0.2 the prompt's fact recall on the eval set stays 0.86 while "
+        "its user-message tokens p50 fall from 244 to 160 (bench/context.py).",
+    )
     number_sentence_bonus: float = Field(
         default=0.1,
         ge=0,

@@ -284,7 +284,9 @@ def test_quantity_questions_prefer_sentences_with_numbers(
 
 @pytest.mark.parametrize(("bonus", "lead_sentences"), [(0.0, 1), (1.0, 2)])
 def test_the_best_paper_gets_the_spare_words(ordered, tmp_path, word_embedder, bonus, lead_sentences):
-    settings = Settings(data_dir=tmp_path, answer_sources=3, context_words=60, lead_source_bonus=bonus)
+    settings = Settings(
+        data_dir=tmp_path, answer_sources=3, context_words=60, lead_source_bonus=bonus, weak_source_margin=10.0
+    )
     generator = FakeGenerator("Noise helps [1].")
     question = "Does adding gradient noise help deep networks and feature pyramids?"
     papers = [next(paper for paper in ordered if paper.id == name) for name in ("snr-metric", "gradient-noise", "fpn")]
