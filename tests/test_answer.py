@@ -9,7 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.answer import Answerer, asks_authors, asks_for_several, asks_quantity, heuristic_rewrite, needs_rewrite
+from rag.answer import (
+    Answerer,
+    asks_authors,
+    asks_for_several,
+    asks_quantity,
+    heuristic_rewrite,
+    needs_rewrite,
+    without_weak_sources,
+)
 from rag.cite import parse_citations, split_sentences
 from rag.generate import ExtractiveGenerator, GenerationRequest
 from rag.prompts import DECLINE_TEXT, SYSTEM_PROMPT
@@ -292,6 +300,40 @@ def test_the_best_paper_gets_the_spare_words(ordered, tmp_path, word_embedder, b
     papers = [next(paper for paper in ordered if paper.id == name) for name in ("snr-metric", "gradient-noise", "fpn")]
     run(Answerer(generator, word_embedder, settings), question, FakeRetriever(papers))
     assert len(split_sentences(generator.requests[0].sources[0].passage)) == lead_sentences
+
+
+def test_papers_far_below_the_lead_are_left_out(ordered, tmp_path):
+    """A paper stays when its best sentence is within the margin of the lead paper's best; the lead always stays."""
+    sources = FakeRetriever(ordered[:3]).search("anything")
+    candidates = [(0.9, 1, 0), (0.75, 2, 0), (0.6, 3, 1), (0.5, 1, 1), (0.55, 3, 0)]
+    kept = without_weak_sources(candidates, sources, Settings(data_dir=tmp_path, weak_source_margin=0.2))
+    assert [source.number for source in kept] == [1, 2]
+    assert without_weak_sources(candidates, sources, Settings(data_dir=tmp_path)) == sources  # off by default
+    lead_weakest = [(0.9, 2, 0), (0.3, 1, 0)]
+    kept = without_weak_sources(lead_weakest, sources[:2], Settings(data_dir=tmp_path, weak_source_margin=0.2))
+    assert [source.number for source in kept] == [1, 2]
+
+
+def test_a_left_out_paper_takes_its_words_along(ordered, tmp_path, word_embedder):
+    """With the other papers far below the lead, the prompt holds the lead alone, within its share of the words."""
+    question = "What does the signal-to-noise ratio distance metric do for deep metric learning?"
+    papers = [next(paper for paper in ordered if paper.id == name) for name in ("snr-metric", "vilt", "fpn")]
+    for margin, numbers in [(0.0, [1]), (10.0, [1, 2, 3])]:
+        settings = Settings(data_dir=tmp_path, answer_sources=3, context_words=90, weak_source_margin=margin)
+        answerer = Answerer(FakeGenerator(), word_embedder, settings)
+        shown, _ = answerer.prepare_sources(question, FakeRetriever(papers).search(question))
+        assert [source.number for source in shown] == numbers
+        budget = 90 * len(numbers) // 3
+        for source in shown:
+            assert len(split_sentences(source.passage)) == 1 or len(source.passage.split()) <= budget
+
+
+def test_questions_about_several_papers_keep_every_paper(ordered, tmp_path, word_embedder):
+    settings = Settings(data_dir=tmp_path, answer_sources=3, weak_source_margin=0.0)
+    answerer = Answerer(FakeGenerator(), word_embedder, settings)
+    question = "Which papers use signal-to-noise ratios?"
+    shown, _ = answerer.prepare_sources(question, FakeRetriever(ordered).search(question))
+    assert len(shown) == max(settings.answer_sources, settings.answer_sources_several)
 
 
 def test_source_sentences_are_embedded_once_across_questions(ordered, answer_settings, word_embedder):
