@@ -204,7 +204,7 @@ class Settings(BaseSettings):
         "best sentence scores more than this below the lead paper's (scores as in passage choice, lead_source_bonus "
         "included), unless the question asks for several papers. Full eval at 0.2: first token p50 6.2 -> 4.0 s, "
         "total p50 9.5 -> 6.6 s, but facts 0.81 -> 0.77 and refusal precision 0.91 -> 0.72 (the model declines "
-        "false-premise questions more often when it sees one paper).",
+        "false-premise questions more often with fewer papers in view).",
     )
     number_sentence_bonus: float = Field(
         default=0.1,
