@@ -177,8 +177,10 @@ def without_weak_sources(
 
     Most questions are about one paper. The papers ranked after it then cost prefill time (each ~45 prompt
     tokens, ~1 s before the first answer token) for little gain. A paper whose best sentence is nearly as
-    question-like as the lead's may hold the answer, so it stays. Off by default (see the setting): with one
-    paper in view, the 1.5B model declined questions it answered with three.
+    question-like as the lead's may hold the answer, so it stays; a paper with no scored sentence goes. Off by
+    default (see the setting): with fewer papers in view, the 1.5B model declined questions it answered with three.
+    Note that `select_passages` adds sentences only as good as the weakest kept paper's best, so a lead paper
+    left alone shows just its one best sentence.
     """
     if settings.weak_source_margin is None:
         return list(sources)
