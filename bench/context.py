@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from eval.harness import load_questions  # noqa: E402
 from eval.metrics import satisfies  # noqa: E402
-from rag.answer import build_messages  # noqa: E402
 from rag.api import Bot  # noqa: E402
 from rag.cite import without_instructions  # noqa: E402
+from rag.context import build_messages  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "context.md"

@@ -24,8 +24,8 @@ from rag.settings import Settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TUNED_SETTINGS = (
-    "fusion", "dense_weight", "lexical_weight", "zscore_floor", "metadata_weight", "rrf_k", "candidate_chunks",
-    "chunk_chars", "bm25_k1", "bm25_b", "bm25_stemming", "rerank", "mmr_lambda", "embedding_model",
+    "fusion", "dense_weight", "lexical_weight", "zscore_floor", "metadata_weight", "coined_name_weight", "rrf_k",
+    "candidate_chunks", "chunk_chars", "bm25_k1", "bm25_b", "bm25_stemming", "rerank", "mmr_lambda", "embedding_model",
 )  # fmt: skip
 
 

@@ -375,13 +375,18 @@ def run_questions(
 
 
 def warm_up(bot, mode: Mode, progress: bool = True) -> float:
-    """Build the index and load the embedder (and, for answers, the generator) before anything is timed."""
+    """Build the index and load the embedder (and, for answers, the generator) before anything is timed.
+
+    For answers this is `Bot.warm_up`, what the chat runs at start-up: it also primes the model with the
+    system prompt, so the first question is timed as a chat user's first question is, not with a cold model.
+    """
     started = time.perf_counter()
-    if hasattr(bot, "ensure_index"):
-        bot.ensure_index()
-    bot.search("warm-up query", k=1)
-    if mode == "answers":
-        getattr(bot, "generator", None)  # loading the model weights is part of start-up, not of an answer
+    if mode == "answers" and hasattr(bot, "warm_up"):
+        bot.warm_up()
+    else:
+        if hasattr(bot, "ensure_index"):
+            bot.ensure_index()
+        bot.search("warm-up query", k=1)
     seconds = time.perf_counter() - started
     if progress:
         print(f"warm-up (index, models): {seconds:.1f} s", file=sys.stderr)

@@ -15,10 +15,7 @@ from pathlib import Path
 
 from rag.errors import QuestionError
 from rag.settings import Settings
-from rag.types import Answer, Filters, IngestReport, Source
-
-History = Sequence[tuple[str, str]]
-"""Earlier turns of a conversation as (question, answer) pairs, oldest first."""
+from rag.types import Answer, Filters, History, IngestReport, Source
 
 
 class Bot:

@@ -435,7 +435,7 @@ def schedule_sentence(paper: Paper, name: str | None = None) -> str:
     as a talk in the session Deep Learning Algorithms 3, moderated by Razvan Pascanu, on Tuesday 20 July, at
     7:00 - 7:20 PDT." Answers say "was scheduled on Tuesday ...", so a "Day: Tue" label scored below the
     support threshold for a correct claim. (The prompt keeps compact "Session: ...; time: ..." labels instead,
-    see `rag.answer.format_source`: there every token costs prefill.)"""
+    see `rag.context.format_source`: there every token costs prefill.)"""
     parts = []
     if paper.session:
         parts.append(f"in the session {paper.session}")

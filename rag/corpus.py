@@ -92,23 +92,28 @@ def normalise_title(title: str) -> str:
     return _NON_WORD.sub(" ", title.casefold()).strip()
 
 
-_COINED_ACRONYM = re.compile(
-    r"\b(?:called|named|dubbed|termed|coined|proposes?|introduces?|presents?)\b[^.()]{0,80}"
-    r"\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)"
-)
+_NAMING_VERBS = r"called|named|dubbed|termed|coined"
+_ACRONYM_AFTER = r"\b[^.()]{0,80}\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)"
+_COINED_ACRONYM = re.compile(rf"\b(?:{_NAMING_VERBS}|proposes?|introduces?|presents?){_ACRONYM_AFTER}")
+_NAMED_ACRONYM = re.compile(rf"\b(?:{_NAMING_VERBS}){_ACRONYM_AFTER}")
+"""Only after a naming verb: "we propose a novel generative adversarial network (GAN)" is not a new name."""
 _CAPITALISED_NAME = r"[A-Z][\w-]*(?:\s+(?:(?:of|for|and|in|with)\s+)?[A-Z][\w-]*)*"
-_COINED_PHRASE = re.compile(rf"\b(?:called|named|dubbed|termed|coined)\s+(?:an?\s+|the\s+)?({_CAPITALISED_NAME})")
+_COINED_PHRASE = re.compile(rf"\b(?:{_NAMING_VERBS})\s+(?:an?\s+|the\s+)?({_CAPITALISED_NAME})")
 _CODE_REPOSITORY = re.compile(r"github\.com/[\w.-]+/([A-Za-z][A-Za-z0-9]*)(?![\w-])")
 """A released code repository, whose name is often the method's: "github.com/OpenAI/CLIP"."""
 
 
-def coined_names(abstract: str) -> list[str]:
+def coined_names(abstract: str, strict: bool = False) -> list[str]:
     """The names an abstract gives its own method, acronyms first: "This architecture, called a Feature Pyramid
     Network (FPN)" -> ["FPN", "Feature Pyramid Network"]; "a new attribution method called Integrated Gradients"
     -> ["Integrated Gradients"]. Only coined names: "feature pyramid networks (FPN) are widely exploited" merely
     uses another paper's name. A code repository named like a method ("github.com/OpenAI/CLIP": one word with
-    an inner capital or a digit) counts too. Researchers know papers by these names more than by their titles."""
-    names = [match.group(1) for match in _COINED_ACRONYM.finditer(abstract)]
+    an inner capital or a digit) counts too. Researchers know papers by these names more than by their titles.
+    `strict` takes acronyms only after a naming verb ("called", "dubbed", ...), not after "propose": "we propose
+    a novel generative adversarial network (GAN)" and "this survey presents ... Deep Neural Network (DNN)"
+    use established names."""
+    acronyms = _NAMED_ACRONYM if strict else _COINED_ACRONYM
+    names = [match.group(1) for match in acronyms.finditer(abstract)]
     names += [match.group(1) for match in _COINED_PHRASE.finditer(abstract)]
     names += [name for name in _CODE_REPOSITORY.findall(abstract) if re.search(r".[A-Z]|\d", name)]
     return [name for name in dict.fromkeys(names) if len(name) >= 3]

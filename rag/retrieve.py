@@ -200,6 +200,35 @@ def name_terms(paper: Paper) -> set[str]:
     return {*title_names(paper.title), *(term for name in coined for term in tokenize(name)[:1] if len(term) >= 3)}
 
 
+def coined_name_owners(papers: Mapping[str, Paper]) -> dict[str, str]:
+    """One-word names that exactly one abstract coins, as written -> that paper ("CLIP" -> the CLIP paper, whose
+    abstract names it only in github.com/OpenAI/CLIP).
+
+    Papers that build on a method say its name more often than the paper that made it ("CatLIP: CLIP-level
+    ...", "DenseCLIP"), so BM25 and the title-word rule rank them first; the coining paper is the one a question
+    about the method itself ("Why was CLIP trained on ...?") is about. A name two papers coin belongs to neither.
+    Names come from `coined_names(strict=True)`, and a query must write them as the abstract does
+    (`owned_papers`): "named STABLE" and "called RECALL" are names, "stable" and "recall" are words.
+    """
+    coiners: dict[str, set[str]] = {}
+    for paper_id, paper in papers.items():
+        for name in coined_names(paper.abstract, strict=True):
+            if " " not in name and is_name_like(name):
+                coiners.setdefault(name, set()).add(paper_id)
+    return {name: next(iter(ids)) for name, ids in coiners.items() if len(ids) == 1}
+
+
+def owned_papers(query: str, owners: Mapping[str, str]) -> list[str]:
+    """The papers that coin a name `query` writes as a whole word, in the order of `owners`."""
+    return list(
+        dict.fromkeys(
+            paper_id
+            for name, paper_id in owners.items()
+            if name in query and re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", query)
+        )
+    )
+
+
 def rare_names(papers: Mapping[str, Paper], max_papers: int) -> dict[str, set[str]]:
     """Names of at most `max_papers` papers -> the ids of those papers: name-like title words ("ViLT",
     "GLSearch") and the one-word names abstracts coin ("FPN", "CLIP" from github.com/OpenAI/CLIP).
@@ -341,6 +370,7 @@ class _Corpus:
     bm25: BM25Index
     mentions: MetadataMentions
     names: dict[str, set[str]]  # rare paper names (`rare_names`) -> their papers
+    owners: dict[str, str]  # names one abstract coins (`coined_name_owners`) -> that paper
     paper_of: dict[str, str] = field(default_factory=dict)
     rows: dict[str, list[int]] = field(default_factory=dict)  # paper -> its chunks' rows in `bm25` and `matrix`
     matrix: np.ndarray | None = None  # chunk vectors, one row per `bm25` row (None: ask Chroma)
@@ -401,6 +431,7 @@ class Retriever:
                     bm25,
                     MetadataMentions(papers),
                     rare_names(papers, self.settings.rare_title_word_papers),
+                    coined_name_owners(papers),
                     paper_of,
                     rows,
                     self._chunk_matrix(bm25.ids),
@@ -476,10 +507,13 @@ class Retriever:
         else:
             content = zscore_fusion(found.paper_scores, weights, settings.zscore_floor)
             rankings = {"content": sorted(content, key=lambda paper_id: -content[paper_id])}
-            rankings |= {name: found.rankings[name] for name in ("metadata", "schedule") if name in found.rankings}
+            rankings |= {
+                name: found.rankings[name] for name in ("metadata", "schedule", "coined") if name in found.rankings
+            }
             # The content ranking stands for both retrievers, so a named paper is promoted as much as before.
             weights = {"content": content_weight}
         weights["metadata"] = settings.metadata_weight
+        weights["coined"] = settings.coined_name_weight
         # "Presented right after ViLT": the session-mates are the answer, as strong as the content ranking.
         weights["schedule"] = content_weight
         return reciprocal_rank_fusion(rankings, weights, settings.rrf_k)
@@ -518,6 +552,9 @@ class Retriever:
         terms = set(tokenize(query))
         titled = sorted({pid for term in terms & corpus.names.keys() for pid in corpus.names[term]})
         found.named.update(titled)
+        owned = owned_papers(query, corpus.owners)
+        found.rankings["coined"] = [pid for pid in owned if allowed is None or pid in allowed]
+        found.named.update(found.rankings["coined"])
         neighbours = schedule_neighbours(query, titled, corpus.papers)
         if neighbours and mode != "dense":
             found.rankings["schedule"] = [pid for pid in [*titled, *neighbours] if allowed is None or pid in allowed]

@@ -6,7 +6,12 @@ eval reports and the UI share.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, Field
+
+History = Sequence[tuple[str, str]]
+"""Earlier turns of a conversation as (question, answer) pairs, oldest first."""
 
 
 class Paper(BaseModel):

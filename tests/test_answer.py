@@ -9,18 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.answer import (
-    Answerer,
-    asks_authors,
-    asks_for_several,
-    asks_quantity,
-    heuristic_rewrite,
-    needs_rewrite,
-    without_weak_sources,
-)
+from rag.answer import Answerer
 from rag.cite import parse_citations, split_sentences
+from rag.context import asks_authors, asks_for_several, asks_quantity, without_weak_sources
 from rag.generate import ExtractiveGenerator, GenerationRequest
 from rag.prompts import DECLINE_TEXT, SYSTEM_PROMPT
+from rag.rewrite import heuristic_rewrite, needs_rewrite
 from rag.settings import Settings
 from rag.types import Answer, Paper, Source
 

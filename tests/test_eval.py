@@ -262,10 +262,14 @@ class FakeBot:
         self.asked: list[str] = []
         self.fail_on = fail_on
         self.script = script
+        self.warmed = False
 
     def _sources(self, question: str, k: int) -> list[Source]:
         titles = self.script[question][0][:k]
         return [Source(number=i, paper=paper(t), score=1.0 / i) for i, t in enumerate(titles, start=1)]
+
+    def warm_up(self) -> None:
+        self.warmed = True
 
     def search(self, question: str, k: int | None = None, filters=None) -> list[Source]:
         if question not in self.script:
@@ -295,7 +299,9 @@ def fake_settings(tmp_path) -> Settings:
 
 def test_run_questions_records_answers_verdicts_and_timings(tmp_path, fake_settings):
     questions = load_questions(write_questions(tmp_path / "q.jsonl", QUESTIONS))
-    results = run_questions(FakeBot(fake_settings), questions, tmp_path / "run", progress=False)
+    bot = FakeBot(fake_settings)
+    results = run_questions(bot, questions, tmp_path / "run", progress=False)
+    assert bot.warmed  # warmed up as the chat is, before the first timed question
     assert [r.id for r in results] == ["q1", "q2", "q3"]
     assert all(r.verdicts.correct for r in results)
     first = results[0]

@@ -18,9 +18,11 @@ from rag.corpus import coined_names
 from rag.lexical import BM25Index, stem, tokenize
 from rag.retrieve import (
     Retriever,
+    coined_name_owners,
     matches_filters,
     mentioned_papers,
     mmr_order,
+    owned_papers,
     papers_in_rank_order,
     question_content,
     reciprocal_rank_fusion,
@@ -568,3 +570,51 @@ def test_an_acronym_the_abstract_coins_names_its_paper(papers, settings):
     sources = retriever.search(question, k=3)
     assert sources[0].paper_id == "fpn" and sources[0].named
     assert retriever.is_relevant(sources)
+
+
+def _paper(paper_id: str, title: str, abstract: str) -> Paper:
+    return Paper(id=paper_id, title=title, abstract=abstract, sources=["test.txt"])
+
+
+def test_a_name_belongs_to_the_one_paper_that_coins_it():
+    papers = {
+        "clip": _paper("clip", "Learning Transferable Visual Models", "Code: https://github.com/OpenAI/CLIP."),
+        "catlip": _paper("catlip", "CatLIP: CLIP-level Accuracy", "We match CLIP with CLIP-level speed."),
+        "fpn-a": _paper("fpn-a", "Pyramids", "This design, called a Feature Pyramid Network (FPN), helps."),
+        "fpn-b": _paper("fpn-b", "More pyramids", "Our network, called a Fast Pyramid Net (FPN), helps."),
+    }
+    owners = coined_name_owners(papers)
+    assert owners["CLIP"] == "clip"  # coined once; CatLIP only uses it
+    assert "FPN" not in owners  # two papers coin it: it names neither
+    assert owned_papers("Why was CLIP trained on so many pairs?", owners) == ["clip"]
+    assert owned_papers("Does clipping help?", owners) == []
+
+
+def test_a_name_is_coined_after_a_naming_verb_not_after_propose():
+    gan = _paper("gan", "Zero-shot features", "We propose a novel generative adversarial network (GAN) for features.")
+    stable = _paper("stable", "Robust graphs", "We propose an unsupervised pipeline, named STABLE, for graphs.")
+    owners = coined_name_owners({"gan": gan, "stable": stable})
+    assert owners == {"STABLE": "stable"}
+    assert owned_papers("Which method is STABLE?", owners) == ["stable"]
+    assert owned_papers("Is training stable?", owners) == []  # the word, not the name
+
+
+def test_the_paper_that_coins_a_name_outranks_papers_that_build_on_it(papers, settings):
+    embedder = BagOfWordsEmbedder()
+    clip = _paper(
+        "clip",
+        "Learning Transferable Visual Models From Natural Language Supervision",
+        "We learn image representations from 400 million image text pairs. Code: https://github.com/OpenAI/CLIP.",
+    )
+    catlip = _paper(
+        "catlip",
+        "CatLIP: CLIP-level Visual Recognition Accuracy with Faster Pre-training",
+        "CLIP is trained on image text pairs. CatLIP reaches CLIP accuracy with CLIP-level cost.",
+    )
+    index = FakeIndex([*papers, clip, catlip], embedder)
+    question = "Why was CLIP trained on 5 billion image-text pairs?"
+    off = Retriever(index, embedder, settings.model_copy(update={"coined_name_weight": 0.0}))
+    assert off.search(question, k=2)[0].paper_id == "catlip"
+    on = Retriever(index, embedder, settings.model_copy(update={"coined_name_weight": 1.0}))
+    sources = on.search(question, k=2)
+    assert [source.paper_id for source in sources] == ["clip", "catlip"] and sources[0].named

@@ -1,0 +1,201 @@
+"""What the model sees: which papers and which of their abstract sentences go into the prompt, and how.
+
+On a CPU every prompt token costs prefill time before the first answer token, so the prompt holds the best
+`answer_sources` papers (`answer_sources_several` when the question asks for several), and of those only about
+`context_words` words of abstract sentences picked by similarity to the question. The question's shape decides
+the rest: authors and schedules go in only for who/when/session questions (every author for "who wrote"),
+sentences stating a quantity get a bonus for "how many / how much" questions, and a question about several
+papers gets `SEVERAL_PAPERS_PROMPT`. `bench/context.py` measures how often the prompt holds the facts the eval
+set asks for, and its size in tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from rag.cite import Evidence, key_terms, numbers_in
+from rag.prompts import ANSWER_PROMPT, SEVERAL_PAPERS_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
+from rag.settings import Settings
+from rag.types import Source
+
+# --- what the question asks for ----------------------------------------------------------------------------
+
+_ASKS_METADATA = re.compile(
+    r"\b(?:who|whom|whose|authors?|wrote|written|co-?authors?|moderat\w*|session|room|when|time|day|slot|"
+    r"schedule|presented|talks?)\b",
+    re.IGNORECASE,
+)
+
+
+_ASKS_AUTHORS = re.compile(r"\b(?:who|whom|whose|authors?|wrote|written|co-?authors?|co-?wrote)\b", re.IGNORECASE)
+_ASKS_QUANTITY = re.compile(
+    r"\bhow (?:many|much|fast|big|large|long|deep|compact|small|high|low|well)\b"
+    r"|\b(?:what|which) (?:[\w-]+ ){0,3}(?:accuracy|error|score|rate|speed-?up|factor|range|size|percentage|number|"
+    r"count|AP|mAP|FID|BLEU|F1)\b"
+    r"|\bby (?:what|how)\b",
+    re.IGNORECASE,
+)
+_ASKS_SEVERAL = re.compile(
+    r"\b(?:papers|talks|articles)\b|\bwhich (?:two|three|four|\d+)\b"
+    r"|\b(?:which|what|list|name|any|all)\s+(?:[\w-]+\s+){0,3}(?:works|studies|methods|approaches)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_metadata(question: str) -> bool:
+    """True when the question is about people, sessions or times, so authors and schedules earn their tokens."""
+    return bool(_ASKS_METADATA.search(question))
+
+
+def asks_authors(question: str) -> bool:
+    """True for "who wrote ...", "authors of ...": then every author is shown, not the first few."""
+    return bool(_ASKS_AUTHORS.search(question))
+
+
+def asks_quantity(question: str) -> bool:
+    """True for "how many / how much faster / what accuracy / by what factor" questions, answered by numbers."""
+    return bool(_ASKS_QUANTITY.search(question))
+
+
+_QUANTITY_WORDS = re.compile(
+    r"\b(?:times|fold|twice|double|half|dozens?|tens|hundreds|thousands|millions|billions)\b", re.IGNORECASE
+)
+
+
+def states_quantity(sentence: str) -> bool:
+    """True for a sentence with a number, in digits or words ("up to tens of times faster")."""
+    return bool(numbers_in(sentence) or _QUANTITY_WORDS.search(sentence))
+
+
+def asks_for_several(question: str) -> bool:
+    """True when the question asks about several papers ("which papers ...", "the two talks ...")."""
+    return bool(_ASKS_SEVERAL.search(question))
+
+
+# --- which sentences ------------------------------------------------------------------------------------
+
+
+def select_passages(
+    question_vector: np.ndarray,
+    question: str,
+    sources: Sequence[Source],
+    evidence: dict[int, Evidence],
+    settings: Settings,
+) -> list[Source]:
+    """`sources` with `passage` set to their most question-like abstract sentences, within the budget.
+
+    Each paper's best sentence goes in first; the remaining budget goes to the next best sentences that are
+    at least as good as the weakest paper's best. A sentence's score is its cosine to the question blended
+    with its share of the question's key terms, plus `lead_source_bonus` for the best-retrieved paper (the
+    paper usually asked about) and `number_sentence_bonus` for a sentence with a number when the question
+    asks for a quantity (results sentences rarely share the question's wording). With `weak_source_margin` set,
+    papers far below the lead one are left out first (see `without_weak_sources`).
+    """
+    candidates = scored_sentences(question_vector, question, sources, evidence, settings)
+    kept = sources if asks_for_several(question) else without_weak_sources(candidates, sources, settings)
+    kept_numbers = {source.number for source in kept}
+    candidates = [candidate for candidate in candidates if candidate[1] in kept_numbers]
+    chosen: dict[int, list[int]] = {source.number: [] for source in kept}
+    for _, number, index in candidates:  # the best sentence of each paper first
+        if not chosen[number]:
+            chosen[number].append(index)
+    words = {(number, index): len(evidence[number].sentences[index].split()) for _, number, index in candidates}
+    budget = settings.context_words * len(kept) // max(len(sources), 1)  # a dropped paper takes its share along
+    budget -= sum(words[number, index] for number, indexes in chosen.items() for index in indexes)
+    floor = min((score for score, number, index in candidates if chosen[number][0] == index), default=0.0)
+    for score, number, index in candidates:  # then any sentence as relevant as the weakest paper's best
+        if score < floor:
+            break
+        fits = words[number, index] <= budget and len(chosen[number]) < settings.passage_sentences
+        if fits and index not in chosen[number]:
+            chosen[number].append(index)
+            budget -= words[number, index]
+    passages = {
+        number: " ".join(evidence[number].sentences[index] for index in sorted(indexes))
+        for number, indexes in chosen.items()
+    }
+    return [source.model_copy(update={"passage": passages[source.number]}) for source in kept]
+
+
+def without_weak_sources(
+    candidates: Sequence[tuple[float, int, int]], sources: Sequence[Source], settings: Settings
+) -> list[Source]:
+    """`sources` less those whose best sentence scores more than `weak_source_margin` below the lead paper's.
+
+    Most questions are about one paper. The papers ranked after it then cost prefill time (each ~45 prompt
+    tokens, ~1 s before the first answer token) for little gain. A paper whose best sentence is nearly as
+    question-like as the lead's may hold the answer, so it stays; a paper with no scored sentence goes. Off by
+    default (see the setting): with fewer papers in view, the 1.5B model declined questions it answered with three.
+    Note that `select_passages` adds sentences only as good as the weakest kept paper's best, so a lead paper
+    left alone shows just its one best sentence.
+    """
+    if settings.weak_source_margin is None:
+        return list(sources)
+    best: dict[int, float] = {}
+    for score, number, _ in candidates:  # best first, so the first score seen per paper is its best
+        best.setdefault(number, score)
+    if not sources or sources[0].number not in best:
+        return list(sources)
+    floor = best[sources[0].number] - settings.weak_source_margin
+    return [sources[0], *(source for source in sources[1:] if best.get(source.number, floor - 1) >= floor)]
+
+
+def scored_sentences(
+    question_vector: np.ndarray,
+    question: str,
+    sources: Sequence[Source],
+    evidence: dict[int, Evidence],
+    settings: Settings,
+) -> list[tuple[float, int, int]]:
+    """(score, source number, sentence index) of every abstract sentence of `sources`, best first."""
+    weight = settings.support_lexical_weight
+    question_terms = key_terms(question)
+    wants_number = asks_quantity(question)
+    candidates: list[tuple[float, int, int]] = []
+    for rank, source in enumerate(sources):
+        item = evidence[source.number]
+        for index in range(item.abstract_start, len(item.sentences)):
+            sentence = item.sentences[index]
+            cosine = float(item.vectors[index] @ question_vector)
+            overlap = len(key_terms(sentence) & question_terms) / len(question_terms) if question_terms else 0.0
+            score = (1 - weight) * cosine + weight * overlap
+            score += settings.lead_source_bonus if rank == 0 else 0.0
+            score += settings.number_sentence_bonus if wants_number and states_quantity(sentence) else 0.0
+            candidates.append((score, source.number, index))
+    return sorted(candidates, reverse=True)
+
+
+# --- the messages ---------------------------------------------------------------------------------------
+
+
+def format_source(source: Source, max_authors: int | None, with_metadata: bool = True) -> str:
+    """One numbered source for ANSWER_PROMPT; authors (all when `max_authors` is None) and schedule only
+    `with_metadata` (each costs prefill)."""
+    paper = source.paper
+    if not with_metadata:
+        return SOURCE_TEMPLATE.format(number=source.number, title=paper.title, authors="", passage=source.passage)
+    authors = ""
+    shown = paper.authors if max_authors is None else paper.authors[:max_authors]
+    if shown:
+        authors = f" ({', '.join(shown)}{' et al.' if len(paper.authors) > len(shown) else ''})"
+    when = " ".join(value for value in (paper.day, paper.time_slot) if value)
+    labelled = (("Session", paper.session), ("moderator", paper.moderator), ("room", paper.room), ("time", when))
+    schedule = "; ".join(f"{label}: {value}" for label, value in labelled if value)
+    passage = f"{schedule}.\n{source.passage}" if schedule else source.passage
+    return SOURCE_TEMPLATE.format(number=source.number, title=paper.title, authors=authors, passage=passage)
+
+
+def build_messages(question: str, sources: Sequence[Source], settings: Settings) -> list[dict[str, str]]:
+    """System rules, then the numbered sources and the question (in SEVERAL_PAPERS_PROMPT for a question about
+    several papers, else ANSWER_PROMPT)."""
+    template = SEVERAL_PAPERS_PROMPT if asks_for_several(question) else ANSWER_PROMPT
+    with_metadata = asks_metadata(question)
+    max_authors = None if asks_authors(question) else settings.prompt_authors
+    formatted = "\n\n".join(format_source(source, max_authors, with_metadata) for source in sources)
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": template.format(sources=formatted, question=question)},
+    ]
