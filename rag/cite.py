@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.corpus import coined_names
 from rag.settings import Settings
 from rag.types import Paper, SentenceCheck, Source
 
@@ -398,6 +399,8 @@ class Evidence:
     numbers: set[str]
     abstract_start: int = 0
     """Index of the first abstract sentence in `sentences` (before it: title, authors, schedule)."""
+    names: tuple[str, ...] = ()
+    """One-word names the abstract coins (`rag.corpus.coined_names`): "CLIP" names its paper as a title does."""
 
 
 def source_sentences(source: Source) -> list[str]:
@@ -470,9 +473,19 @@ def build_evidence(sources: Sequence[Source], embedder) -> dict[int, Evidence]:
         start += len(sentences)
         joined = " ".join(sentences)
         evidence[source.number] = Evidence(
-            source.number, sentences, block, key_terms(joined), numbers_in(joined), abstract_start=len(header)
+            source.number,
+            sentences,
+            block,
+            key_terms(joined),
+            numbers_in(joined),
+            abstract_start=len(header),
+            names=_coined_one_word_names(source.paper.abstract),
         )
     return evidence
+
+
+def _coined_one_word_names(abstract: str) -> tuple[str, ...]:
+    return tuple(name for name in coined_names(abstract, strict=True) if _is_coined(name))
 
 
 def _embed(embedder, texts: list[str]) -> np.ndarray:
@@ -563,13 +576,14 @@ def verify_answer(
 
 def named_papers(sentence: str, evidence: dict[int, Evidence]) -> dict[int, str]:
     """The sources a sentence names, each with the name as written. A name is a title in curly quotes, a title of
-    at least `_NAME_WORDS` words, or a coined short name ("ViLT", "node2vec", "MobileNets"): a short title of
-    plain words ("Pointer Networks") is also just a phrase, and would name a paper the sentence only mentions."""
+    at least `_NAME_WORDS` words, or a coined short name ("ViLT", "node2vec", "MobileNets"), in the title or
+    coined by the abstract ("CLIP" from github.com/OpenAI/CLIP): a short title of plain words ("Pointer
+    Networks") is also just a phrase, and would name a paper the sentence only mentions."""
     lowered = sentence.lower()
     found = {}
     for number, item in evidence.items():
         title = item.sentences[0] if item.sentences else ""
-        for name in dict.fromkeys((title, short_name(title))):
+        for name in dict.fromkeys((title, short_name(title), *item.names)):
             quoted = f"“{name.lower()}”" in lowered
             if not (quoted or len(name.split()) >= _NAME_WORDS or _is_coined(name)):
                 continue

@@ -525,3 +525,32 @@ def test_a_marker_labelled_restatement_answers_a_which_paper_question(sources, w
         question=question,
     )
     assert text.startswith(FPN) and not checks[0].dropped
+
+
+def test_a_name_the_abstract_coins_names_its_paper(word_embedder, cite_settings):
+    clip = Paper(
+        id="clip",
+        title="Learning Transferable Visual Models From Natural Language Supervision",
+        abstract="We learn image representations from 400 million image text pairs. Code: github.com/OpenAI/CLIP.",
+    )
+    catlip = Paper(
+        id="catlip",
+        title="CatLIP: Faster Pre-training on Web-scale Image-Text Data",
+        abstract="Our classification pre-training is 2.7 times faster than contrastive learning on web-scale data.",
+    )
+    answer = "CLIP pre-training is 2.7 times faster than contrastive learning on web-scale data [2]."
+    evidence = {1: Evidence(1, [clip.title], np.zeros((1, 2)), set(), set(), names=("CLIP",))}
+    assert named_papers(answer, evidence) == {1: "CLIP"}
+
+    def check(papers, question=None):
+        return verify_answer(
+            answer, [source(1, papers[0]), source(2, papers[1])], word_embedder, cite_settings, question=question
+        )
+
+    text, checks = check([clip, catlip])  # CatLIP's claim, put on the paper that coined "CLIP": given back
+    assert checks[0].renamed_from == "CLIP" and text.startswith("“CatLIP: Faster Pre-training")
+    text, checks = check([clip, catlip], question="How much faster is CLIP pre-training?")
+    assert checks[0].dropped and text == ""  # about CLIP, as asked, but with CatLIP's figure
+    unnamed = clip.model_copy(update={"abstract": "We learn image representations from 400 million image text pairs."})
+    text, checks = check([unnamed, catlip], question="How much faster is CLIP pre-training?")
+    assert not checks[0].dropped  # without the coined name, "CLIP" names no source
