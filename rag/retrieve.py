@@ -552,9 +552,10 @@ class Retriever:
         terms = set(tokenize(query))
         titled = sorted({pid for term in terms & corpus.names.keys() for pid in corpus.names[term]})
         found.named.update(titled)
-        owned = owned_papers(query, corpus.owners)
-        found.rankings["coined"] = [pid for pid in owned if allowed is None or pid in allowed]
-        found.named.update(found.rankings["coined"])
+        owned = [pid for pid in owned_papers(query, corpus.owners) if allowed is None or pid in allowed]
+        found.named.update(owned)
+        if owned and mode != "dense":  # an exact-name signal, like BM25: dense-only stays MiniLM alone
+            found.rankings["coined"] = owned
         neighbours = schedule_neighbours(query, titled, corpus.papers)
         if neighbours and mode != "dense":
             found.rankings["schedule"] = [pid for pid in [*titled, *neighbours] if allowed is None or pid in allowed]
