@@ -42,7 +42,7 @@ from rag.context import asks_for_several, asks_quantity, build_messages, select_
 from rag.embeddings import SentenceVectors
 from rag.generate import GenerationRequest
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
-from rag.quotes import best_sentences, expand_bare_titles, quoted_numbers
+from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
 from rag.records import complete_from_records, with_method_names
 from rag.rewrite import clean_rewrite, format_history, heuristic_rewrite, needs_rewrite
 from rag.settings import Settings
@@ -175,15 +175,16 @@ class Answerer:
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
     ) -> list[SentenceCheck]:
         """The verified answer completed with abstract sentences where the model said too little: each paper
-        of a several-paper answer that is only named (`expand_bare_titles`), and the exact figures of a
-        quantity question (`quoted_numbers`)."""
+        of a several-paper answer that is only named (`expand_bare_titles`), the exact figures of a
+        quantity question (`quoted_numbers`), and the figure that answers a question the model declined
+        (`figure_quote`)."""
         if asks_for_several(question):
             best = best_sentences(self.question_vector(question), question, shown, evidence, self.settings)
             checks = expand_bare_titles(checks, question, evidence, best)
         if asks_quantity(question):
             quote = quoted_numbers(self.question_vector(question), question, shown, evidence, checks, self.settings)
             checks = [*checks, quote] if quote else checks
-        return checks
+        return figure_quote(self.question_vector(question), question, shown, evidence, checks, self.settings)
 
     def with_records(
         self, question: str, sources: Sequence[Source], checks: list[SentenceCheck]

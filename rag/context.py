@@ -70,6 +70,37 @@ def states_quantity(sentence: str) -> bool:
     return bool(numbers_in(sentence) or _QUANTITY_WORDS.search(sentence))
 
 
+_QUANTITY = re.compile(
+    r"(?<![\w.-])\d[\d,.]*(?:%|x\b|×)?"
+    r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twenty|fifty|hundreds?|thousands?|millions?|billions?|"
+    r"dozens?|tens|twice|half)\b"
+    r"|\bhow (?:many|much)\b",
+    re.IGNORECASE,
+)
+_SCALE_WORDS = frozenset(["hundred", "hundreds", "thousand", "thousands", "million", "millions", "billion", "billions"])
+_UNIT_WORDS = 3
+
+
+def quantity_units(text: str) -> set[str]:
+    """The words that say what a text's numbers count: the first `_UNIT_WORDS` content words after each number
+    or "how many" ("5 billion image-text pairs" -> image, text, pair; "how many GPUs" -> gpu), stemmed, scale
+    words left out. A source sentence whose figure counts what the question counts holds the figure asked for
+    ("400 million (image, text) pairs"), where one with another figure ("1.28 million training examples") does
+    not."""
+    units: set[str] = set()
+    for match in _QUANTITY.finditer(text):
+        following = re.sub(r"[-/]", " ", text[match.end() : match.end() + 60]).lower()
+        words = [word for word in re.findall(r"[a-z][a-z0-9]*", following) if word not in _SCALE_WORDS]
+        units |= {term for word in words[:_UNIT_WORDS] for term in key_terms(word)}
+    return units
+
+
+def holds_figure(sentence: str, question: str) -> bool:
+    """True when `sentence` states one of the question's numbers or a figure that counts what the question's
+    numbers count (`quantity_units`): the sentence that answers "how many GPUs", or corrects "5 billion pairs"."""
+    return bool(quantity_units(sentence) & quantity_units(question) or numbers_in(sentence) & numbers_in(question))
+
+
 def asks_for_several(question: str) -> bool:
     """True when the question asks about several papers ("which papers ...", "the two talks ...")."""
     return bool(_ASKS_SEVERAL.search(question))
@@ -102,6 +133,9 @@ def select_passages(
     for _, number, index in candidates:  # the best sentence of each paper first
         if not chosen[number]:
             chosen[number].append(index)
+    figure = lead_figure(question, kept, candidates, evidence, chosen[kept[0].number]) if kept else None
+    if figure is not None:
+        chosen[kept[0].number].append(figure)
     words = {(number, index): len(evidence[number].sentences[index].split()) for _, number, index in candidates}
     budget = settings.context_words * len(kept) // max(len(sources), 1)  # a dropped paper takes its share along
     budget -= sum(words[number, index] for number, indexes in chosen.items() for index in indexes)
@@ -118,6 +152,54 @@ def select_passages(
         for number, indexes in chosen.items()
     }
     return [source.model_copy(update={"passage": passages[source.number]}) for source in kept]
+
+
+def lead_figure(
+    question: str,
+    sources: Sequence[Source],
+    candidates: Sequence[tuple[float, int, int]],
+    evidence: dict[int, Evidence],
+    chosen: Sequence[int],
+) -> int | None:
+    """For a question that asks for or states a quantity, the index of the lead paper's sentence holding the
+    figure, when its `chosen` sentences lack it: the best-scored sentence whose numbers count what the
+    question's do (`quantity_units`), else its best-scored one with a number. None for other questions, when
+    a chosen sentence already states one of the question's numbers or counts what it counts, and when the
+    question quotes a title that is not the lead paper's (the figure would then be put on the quoted paper).
+
+    The figure sentence rarely resembles the question ("we obtain up to a 75times speedup over existing
+    solutions" for "how big a speedup is reported for nearest-neighbour queries limited to a numeric range?"),
+    so it loses to the paper's topic sentence; and a false premise ("Why was CLIP trained on 5 billion
+    image-text pairs?") is corrected only if the prompt shows the true figure.
+    """
+    if not sources or not (asks_quantity(question) or states_quantity(question)):
+        return None
+    lead = sources[0].number
+    sentences = evidence[lead].sentences
+    if quotes_another_title(question, sentences[0] if sentences else ""):
+        return None
+    if any(holds_figure(sentences[index], question) for index in chosen):
+        return None
+    others = [
+        index
+        for _, number, index in candidates
+        if number == lead and index not in chosen and states_quantity(sentences[index])
+    ]
+    counting = [index for index in others if holds_figure(sentences[index], question)]
+    if counting:
+        return counting[0]
+    if others and not any(states_quantity(sentences[index]) for index in chosen):
+        return others[0]
+    return None
+
+
+_QUOTED_TITLE = re.compile(r"[\"'“‘]([A-Z][^\"'“”‘’]{8,}?)[\"'”’](?!\w)")
+
+
+def quotes_another_title(question: str, title: str) -> bool:
+    """True when the question quotes a title ('Attention Is All You Need') that is not `title`."""
+    quoted = [match.group(1).strip(" .").lower() for match in _QUOTED_TITLE.finditer(question)]
+    return any(name not in title.lower() and title.lower() not in name for name in quoted)
 
 
 def without_weak_sources(

@@ -1,8 +1,9 @@
 """Abstract sentences added to a verified answer where the model said too little, quoted and cited.
 
-The 1.5B model often answers "which papers ..., and how?" with titles alone, and rounds or drops the figures a
-quantity question asks for. The abstracts hold both, so after verification the answer stage completes such
-answers with the paper's own sentence (`expand_bare_titles`, `quoted_numbers`), marked `composed`.
+The 1.5B model often answers "which papers ..., and how?" with titles alone, rounds or drops the figures a
+quantity question asks for, and declines a question whose false premise its source corrects. The abstracts hold
+what it left out, so after verification the answer stage completes such answers with the paper's own sentence
+(`expand_bare_titles`, `quoted_numbers`, `figure_quote`), marked `composed`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.cite import Evidence, key_terms, named_papers, numbers_in, remove_citations, short_name, with_citations
-from rag.context import scored_sentences
+from rag.cite import (
+    Evidence,
+    is_decline,
+    key_terms,
+    named_papers,
+    numbers_in,
+    remove_citations,
+    short_name,
+    with_citations,
+)
+from rag.context import asks_quantity, holds_figure, scored_sentences, states_quantity
 from rag.settings import Settings
 from rag.types import SentenceCheck, Source
 
@@ -77,6 +87,41 @@ def quoted_numbers(
         return None
     text = with_citations(f"“{short_name(sentences[0])}”: {sentences[index]}", [cited])
     return SentenceCheck(text=text, citations=[cited], support=1.0, supported=True, composed=True)
+
+
+def figure_quote(
+    question_vector: np.ndarray,
+    question: str,
+    sources: Sequence[Source],
+    evidence: dict[int, Evidence],
+    checks: Sequence[SentenceCheck],
+    settings: Settings,
+) -> list[SentenceCheck]:
+    """`checks` with the model's refusal replaced by the figure the evidence clearly holds, when there is one.
+
+    A refusal is honoured unless the evidence clearly holds the answer. Clearly, for this rule: the question
+    names the best-retrieved paper ("LightHGNN", "CLIP") and asks for or states a quantity, and that paper's
+    abstract has a sentence with a figure that counts what the question counts (`holds_figure`). "Why does
+    LightHGNN run ten times slower than the networks it is distilled from?" is then answered with the sentence
+    "LightHGNNs can run 100times faster than HGNNs", quoted and cited, where the 1.5B model declined the false
+    premise. "How many GPUs were used to train CLIP?" is still declined: no CLIP sentence counts GPUs.
+    Answers with a supported claim are left as they are.
+    """
+    if not sources or any(check.supported and not check.dropped for check in checks):
+        return list(checks)
+    lead = sources[0]
+    about_figure = asks_quantity(question) or states_quantity(question)
+    if not about_figure or lead.number not in named_papers(question, evidence):
+        return list(checks)
+    sentences = evidence[lead.number].sentences
+    scored = scored_sentences(question_vector, question, [lead], evidence, settings)
+    index = next((index for _, _, index in scored if holds_figure(sentences[index], question)), None)
+    if index is None:
+        return list(checks)
+    text = with_citations(f"“{short_name(sentences[0])}”: {sentences[index]}", [lead.number])
+    quote = SentenceCheck(text=text, citations=[lead.number], support=1.0, supported=True, composed=True)
+    kept = [check.model_copy(update={"dropped": check.dropped or is_decline(check.text)}) for check in checks]
+    return [*kept, quote]
 
 
 def titles_in(sentence: str, evidence: dict[int, Evidence]) -> dict[int, str]:

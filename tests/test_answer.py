@@ -11,7 +11,14 @@ import pytest
 
 from rag.answer import Answerer
 from rag.cite import parse_citations, split_sentences
-from rag.context import asks_authors, asks_for_several, asks_quantity, without_weak_sources
+from rag.context import (
+    asks_authors,
+    asks_for_several,
+    asks_quantity,
+    holds_figure,
+    quotes_another_title,
+    without_weak_sources,
+)
 from rag.generate import ExtractiveGenerator, GenerationRequest
 from rag.prompts import DECLINE_TEXT, SYSTEM_PROMPT
 from rag.rewrite import heuristic_rewrite, needs_rewrite
@@ -269,19 +276,63 @@ def test_titles_alone_stay_for_a_question_about_one_paper(ordered, answer_settin
     assert answer.text == completion and not any(check.composed for check in answer.sentences)
 
 
-@pytest.mark.parametrize(
-    ("bonus", "question", "has_number"), [(0.0, True, False), (1.0, True, True), (1.0, False, False)]
-)
-def test_quantity_questions_prefer_sentences_with_numbers(
-    ordered, tmp_path, word_embedder, bonus, question, has_number
-):
-    """With no spare words, FPN's one sentence is its most similar one, unless a number is asked for."""
-    fpn = next(paper for paper in ordered if paper.id == "fpn")
+@pytest.mark.parametrize(("bonus", "has_number"), [(0.0, False), (1.0, True)])
+def test_quantity_questions_prefer_sentences_with_numbers(ordered, tmp_path, word_embedder, bonus, has_number):
+    """With no spare words, FPN (ranked second) shows its one most similar sentence, unless the number bonus
+    makes its figure the best one."""
+    papers = [next(paper for paper in ordered if paper.id == name) for name in ("snr-metric", "fpn")]
     settings = Settings(data_dir=tmp_path, context_words=0, number_sentence_bonus=bonus)
-    asked = "How fast are feature pyramids for detecting objects?" if question else "Why are feature pyramids used?"
+    generator = FakeGenerator("FPN builds pyramids [2].")
+    run(
+        Answerer(generator, word_embedder, settings),
+        "How fast are feature pyramids for detecting objects?",
+        FakeRetriever(papers),
+    )
+    assert ("5 FPS" in generator.requests[0].sources[1].passage) is has_number
+
+
+@pytest.mark.parametrize(
+    ("question", "has_figure"),
+    [
+        ("How fast are feature pyramids for detecting objects?", True),  # asks for a quantity
+        ("Why do feature pyramids detect objects at only 1 FPS?", True),  # states one (a false premise)
+        ("Why are feature pyramids used?", False),
+    ],
+)
+def test_the_lead_papers_figure_goes_into_the_prompt(ordered, tmp_path, word_embedder, question, has_figure):
+    """The figure sentence rarely resembles the question; for a question about a quantity the lead paper's
+    figure is shown anyway, even with no spare words and no number bonus."""
+    fpn = next(paper for paper in ordered if paper.id == "fpn")
+    settings = Settings(data_dir=tmp_path, context_words=0, number_sentence_bonus=0.0)
     generator = FakeGenerator("FPN builds pyramids [1].")
-    run(Answerer(generator, word_embedder, settings), asked, FakeRetriever([fpn]))
-    assert ("5 FPS" in generator.requests[0].sources[0].passage) is has_number
+    run(Answerer(generator, word_embedder, settings), question, FakeRetriever([fpn]))
+    assert ("5 FPS" in generator.requests[0].sources[0].passage) is has_figure
+
+
+@pytest.mark.parametrize(
+    ("sentence", "question", "holds"),
+    [
+        ("We learn from 400 million (image, text) pairs.", "Why was CLIP trained on 5 billion image-text pairs?", True),
+        (
+            "It uses none of the 1.28 million training examples.",
+            "Why was CLIP trained on 5 billion image-text pairs?",
+            False,
+        ),
+        ("We learn from 400 million (image, text) pairs.", "How many GPUs were used to train CLIP?", False),
+        ("LightHGNNs can run 100times faster than HGNNs.", "Why does LightHGNN run ten times slower?", True),
+        ("It reaches 2.46% test error on CIFAR-10.", "Why is AGNAS's error as high as 23.4% on CIFAR-10?", True),
+        ("It reaches 55.1 AP with 77M parameters.", "How many parameters does EfficientDet-D7 have?", True),
+    ],
+)
+def test_a_figure_counts_what_the_question_counts(sentence, question, holds):
+    assert holds_figure(sentence, question) is holds
+
+
+def test_quoted_titles_that_are_not_the_lead_paper():
+    question = "How many attention heads does the base model in 'Attention Is All You Need' use?"
+    assert quotes_another_title(question, "Improving Transformers with Probabilistic Attention Keys")
+    assert not quotes_another_title(question, "Attention Is All You Need")
+    assert not quotes_another_title("How many heads does ViLT's encoder use?", "ViLT")
 
 
 @pytest.mark.parametrize(("bonus", "lead_sentences"), [(0.0, 1), (1.0, 2)])
@@ -387,6 +438,40 @@ def test_model_refusal_is_honoured(ordered, answer_settings, word_embedder):
         FakeRetriever(ordered),
     )
     assert answer.declined and answer.text == DECLINE_TEXT and answer.citations == []
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Why does Feature Pyramid Networks for Object Detection run at only 1 FPS?",
+        "How many FPS does Feature Pyramid Networks for Object Detection reach on a GPU?",
+    ],
+)
+def test_refusal_gives_way_to_the_figure_of_the_paper_asked_about(ordered, answer_settings, word_embedder, question):
+    """The evidence clearly holds the answer: the question names the lead paper, and its abstract states a
+    figure that counts what the question counts. The refusal is replaced by that sentence, quoted and cited."""
+    fpn_first = sorted(ordered, key=lambda paper: paper.id != "fpn")
+    _, answer = run(
+        Answerer(FakeGenerator(DECLINE_TEXT), word_embedder, answer_settings), question, FakeRetriever(fpn_first)
+    )
+    assert not answer.declined
+    assert answer.text == "“Feature Pyramid Networks for Object Detection”: FPN runs at 5 FPS on a GPU [1]."
+    assert answer.sentences[0].dropped and answer.sentences[-1].composed
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How many layers does Feature Pyramid Networks for Object Detection have?",  # no figure counts layers
+        "Why do feature pyramids run at only 1 FPS?",  # the question does not name the paper
+    ],
+)
+def test_refusal_stands_when_the_figure_is_not_the_one_asked_for(ordered, answer_settings, word_embedder, question):
+    fpn_first = sorted(ordered, key=lambda paper: paper.id != "fpn")
+    _, answer = run(
+        Answerer(FakeGenerator(DECLINE_TEXT), word_embedder, answer_settings), question, FakeRetriever(fpn_first)
+    )
+    assert answer.declined and answer.text == DECLINE_TEXT
 
 
 def test_partial_refusal_with_supported_claims_is_an_answer(ordered, answer_settings, word_embedder):
