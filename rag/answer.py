@@ -15,6 +15,9 @@ Rules it keeps, whatever the model or the texts say:
   say."), an answer made of unsupported claims, and an answer that obeys an instruction injected in a question
   or an abstract (which no source supports). When the model refuses in part but also makes supported claims,
   those claims stand: the evidence holds an answer, and the refusal sentence is kept as the model wrote it.
+  A full refusal is honoured unless the evidence clearly holds the answer: a paper's record (who, when,
+  where; `rag.records`) or the figure of the paper the question names (`rag.quotes.figure_quote`) then
+  replaces it.
   There is no retry: a second generation would double the wait for an answer that is usually the same.
 * **Injection.** Source sentences that read like instructions to a model are never shown to it nor counted as
   evidence; the question is passed as labelled data under a system prompt that says so.
