@@ -95,10 +95,20 @@ def quantity_units(text: str) -> set[str]:
     return units
 
 
+_NAME_NUMBER = re.compile(r"(?<=[A-Za-z])-\d+(?:\.\d+)?\b")
+"""The number of a name: CIFAR-10, top-1, ResNet-50, GPT-2."""
+
+
+def figures_in(text: str) -> set[str]:
+    """The numbers a text states (`numbers_in`), less those that are part of a name ("CIFAR-10", "top-1")."""
+    return numbers_in(_NAME_NUMBER.sub(" ", text))
+
+
 def holds_figure(sentence: str, question: str) -> bool:
-    """True when `sentence` states one of the question's numbers or a figure that counts what the question's
-    numbers count (`quantity_units`): the sentence that answers "how many GPUs", or corrects "5 billion pairs"."""
-    return bool(quantity_units(sentence) & quantity_units(question) or numbers_in(sentence) & numbers_in(question))
+    """True when `sentence` states one of the question's figures or a figure that counts what the question's
+    numbers count (`quantity_units`): the sentence that answers "how many GPUs", or corrects "5 billion pairs".
+    A shared dataset name is not a shared figure: "on CIFAR-10" is in the answer and in many other sentences."""
+    return bool(quantity_units(sentence) & quantity_units(question) or figures_in(sentence) & figures_in(question))
 
 
 def asks_for_several(question: str) -> bool:
@@ -162,10 +172,10 @@ def lead_figure(
     chosen: Sequence[int],
 ) -> int | None:
     """For a question that asks for or states a quantity, the index of the lead paper's sentence holding the
-    figure, when its `chosen` sentences lack it: the best-scored sentence whose numbers count what the
-    question's do (`quantity_units`), else its best-scored one with a number. None for other questions, when
-    a chosen sentence already states one of the question's numbers or counts what it counts, and when the
-    question quotes a title that is not the lead paper's (the figure would then be put on the quoted paper).
+    figure, when its `chosen` sentences lack it: the best-scored sentence that `holds_figure`, else, when no
+    chosen sentence states any quantity, its best-scored one with a number. None for other questions, when a
+    chosen sentence already holds the figure, and when the question quotes a title that is not the lead
+    paper's (the model would then put the figure on the quoted paper).
 
     The figure sentence rarely resembles the question ("we obtain up to a 75times speedup over existing
     solutions" for "how big a speedup is reported for nearest-neighbour queries limited to a numeric range?"),
