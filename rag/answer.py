@@ -7,7 +7,10 @@ Rules it keeps, whatever the model or the texts say:
 * **No evidence, no model.** When retrieval finds nothing relevant (`Retriever.is_relevant`), the answer is
   `DECLINE_TEXT` and the model is never called; the closest papers are still listed as sources.
 * **Short context, shaped by the question.** On a CPU, prefill costs ~22 ms a token, so the prompt holds only
-  the best few papers and their most question-like abstract sentences (`rag.context`).
+  the best few papers and their most question-like abstract sentences (`rag.context`). As a speed option
+  (`weak_source_margin`), papers far below the lead one are left out of the first prompt; when the model
+  declines that lean prompt, the decline is held back unseen and the model is asked again with every paper
+  in view (the 1.5B model declines some questions with one paper that it answers with three).
 * **Every sentence backed.** The model's text is streamed as it comes; then `rag.cite.verify_answer` checks
   each sentence against the source it cites, fixes or removes citations, and drops unsupported sentences.
 * **Refusals.** An answer is declined (`declined=True`, text `DECLINE_TEXT`) when, after verification, no
@@ -17,8 +20,8 @@ Rules it keeps, whatever the model or the texts say:
   those claims stand: the evidence holds an answer, and the refusal sentence is kept as the model wrote it.
   A full refusal is honoured unless the evidence clearly holds the answer: a paper's record (who, when,
   where; `rag.records`) or the figure of the paper the question names (`rag.quotes.figure_quote`) then
-  replaces it.
-  There is no retry: a second generation would double the wait for an answer that is usually the same.
+  replaces it. The only second generation is the speed option's retry above: asking the same prompt again
+  would double the wait for an answer that is usually the same.
 * **Injection.** Source sentences that read like instructions to a model are never shown to it nor counted as
   evidence; the question is passed as labelled data under a system prompt that says so.
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 
 import numpy as np
@@ -125,20 +128,13 @@ class Answerer:
 
         shown, evidence = self.prepare_sources(standalone, sources)
         clock.lap("prepare")
-        request = GenerationRequest(
-            messages=build_messages(standalone, shown, self.settings),
-            sources=shown,
-            question=standalone,
-            max_tokens=self.settings.max_new_tokens,
-            stop=ANSWER_STOPS,
-        )
         pieces: list[str] = []
-        with closing(iter(self.generator.stream(request))) as stream:  # a stopped consumer stops the model
-            for piece in stream:
-                if not pieces:
-                    timings["first_token"] = clock.since_start()
-                pieces.append(piece)
-                yield piece
+        lean = len(shown) < len(sources[: self.shown_count(standalone)])  # weak papers were left out
+        declined = yield from self.generate(self.request(standalone, shown), pieces, clock, hold_decline=lean)
+        if declined:  # ask again with every paper in view
+            clock.lap("lean_generate")
+            shown, evidence = self.prepare_sources(standalone, sources, every_paper=True)
+            yield from self.generate(self.request(standalone, shown), pieces, clock, hold_decline=False)
         timings.setdefault("first_token", clock.since_start())
         clock.lap("generate")
 
@@ -155,6 +151,47 @@ class Answerer:
                 update={"text": text, "citations": citations_for(text, sources), "declined": False}
             )
         yield self._finish(answer, clock)
+
+    def request(self, question: str, shown: Sequence[Source]) -> GenerationRequest:
+        return GenerationRequest(
+            messages=build_messages(question, shown, self.settings),
+            sources=shown,
+            question=question,
+            max_tokens=self.settings.max_new_tokens,
+            stop=ANSWER_STOPS,
+        )
+
+    def generate(
+        self, request: GenerationRequest, pieces: list[str], clock: _Clock, hold_decline: bool
+    ) -> Generator[str, None, bool]:
+        """Stream the model's text to the caller, collecting it in `pieces`; return True when it was a held
+        decline.
+
+        With `hold_decline`, text that may still become DECLINE_TEXT is held back. When the whole completion is
+        the decline, nothing is shown and `pieces` stay empty, so the caller can ask again; as soon as the text
+        turns out to be something else, the held pieces go out first. The cost is the first few tokens' delay
+        on answers that start like the decline ("The ...").
+        """
+        held: list[str] = []
+        with closing(iter(self.generator.stream(request))) as stream:  # a stopped consumer stops the model
+            for piece in stream:
+                if hold_decline and not pieces:
+                    held.append(piece)
+                    if DECLINE_TEXT.startswith("".join(held).strip()):
+                        continue
+                    piece, held = "".join(held), []
+                if not pieces:
+                    clock.timings["first_token"] = clock.since_start()
+                pieces.append(piece)
+                yield piece
+        text = "".join(held).strip()
+        if text and text.rstrip(".") == DECLINE_TEXT.rstrip("."):
+            return True
+        if text:  # a held start that never became the decline
+            clock.timings.setdefault("first_token", clock.since_start())
+            pieces.append(text)
+            yield text
+        return False
 
     def _finish(self, answer: Answer, clock: _Clock) -> Answer:
         clock.timings["total"] = clock.since_start()
@@ -227,12 +264,15 @@ class Answerer:
         completion = "".join(self.generator.stream(request))
         return clean_rewrite(completion, question) or heuristic_rewrite(question, history)
 
-    def prepare_sources(self, question: str, sources: Sequence[Source]) -> tuple[list[Source], dict[int, Evidence]]:
-        """The papers shown to the model, with their passages chosen, and their embedded evidence."""
+    def prepare_sources(
+        self, question: str, sources: Sequence[Source], every_paper: bool = False
+    ) -> tuple[list[Source], dict[int, Evidence]]:
+        """The papers shown to the model, with their passages chosen, and their embedded evidence. Papers far
+        below the lead one are left out (`weak_source_margin`), unless `every_paper`."""
         shown = list(sources[: self.shown_count(question)])
         evidence = build_evidence(shown, self.sentence_vectors)
-        question_vector = self.question_vector(question)
-        return select_passages(question_vector, question, shown, evidence, self.settings), evidence
+        settings = self.settings.model_copy(update={"weak_source_margin": None}) if every_paper else self.settings
+        return select_passages(self.question_vector(question), question, shown, evidence, settings), evidence
 
     def shown_count(self, question: str) -> int:
         """How many of the retrieved papers go into the prompt: more when the question asks for several."""

@@ -208,11 +208,12 @@ class Settings(BaseSettings):
     weak_source_margin: float | None = Field(
         default=None,
         ge=0,
-        description="Speed option, off by default: a paper after the lead one is left out of the prompt when its "
-        "best sentence scores more than this below the lead paper's (scores as in passage choice, lead_source_bonus "
-        "included), unless the question asks for several papers. Full eval at 0.2: first token p50 6.2 -> 4.0 s, "
-        "total p50 9.5 -> 6.6 s, but facts 0.81 -> 0.77 and refusal precision 0.91 -> 0.72 (the model declines "
-        "false-premise questions more often with fewer papers in view).",
+        description="Speed option, off by default: a paper after the lead one is left out of the first prompt when "
+        "its best sentence scores more than this below the lead paper's (scores as in passage choice, "
+        "lead_source_bonus included), unless the question asks for several papers; when the model declines that "
+        "lean prompt, it is asked again with every paper in view. Full eval at 0.2 (eval/reports/"
+        "weak-sources-0.2): total p50 9.0 -> 7.8 s, but facts 0.85 -> 0.83 and refusal precision 1.00 -> 0.91; "
+        "some answers from the lean prompt are weaker rather than declined, and those are not asked again.",
     )
     number_sentence_bonus: float = Field(
         default=0.1,

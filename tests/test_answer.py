@@ -358,7 +358,7 @@ def test_papers_far_below_the_lead_are_left_out(ordered, tmp_path):
     candidates = [(0.9, 1, 0), (0.75, 2, 0), (0.6, 3, 1), (0.5, 1, 1), (0.55, 3, 0)]
     kept = without_weak_sources(candidates, sources, Settings(data_dir=tmp_path, weak_source_margin=0.2))
     assert [source.number for source in kept] == [1, 2]
-    assert without_weak_sources(candidates, sources, Settings(data_dir=tmp_path)) == sources  # off by default
+    assert without_weak_sources(candidates, sources, Settings(data_dir=tmp_path, weak_source_margin=None)) == sources
     lead_weakest = [(0.9, 2, 0), (0.3, 1, 0)]
     kept = without_weak_sources(lead_weakest, sources[:2], Settings(data_dir=tmp_path, weak_source_margin=0.2))
     assert [source.number for source in kept] == [1, 2]
@@ -375,6 +375,39 @@ def test_papers_far_below_the_lead_stay_out_of_the_prompt(ordered, tmp_path, wor
         assert [source.number for source in shown] == numbers
         if margin == 0.0:
             assert len(split_sentences(shown[0].passage)) == 1
+
+
+def test_a_declined_lean_prompt_is_asked_again_with_every_paper(ordered, tmp_path, word_embedder):
+    """Papers far below the lead are left out of the first prompt. When the model declines it, nothing of the
+    decline is shown, and the model is asked again with every paper in view."""
+    settings = Settings(data_dir=tmp_path, backend="extractive", weak_source_margin=0.0)
+    question = "What does the signal-to-noise ratio distance metric do for deep metric learning?"
+    completion = "We propose a robust SNR distance metric based on the signal-to-noise ratio [1]."
+    generator = FakeGenerator(DECLINE_TEXT, completion)
+    pieces, answer = run(Answerer(generator, word_embedder, settings), question, FakeRetriever(ordered))
+    assert [len(request.sources) for request in generator.requests] == [1, settings.answer_sources]
+    assert "".join(pieces) == completion
+    assert not answer.declined and answer.text == completion
+    assert "lean_generate" in answer.timings and answer.timings["first_token"] > answer.timings["lean_generate"]
+
+
+def test_a_decline_with_every_paper_shown_is_not_asked_again(ordered, tmp_path, word_embedder):
+    settings = Settings(data_dir=tmp_path, backend="extractive", weak_source_margin=None)
+    generator = FakeGenerator(DECLINE_TEXT, "ViLT processes visual inputs without convolution [2].")
+    pieces, answer = run(Answerer(generator, word_embedder, settings), "What is ViLT?", FakeRetriever(ordered))
+    assert len(generator.requests) == 1
+    assert "".join(pieces) == DECLINE_TEXT and answer.declined
+
+
+def test_an_answer_that_starts_like_the_decline_is_streamed_whole(ordered, tmp_path, word_embedder):
+    """The pieces held back while the text could still become the decline go out once it cannot."""
+    settings = Settings(data_dir=tmp_path, backend="extractive", weak_source_margin=0.0)
+    completion = "The collection does not say which GPU was used. FPN runs at 5 FPS on a GPU [1]."
+    generator = FakeGenerator(completion)
+    fpn_first = sorted(ordered, key=lambda paper: paper.id != "fpn")
+    pieces, answer = run(Answerer(generator, word_embedder, settings), "How fast is FPN?", FakeRetriever(fpn_first))
+    assert len(generator.requests) == 1
+    assert "".join(pieces) == completion and not answer.declined
 
 
 def test_questions_about_several_papers_keep_every_paper(ordered, tmp_path, word_embedder):
@@ -456,9 +489,8 @@ def test_refusal_gives_way_to_the_figure_of_the_paper_asked_about(ordered, answe
     """The evidence clearly holds the answer: the question names the lead paper, and its abstract states a
     figure that counts what the question counts. The refusal is replaced by that sentence, quoted and cited."""
     fpn_first = sorted(ordered, key=lambda paper: paper.id != "fpn")
-    _, answer = run(
-        Answerer(FakeGenerator(DECLINE_TEXT), word_embedder, answer_settings), question, FakeRetriever(fpn_first)
-    )
+    generator = FakeGenerator(DECLINE_TEXT, DECLINE_TEXT)  # a lean prompt declined is asked again
+    _, answer = run(Answerer(generator, word_embedder, answer_settings), question, FakeRetriever(fpn_first))
     assert not answer.declined
     assert answer.text == "“Feature Pyramid Networks for Object Detection”: FPN runs at 5 FPS on a GPU [1]."
     assert answer.sentences[0].dropped and answer.sentences[-1].composed
