@@ -153,6 +153,7 @@ class Answerer:
         yield self._finish(answer, clock)
 
     def request(self, question: str, shown: Sequence[Source]) -> GenerationRequest:
+        """The answer request for `question` over the `shown` sources (ANSWER_STOPS cut a made-up next turn)."""
         return GenerationRequest(
             messages=build_messages(question, shown, self.settings),
             sources=shown,
