@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eval.metrics import Scored, SourceView, Verdicts, cited_numbers, judge
-from rag import Answer, RagError, Settings
+from rag import Answer, RagError, Restart, Settings
 
 DEFAULT_QUESTIONS = Path(__file__).parent / "questions.jsonl"
 RESULTS_LOG = "results.jsonl"
@@ -245,6 +245,8 @@ def ask_question(bot, question: EvalQuestion, *, k: int, run_hash: str) -> Quest
         for item in bot.ask_stream(question.question, k=k):
             if isinstance(item, Answer):
                 final = item
+            elif isinstance(item, Restart):  # withdrawn text: the first token is one the answer keeps
+                first_token = None
             elif first_token is None and item:
                 first_token = time.perf_counter() - started
     except RagError as caught:

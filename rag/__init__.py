@@ -40,6 +40,7 @@ from rag.types import (  # noqa: E402
     Filters,
     IngestReport,
     Paper,
+    Restart,
     SentenceCheck,
     Source,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Paper",
     "QuestionError",
     "RagError",
+    "Restart",
     "SentenceCheck",
     "Settings",
     "Source",

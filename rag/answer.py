@@ -8,9 +8,11 @@ Rules it keeps, whatever the model or the texts say:
   `DECLINE_TEXT` and the model is never called; the closest papers are still listed as sources.
 * **Short context, shaped by the question.** On a CPU, prefill costs ~22 ms a token, so the prompt holds only
   the best few papers and their most question-like abstract sentences (`rag.context`). As a speed option
-  (`weak_source_margin`), papers far below the lead one are left out of the first prompt; when the model
-  declines that lean prompt, the decline is held back unseen and the model is asked again with every paper
-  in view (the 1.5B model declines some questions with one paper that it answers with three).
+  (`weak_source_margin`), papers far below the lead one are left out of the first prompt. When that lean
+  answer is declined, the model is asked again with every paper in view (the 1.5B model declines some
+  questions with one paper that it answers with three). Its literal refusal is held back unseen; any other
+  declined answer (a partial refusal, claims no source supports) was already streamed, so a `Restart` item
+  tells the caller to withdraw it.
 * **Every sentence backed.** The model's text is streamed as it comes; then `rag.cite.verify_answer` checks
   each sentence against the source it cites, fixes or removes citations, and drops unsupported sentences.
 * **Refusals.** An answer is declined (`declined=True`, text `DECLINE_TEXT`) when, after verification, no
@@ -20,8 +22,8 @@ Rules it keeps, whatever the model or the texts say:
   those claims stand: the evidence holds an answer, and the refusal sentence is kept as the model wrote it.
   A full refusal is honoured unless the evidence clearly holds the answer: a paper's record (who, when,
   where; `rag.records`) or the figure of the paper the question names (`rag.quotes.figure_quote`) then
-  replaces it. The only second generation is the speed option's retry above: asking the same prompt again
-  would double the wait for an answer that is usually the same.
+  replaces it. The only second generation is the speed option's retry above, with a bigger prompt: asking
+  the same prompt again would double the wait for an answer that is usually the same.
 * **Injection.** Source sentences that read like instructions to a model are never shown to it nor counted as
   evidence; the question is passed as labelled data under a system prompt that says so.
 """
@@ -52,10 +54,13 @@ from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_
 from rag.records import complete_from_records, with_method_names
 from rag.rewrite import clean_rewrite, format_history, heuristic_rewrite, needs_rewrite
 from rag.settings import Settings
-from rag.types import Answer, Citation, Filters, History, SentenceCheck, Source
+from rag.types import Answer, Citation, Filters, History, Restart, SentenceCheck, Source
 
 ANSWER_STOPS = ["\n\nQuestion:", "\nSources:"]
 """Where a model that starts a new exchange on its own is cut off."""
+
+RESTART_REASON = "No supported answer from the closest papers; asking again with every retrieved paper."
+"""What a chat shows when the speed option's first answer is withdrawn (`Restart`)."""
 
 _ANSWER_LABEL = re.compile(r"^\s*(?:answer|response)\s*:\s*", re.IGNORECASE)
 
@@ -101,8 +106,9 @@ class Answerer:
         history: History = (),
         k: int | None = None,
         filters: Filters | None = None,
-    ) -> Iterator[str | Answer]:
-        """Yield the answer's text pieces as the model writes them, then the verified `Answer`, last."""
+    ) -> Iterator[str | Restart | Answer]:
+        """Yield the answer's text pieces as the model writes them, then the verified `Answer`, last. A
+        `Restart` in between withdraws the pieces before it (the speed option asks again with every paper)."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
         clock = _Clock(started, timings)
@@ -128,29 +134,46 @@ class Answerer:
 
         shown, evidence = self.prepare_sources(standalone, sources)
         clock.lap("prepare")
-        pieces: list[str] = []
         lean = len(shown) < len(sources[: self.shown_count(standalone)])  # weak papers were left out
-        declined = yield from self.generate(self.request(standalone, shown), pieces, clock, hold_decline=lean)
-        if declined:  # ask again with every paper in view
-            clock.lap("lean_generate")
+        answer, streamed = yield from self.attempt(answer, standalone, sources, shown, evidence, clock, lean=lean)
+        if lean and answer.declined:  # ask again with every paper in view
+            if streamed:
+                yield Restart(reason=RESTART_REASON)
+            timings.pop("first_token", None)  # the first token that counts is one the user keeps
+            for stage in ("generate", "verify"):
+                timings[f"lean_{stage}"] = timings.pop(stage)
             shown, evidence = self.prepare_sources(standalone, sources, every_paper=True)
-            yield from self.generate(self.request(standalone, shown), pieces, clock, hold_decline=False)
-        timings.setdefault("first_token", clock.since_start())
+            answer, _ = yield from self.attempt(answer, standalone, sources, shown, evidence, clock, lean=False)
+        yield self._finish(answer, clock)
+
+    def attempt(
+        self,
+        answer: Answer,
+        question: str,
+        sources: Sequence[Source],
+        shown: list[Source],
+        evidence: dict[int, Evidence],
+        clock: _Clock,
+        lean: bool,
+    ) -> Generator[str, None, tuple[Answer, bool]]:
+        """Generate over the `shown` sources, streaming the text, then verify and complete it; return the
+        `answer` updated and whether any text was streamed. A `lean` attempt holds back a literal decline."""
+        pieces: list[str] = []
+        held_decline = yield from self.generate(self.request(question, shown), pieces, clock, hold_decline=lean)
+        clock.timings.setdefault("first_token", clock.since_start())
         clock.lap("generate")
 
-        raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
-        text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=standalone)
-        checks = self.with_quotes(standalone, shown, evidence, checks)
+        raw = DECLINE_TEXT if held_decline else _ANSWER_LABEL.sub("", "".join(pieces)).strip()
+        text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=question)
+        checks = self.with_quotes(question, shown, evidence, checks)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
-        text, checks = self.with_records(standalone, sources, checks)
+        text, checks = self.with_records(question, sources, checks)
         clock.lap("verify")
-        answer = answer.model_copy(update={"sources": sources, "sentences": checks})
+        update = {"sources": sources, "sentences": checks, "text": DECLINE_TEXT, "citations": [], "declined": True}
         if has_supported_claim(checks):
-            answer = answer.model_copy(
-                update={"text": text, "citations": citations_for(text, sources), "declined": False}
-            )
-        yield self._finish(answer, clock)
+            update |= {"text": text, "citations": citations_for(text, sources), "declined": False}
+        return answer.model_copy(update=update), bool(pieces)
 
     def request(self, question: str, shown: Sequence[Source]) -> GenerationRequest:
         """The answer request for `question` over the `shown` sources (ANSWER_STOPS cut a made-up next turn)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rag.errors import QuestionError
 from rag.settings import Settings
-from rag.types import Answer, Filters, History, IngestReport, Source
+from rag.types import Answer, Filters, History, IngestReport, Restart, Source
 
 
 class Bot:
@@ -111,8 +111,11 @@ class Bot:
         history: History = (),
         k: int | None = None,
         filters: Filters | None = None,
-    ) -> Iterator[str | Answer]:
-        """Yield answer tokens as they are generated, then the verified `Answer` as the last item."""
+    ) -> Iterator[str | Restart | Answer]:
+        """Yield answer tokens as they are generated, then the verified `Answer` as the last item.
+
+        A `Restart` item means the tokens streamed so far are withdrawn and the answer starts again: only the
+        speed option (`Settings.weak_source_margin`) sends one, when its lean first answer is declined."""
         question = self.check_question(question)
         self.ensure_index()
         with self._generate_lock:
@@ -166,7 +169,7 @@ def ask(question: str, history: History = (), k: int | None = None, filters: Fil
 
 def ask_stream(
     question: str, history: History = (), k: int | None = None, filters: Filters | None = None
-) -> Iterator[str | Answer]:
+) -> Iterator[str | Restart | Answer]:
     """Stream an answer over the default collection. See `Bot.ask_stream`."""
     return default_bot().ask_stream(question, history=history, k=k, filters=filters)
 

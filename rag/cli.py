@@ -133,7 +133,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from rag.types import Answer
+    from rag.types import Answer, Restart
 
     bot = _bot(args)
     stream_tokens = not args.json and sys.stdout.isatty()
@@ -141,7 +141,11 @@ def _ask(args: argparse.Namespace) -> int:
     for item in bot.ask_stream(args.question, k=args.k, filters=_filters(args)):
         if isinstance(item, Answer):
             answer = item
-        elif stream_tokens:
+        elif not stream_tokens:
+            continue
+        elif isinstance(item, Restart):
+            print(f"\n({item.reason})\n", flush=True)
+        else:
             print(item, end="", flush=True)
     if args.json:
         print(answer.model_dump_json(indent=2))

@@ -127,6 +127,17 @@ class Answer(BaseModel):
         return [source for source in self.sources if source.number in cited]
 
 
+class Restart(BaseModel):
+    """Sent in an answer stream when the text streamed so far is withdrawn: the answer starts again.
+
+    The speed option (`Settings.weak_source_margin`) first shows the model only the strongest papers. When that
+    answer is declined after verification, the model is asked again with every paper, and a stream consumer
+    should clear what it has shown of the first attempt.
+    """
+
+    reason: str = Field(description="One line for the user: why the answer starts again.")
+
+
 class IngestReport(BaseModel):
     """What `ingest()` did, for the CLI and logs."""
 

@@ -23,7 +23,7 @@ from rag.generate import ExtractiveGenerator, GenerationRequest
 from rag.prompts import DECLINE_TEXT, SYSTEM_PROMPT
 from rag.rewrite import heuristic_rewrite, needs_rewrite
 from rag.settings import Settings
-from rag.types import Answer, Paper, Source
+from rag.types import Answer, Paper, Restart, Source
 
 
 class FakeGenerator:
@@ -389,6 +389,35 @@ def test_a_declined_lean_prompt_is_asked_again_with_every_paper(ordered, tmp_pat
     assert "".join(pieces) == completion
     assert not answer.declined and answer.text == completion
     assert "lean_generate" in answer.timings and answer.timings["first_token"] > answer.timings["lean_generate"]
+
+
+def test_an_unsupported_lean_answer_is_withdrawn_and_asked_again(ordered, tmp_path, word_embedder):
+    """A lean answer that verification declines (no claim a source supports) was already streamed: a `Restart`
+    withdraws it, the model is asked again with every paper, and the first token that counts is the retry's."""
+    settings = Settings(data_dir=tmp_path, backend="extractive", weak_source_margin=0.0)
+    question = "What does the signal-to-noise ratio distance metric do for deep metric learning?"
+    unsupported = "Bananas grow on tall tropical plants [1]."
+    completion = "We propose a robust SNR distance metric based on the signal-to-noise ratio [1]."
+    generator = FakeGenerator(unsupported, completion)
+    items = list(Answerer(generator, word_embedder, settings).stream(question, FakeRetriever(ordered)))
+    restart = next(index for index, item in enumerate(items) if isinstance(item, Restart))
+    assert "".join(items[:restart]) == unsupported
+    assert "".join(items[restart + 1 : -1]) == completion
+    answer = items[-1]
+    assert [len(request.sources) for request in generator.requests] == [1, settings.answer_sources]
+    assert not answer.declined and answer.text == completion
+    assert {"lean_generate", "lean_verify", "generate", "verify"} <= set(answer.timings)
+    assert answer.timings["first_token"] > answer.timings["lean_generate"]
+
+
+def test_a_lean_answer_declined_again_with_every_paper_stays_declined(ordered, tmp_path, word_embedder):
+    settings = Settings(data_dir=tmp_path, backend="extractive", weak_source_margin=0.0)
+    question = "What does the signal-to-noise ratio distance metric do for deep metric learning?"
+    generator = FakeGenerator("Bananas grow on tall tropical plants [1].", DECLINE_TEXT)
+    items = list(Answerer(generator, word_embedder, settings).stream(question, FakeRetriever(ordered)))
+    assert [len(request.sources) for request in generator.requests] == [1, settings.answer_sources]
+    assert sum(isinstance(item, Restart) for item in items) == 1
+    assert items[-1].declined and items[-1].text == DECLINE_TEXT and not items[-1].citations
 
 
 def test_a_decline_with_every_paper_shown_is_not_asked_again(ordered, tmp_path, word_embedder):

@@ -311,6 +311,26 @@ def test_run_questions_records_answers_verdicts_and_timings(tmp_path, fake_setti
     assert results[2].declined and results[2].verdicts.should_decline
 
 
+def test_first_token_counts_from_the_text_a_restart_keeps(monkeypatch):
+    """Text withdrawn by a `Restart` is not what the user keeps: the first token is the first one after it."""
+    from eval import harness
+
+    class RestartingBot:
+        settings = Settings(backend="extractive")
+
+        def ask_stream(self, question, history=(), k=None, filters=None):
+            yield "withdrawn draft"
+            yield rag.Restart(reason="asking again")
+            yield "kept answer"
+            yield Answer(question=question, text="kept answer", declined=False)
+
+    ticks = iter(range(100))
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: float(next(ticks)))
+    question = EvalQuestion(id="q1", type="detail", question="How fast does FPN run?")
+    result = harness.ask_question(RestartingBot(), question, k=3, run_hash="h")
+    assert result.first_token == 2.0 and result.total == 3.0  # ticks: start 0, draft 1, kept 2, end 3
+
+
 def test_resume_after_a_crash_asks_only_the_missing_question(tmp_path, fake_settings):
     questions = load_questions(write_questions(tmp_path / "q.jsonl", QUESTIONS))
     out = tmp_path / "run"

@@ -190,6 +190,17 @@ def test_chat_turn_streams_growing_text_then_the_linked_answer(fake_bot):
     assert turns[0]["answer"].citations
 
 
+def test_a_restart_clears_the_withdrawn_text_and_says_why(papers, evil_paper):
+    bot = FakeBot([*papers, evil_paper], Settings(backend="extractive"), withdrawn="Bananas grow on trees.")
+    states = run_turn(bot, "How does ViLT avoid convolution for vision?")
+    streamed = [chat[-1]["content"] for chat, _, finished in states if not finished]
+    withdrawn_at = max(index for index, content in enumerate(streamed) if "Bananas" in content)
+    after = streamed[withdrawn_at + 1 :]
+    assert after and all("Bananas" not in content and "Asking again" in content for content in after)
+    chat, turns, _ = states[-1]
+    assert "Bananas" not in chat[-1]["content"] and "Bananas" not in turns[-1]["shown"]
+
+
 def test_chat_turn_escapes_the_question_and_the_answer(fake_bot):
     states = run_turn(fake_bot, "convolution <img src=x onerror=alert(9)> vision")
     chat, _, _ = states[-1]

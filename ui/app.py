@@ -26,7 +26,7 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio reads it
 import gradio as gr
 
-from rag import Answer, Bot, Filters, RagError, Settings
+from rag import Answer, Bot, Filters, RagError, Restart, Settings
 from ui import render
 
 log = logging.getLogger(__name__)
@@ -186,13 +186,17 @@ def chat_turn(
         stream = bot.ask_stream(question, history=_history(turns[:-1]), k=k, filters=filters)
         chat[-1]["content"] = render.render_streaming("")
         yield chat, turns, False
+        note = ""
         for item in stream:
             if isinstance(item, Answer):
                 turns[-1]["answer"] = item
                 turns[-1]["shown"] = item.text
                 break
-            turns[-1]["shown"] += item
-            chat[-1]["content"] = render.render_streaming(turns[-1]["shown"])
+            if isinstance(item, Restart):  # the text so far is withdrawn; the answer starts again
+                turns[-1]["shown"], note = "", render.render_note(item.reason)
+            else:
+                turns[-1]["shown"] += item
+            chat[-1]["content"] = note + render.render_streaming(turns[-1]["shown"])
             yield chat, turns, False
         answer = turns[-1]["answer"]
         if answer is None:

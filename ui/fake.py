@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from rag import Answer, Citation, Filters, Paper, RagError, Settings, Source
+from rag import Answer, Citation, Filters, Paper, RagError, Restart, Settings, Source
 
 WORD = re.compile(r"[a-z0-9]+")
 
@@ -32,12 +32,15 @@ class FakeBot:
         delay_s: float = 0.0,
         warmup_s: float = 0.0,
         error: RagError | None = None,
+        withdrawn: str | None = None,
     ):
         self.settings = settings or Settings(backend="extractive")
         self._papers = list(papers)
         self.delay_s = delay_s
         self.warmup_s = warmup_s
         self.error = error
+        self.withdrawn = withdrawn
+        """Text streamed first and then withdrawn with a `Restart`, as the speed option's declined first try is."""
         self.calls: list[dict] = []
         self.closed = threading.Event()
         self.finished = threading.Event()
@@ -93,7 +96,7 @@ class FakeBot:
         history: Sequence[tuple[str, str]] = (),
         k: int | None = None,
         filters: Filters | None = None,
-    ) -> Iterator[str | Answer]:
+    ) -> Iterator[str | Restart | Answer]:
         self.calls.append({"question": question, "history": list(history), "k": k, "filters": filters})
         self.closed.clear()
         self.finished.clear()
@@ -109,6 +112,9 @@ class FakeBot:
                 yield text
                 yield Answer(question=question, text=text, sources=sources, declined=True, backend="fake")
                 return
+            if self.withdrawn:
+                yield self.withdrawn
+                yield Restart(reason="Asking again with every retrieved paper.")
             cited = relevant[:2]
             text = " ".join(
                 f"{source.paper.abstract.split('. ')[0].rstrip('.')} [{source.number}]." for source in cited

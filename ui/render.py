@@ -61,6 +61,11 @@ def render_streaming(partial_text: str) -> str:
     return escape(partial_text) + ' <span class="cursor">▍</span>'
 
 
+def render_note(text: str) -> str:
+    """A one-line status note above a streaming answer (e.g. why the answer started again)."""
+    return f'<div class="waiting">{escape(text)}</div>\n\n'
+
+
 def render_answer(answer: Answer, turn: int) -> str:
     """The finished answer as chat-message Markdown: linked citations, and an honest note when declined."""
     body = link_citations(escape(answer.text), turn, answer.sources)
