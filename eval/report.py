@@ -139,7 +139,15 @@ def markdown_report(report: RunReport, *, worst: int = 10) -> str:
     return "\n".join(header + failures_section(report.results, int(k) if str(k).isdigit() else 5, worst))
 
 
-KEY_SETTINGS = ("retrieval_mode", "top_k", "min_relevance", "model_size", "embedding_model", "temperature")
+KEY_SETTINGS = (
+    "retrieval_mode",
+    "top_k",
+    "min_relevance",
+    "model_size",
+    "embedding_model",
+    "temperature",
+    "weak_source_margin",
+)
 """Settings worth seeing in a report header (results.json has them all)."""
 
 

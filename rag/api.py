@@ -114,8 +114,8 @@ class Bot:
     ) -> Iterator[str | Restart | Answer]:
         """Yield answer tokens as they are generated, then the verified `Answer` as the last item.
 
-        A `Restart` item means the tokens streamed so far are withdrawn and the answer starts again: only the
-        speed option (`Settings.weak_source_margin`) sends one, when its lean first answer is declined."""
+        A `Restart` item means the tokens streamed so far are withdrawn and the answer starts again: the first
+        prompt leaves out weak papers (`Settings.weak_source_margin`), and its answer was declined."""
         question = self.check_question(question)
         self.ensure_index()
         with self._generate_lock:

@@ -132,8 +132,8 @@ def select_passages(
     at least as good as the weakest paper's best. A sentence's score is its cosine to the question blended
     with its share of the question's key terms, plus `lead_source_bonus` for the best-retrieved paper (the
     paper usually asked about) and `number_sentence_bonus` for a sentence with a number when the question
-    asks for a quantity (results sentences rarely share the question's wording). With `weak_source_margin` set,
-    papers far below the lead one are left out first (see `without_weak_sources`).
+    asks for a quantity (results sentences rarely share the question's wording). Papers far below the lead one
+    are left out first (`weak_source_margin`, see `without_weak_sources`).
     """
     candidates = scored_sentences(question_vector, question, sources, evidence, settings)
     kept = sources if asks_for_several(question) else without_weak_sources(candidates, sources, settings)
@@ -219,10 +219,11 @@ def without_weak_sources(
 
     Most questions are about one paper. The papers ranked after it then cost prefill time (each ~45 prompt
     tokens, ~1 s before the first answer token) for little gain. A paper whose best sentence is nearly as
-    question-like as the lead's may hold the answer, so it stays; a paper with no scored sentence goes. Off by
-    default (see the setting): with fewer papers in view, the 1.5B model declined questions it answered with three.
-    Note that `select_passages` adds sentences only as good as the weakest kept paper's best, so a lead paper
-    left alone shows just its one best sentence.
+    question-like as the lead's may hold the answer, so it stays; a paper with no scored sentence goes. With
+    fewer papers in view the 1.5B model declines some questions it answers with three, so the answer stage asks
+    again with every paper when this lean prompt's answer is declined (`rag.answer`). Note that
+    `select_passages` adds sentences only as good as the weakest kept paper's best, so a lead paper left alone
+    shows just its one best sentence.
     """
     if settings.weak_source_margin is None:
         return list(sources)

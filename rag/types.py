@@ -130,7 +130,7 @@ class Answer(BaseModel):
 class Restart(BaseModel):
     """Sent in an answer stream when the text streamed so far is withdrawn: the answer starts again.
 
-    The speed option (`Settings.weak_source_margin`) first shows the model only the strongest papers. When that
+    The first prompt shows the model only the strongest papers (`Settings.weak_source_margin`). When that
     answer is declined after verification, the model is asked again with every paper, and a stream consumer
     should clear what it has shown of the first attempt.
     """

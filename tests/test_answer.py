@@ -73,10 +73,12 @@ def answer_settings(tmp_path) -> Settings:
 
 
 def run(answerer: Answerer, question: str, retriever, **kwargs) -> tuple[list[str], Answer]:
+    """The text pieces a stream consumer keeps (those after the last `Restart`), and the final `Answer`."""
     items = list(answerer.stream(question, retriever, **kwargs))
     assert isinstance(items[-1], Answer)
-    assert all(isinstance(item, str) for item in items[:-1])
-    return items[:-1], items[-1]
+    assert all(isinstance(item, str | Restart) for item in items[:-1])
+    restarts = [index for index, item in enumerate(items) if isinstance(item, Restart)]
+    return items[restarts[-1] + 1 if restarts else 0 : -1], items[-1]
 
 
 SCRIPTED = (

@@ -44,6 +44,25 @@ def test_huge_question_is_refused_without_loading_anything(capsys):
     assert "100000 characters" in err and "Traceback" not in err
 
 
+def test_ask_on_a_terminal_says_when_the_streamed_draft_is_withdrawn(monkeypatch, capsys):
+    from rag import cli
+    from rag.types import Answer, Restart
+
+    class RestartingBot:
+        def ask_stream(self, question, k=None, filters=None):
+            yield "withdrawn draft"
+            yield Restart(reason="Asking again with every paper.")
+            yield "kept answer [1]."
+            yield Answer(question=question, text="kept answer.", declined=False)
+
+    monkeypatch.setattr(cli, "_bot", lambda args: RestartingBot())
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["ask", "How fast is FPN?"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("withdrawn draft") < out.index("(Asking again with every paper.)") < out.index("kept answer [1].")
+    assert "Verified answer:\nkept answer.\n" in out
+
+
 def test_unknown_backend_in_environment_is_one_line():
     result = run_cli("ask", "what is FPN?", env={"RAG_BACKEND": "gpt-17"})
     assert result.returncode == 2

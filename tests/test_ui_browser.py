@@ -179,7 +179,7 @@ def test_answer_streams_cites_and_shows_injected_markup_as_text(page, extractive
     open_chat(page, extractive_url)
     page.evaluate(RECORD_GROWTH_JS)
 
-    ask(page, "How are quokkas detected in camera-trap images?")
+    ask(page, "Where do the camera-trap images of quokkas come from?")  # the passage is the <img> sentence
     page.wait_for_selector("#sources li.source", timeout=60_000)
     page.wait_for_selector("#chat a.cite", timeout=30_000)
 

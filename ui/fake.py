@@ -40,7 +40,7 @@ class FakeBot:
         self.warmup_s = warmup_s
         self.error = error
         self.withdrawn = withdrawn
-        """Text streamed first and then withdrawn with a `Restart`, as the speed option's declined first try is."""
+        """Text streamed first and then withdrawn with a `Restart`, as a declined lean first answer is."""
         self.calls: list[dict] = []
         self.closed = threading.Event()
         self.finished = threading.Event()
