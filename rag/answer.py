@@ -12,8 +12,8 @@ Rules it keeps, whatever the model or the texts say:
   model is asked again with every paper in view (the 1.5B model declines, or answers with a claim no source
   supports, some questions with one paper that it answers with three). Its literal refusal is held back
   unseen; any other declined answer (a partial refusal, unsupported claims) was already streamed, so a
-  `Restart` item tells the caller to withdraw it. In the full eval 11 of 145 questions are asked twice, and
-  the first token comes 1.6 s sooner at the median, at the same correctness.
+  `Restart` item tells the caller to withdraw it. In the full eval 11 of 145 questions are asked twice, at
+  the same correctness as with every paper, and the first token comes a fifth sooner (bench/first_token.py).
 * **Every sentence backed.** The model's text is streamed as it comes; then `rag.cite.verify_answer` checks
   each sentence against the source it cites, fixes or removes citations, and drops unsupported sentences.
 * **Refusals.** An answer is declined (`declined=True`, text `DECLINE_TEXT`) when, after verification, no
@@ -60,7 +60,7 @@ from rag.types import Answer, Citation, Filters, History, Restart, SentenceCheck
 ANSWER_STOPS = ["\n\nQuestion:", "\nSources:"]
 """Where a model that starts a new exchange on its own is cut off."""
 
-RESTART_REASON = "No supported answer from the closest papers; asking again with every retrieved paper."
+RESTART_REASON = "The first try found no supported answer; asking again with more papers in view."
 """What a chat shows when the lean prompt's answer is withdrawn (`Restart`)."""
 
 _ANSWER_LABEL = re.compile(r"^\s*(?:answer|response)\s*:\s*", re.IGNORECASE)

@@ -114,7 +114,7 @@ class FakeBot:
                 return
             if self.withdrawn:
                 yield self.withdrawn
-                yield Restart(reason="Asking again with every retrieved paper.")
+                yield Restart(reason="Asking again with more papers in view.")
             cited = relevant[:2]
             text = " ".join(
                 f"{source.paper.abstract.split('. ')[0].rstrip('.')} [{source.number}]." for source in cited
