@@ -379,6 +379,16 @@ def test_papers_far_below_the_lead_stay_out_of_the_prompt(ordered, tmp_path, wor
             assert len(split_sentences(shown[0].passage)) == 1
 
 
+def test_the_lean_first_prompt_is_on_by_default_and_off_spells_every_paper(monkeypatch, tmp_path):
+    monkeypatch.delenv("RAG_WEAK_SOURCE_MARGIN", raising=False)
+    assert Settings(data_dir=tmp_path).weak_source_margin == 0.2
+    for off in ("off", "None", ""):
+        monkeypatch.setenv("RAG_WEAK_SOURCE_MARGIN", off)
+        assert Settings(data_dir=tmp_path).weak_source_margin is None
+    monkeypatch.setenv("RAG_WEAK_SOURCE_MARGIN", "0.3")
+    assert Settings(data_dir=tmp_path).weak_source_margin == 0.3
+
+
 def test_a_declined_lean_prompt_is_asked_again_with_every_paper(ordered, tmp_path, word_embedder):
     """Papers far below the lead are left out of the first prompt. When the model declines it, nothing of the
     decline is shown, and the model is asked again with every paper in view."""
