@@ -10,10 +10,10 @@ Rules it keeps, whatever the model or the texts say:
   the best few papers and their most question-like abstract sentences (`rag.context`), and the first prompt
   leaves out papers far below the lead one (`weak_source_margin`). When that lean answer is declined, the
   model is asked again with every paper in view (the 1.5B model declines, or answers with a claim no source
-  supports, some questions with one paper that it answers with three). Its literal refusal is held back
-  unseen; any other declined answer (a partial refusal, unsupported claims) was already streamed, so a
-  `Restart` item tells the caller to withdraw it. In the full eval 11 of 145 questions are asked twice, at
-  the same correctness as with every paper, and the first token comes a fifth sooner (bench/first_token.py).
+  supports, some questions with one paper that it answers with three). The declined text was already
+  streamed, so a `Restart` item tells the caller to withdraw it. In the full eval 11 of 145 questions are
+  asked twice, at the same correctness as with every paper, and the first token comes a fifth sooner
+  (bench/first_token.py).
 * **Every sentence backed.** The model's text is streamed as it comes; then `rag.cite.verify_answer` checks
   each sentence against the source it cites, fixes or removes citations, and drops unsupported sentences.
 * **Refusals.** An answer is declined (`declined=True`, text `DECLINE_TEXT`) when, after verification, no
@@ -137,7 +137,7 @@ class Answerer:
         shown, evidence = self.prepare_sources(standalone, sources)
         clock.lap("prepare")
         lean = len(shown) < len(sources[: self.shown_count(standalone)])  # weak papers were left out
-        answer, streamed = yield from self.attempt(answer, standalone, sources, shown, evidence, clock, lean=lean)
+        answer, streamed = yield from self.attempt(answer, standalone, sources, shown, evidence, clock)
         if lean and answer.declined:  # ask again with every paper in view
             if streamed:
                 yield Restart(reason=RESTART_REASON)
@@ -145,7 +145,7 @@ class Answerer:
             for stage in ("generate", "verify"):
                 timings[f"lean_{stage}"] = timings.pop(stage)
             shown, evidence = self.prepare_sources(standalone, sources, every_paper=True)
-            answer, _ = yield from self.attempt(answer, standalone, sources, shown, evidence, clock, lean=False)
+            answer, _ = yield from self.attempt(answer, standalone, sources, shown, evidence, clock)
         yield self._finish(answer, clock)
 
     def attempt(
@@ -156,16 +156,15 @@ class Answerer:
         shown: list[Source],
         evidence: dict[int, Evidence],
         clock: _Clock,
-        lean: bool,
     ) -> Generator[str, None, tuple[Answer, bool]]:
         """Generate over the `shown` sources, streaming the text, then verify and complete it; return the
-        `answer` updated and whether any text was streamed. A `lean` attempt holds back a literal decline."""
+        `answer` updated and whether any text was streamed."""
         pieces: list[str] = []
-        held_decline = yield from self.generate(self.request(question, shown), pieces, clock, hold_decline=lean)
+        yield from self.generate(self.request(question, shown), pieces, clock)
         clock.timings.setdefault("first_token", clock.since_start())
         clock.lap("generate")
 
-        raw = DECLINE_TEXT if held_decline else _ANSWER_LABEL.sub("", "".join(pieces)).strip()
+        raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
         text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=question)
         checks = self.with_quotes(question, shown, evidence, checks)
         shown_numbers = {source.number: source for source in shown}
@@ -187,37 +186,14 @@ class Answerer:
             stop=ANSWER_STOPS,
         )
 
-    def generate(
-        self, request: GenerationRequest, pieces: list[str], clock: _Clock, hold_decline: bool
-    ) -> Generator[str, None, bool]:
-        """Stream the model's text to the caller, collecting it in `pieces`; return True when it was a held
-        decline.
-
-        With `hold_decline`, text that may still become DECLINE_TEXT is held back. When the whole completion is
-        the decline, nothing is shown and `pieces` stay empty, so the caller can ask again; as soon as the text
-        turns out to be something else, the held pieces go out first. The cost is the first few tokens' delay
-        on answers that start like the decline ("The ...").
-        """
-        held: list[str] = []
+    def generate(self, request: GenerationRequest, pieces: list[str], clock: _Clock) -> Iterator[str]:
+        """Stream the model's text to the caller as it comes, collecting it in `pieces`."""
         with closing(iter(self.generator.stream(request))) as stream:  # a stopped consumer stops the model
             for piece in stream:
-                if hold_decline and not pieces:
-                    held.append(piece)
-                    if DECLINE_TEXT.startswith("".join(held).strip()):
-                        continue
-                    piece, held = "".join(held), []
                 if not pieces:
                     clock.timings["first_token"] = clock.since_start()
                 pieces.append(piece)
                 yield piece
-        text = "".join(held).strip()
-        if text and text.rstrip(".") == DECLINE_TEXT.rstrip("."):
-            return True
-        if text:  # a held start that never became the decline
-            clock.timings.setdefault("first_token", clock.since_start())
-            pieces.append(text)
-            yield text
-        return False
 
     def _finish(self, answer: Answer, clock: _Clock) -> Answer:
         clock.timings["total"] = clock.since_start()

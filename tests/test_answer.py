@@ -390,8 +390,8 @@ def test_the_lean_first_prompt_is_on_by_default_and_off_spells_every_paper(monke
 
 
 def test_a_declined_lean_prompt_is_asked_again_with_every_paper(ordered, tmp_path, word_embedder):
-    """Papers far below the lead are left out of the first prompt. When the model declines it, nothing of the
-    decline is shown, and the model is asked again with every paper in view."""
+    """Papers far below the lead are left out of the first prompt. When the model declines it, the refusal is
+    withdrawn and the model is asked again with every paper in view; what the caller keeps is the retry."""
     settings = Settings(data_dir=tmp_path, backend="extractive", weak_source_margin=0.0)
     question = "What does the signal-to-noise ratio distance metric do for deep metric learning?"
     completion = "We propose a robust SNR distance metric based on the signal-to-noise ratio [1]."
@@ -440,8 +440,8 @@ def test_a_decline_with_every_paper_shown_is_not_asked_again(ordered, tmp_path, 
     assert "".join(pieces) == DECLINE_TEXT and answer.declined
 
 
-def test_an_answer_that_starts_like_the_decline_is_streamed_whole(ordered, tmp_path, word_embedder):
-    """The pieces held back while the text could still become the decline go out once it cannot."""
+def test_a_lean_answer_with_a_supported_claim_beside_a_refusal_is_not_asked_again(ordered, tmp_path, word_embedder):
+    """A partial refusal with a claim a source supports is an answer: it stands, and no second try is made."""
     settings = Settings(data_dir=tmp_path, backend="extractive", weak_source_margin=0.0)
     completion = "The collection does not say which GPU was used. FPN runs at 5 FPS on a GPU [1]."
     generator = FakeGenerator(completion)

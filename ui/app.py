@@ -174,9 +174,8 @@ def chat_turn(
     turns = [*turns, {"question": question, "answer": None, "shown": ""}]
     number = len(turns)
     while not warmup.ready.wait(timeout=0.5):
-        chat[-1]["content"] = (
-            f'<div class="waiting">{render.escape(warmup.step)}… your question is answered as soon as '
-            "the bot is ready.</div>"
+        chat[-1]["content"] = render.render_note(
+            f"{warmup.step}… your question is answered as soon as the bot is ready."
         )
         yield chat, turns, False
     stream = None

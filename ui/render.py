@@ -62,7 +62,7 @@ def render_streaming(partial_text: str) -> str:
 
 
 def render_note(text: str) -> str:
-    """A one-line status note above a streaming answer (e.g. why the answer started again)."""
+    """A one-line status note in the answer's place: the warm-up step, or why the answer started again."""
     return f'<div class="waiting">{escape(text)}</div>\n\n'
 
 
