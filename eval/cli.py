@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eval.harness import QUESTION_TYPES
-from rag.errors import RagError
-from rag.settings import BackendName
+from rag import BackendName, RagError
 
 EXIT_OK = 0
 EXIT_BELOW_FLOOR = 1

@@ -24,7 +24,7 @@ from eval.metrics import (
     failure_reasons,
     failure_severity,
 )
-from rag.errors import RagError
+from rag import RagError
 
 REPORT_MD = "report.md"
 RESULTS_JSON = "results.json"

@@ -12,16 +12,14 @@ import json
 import math
 import re
 import statistics
-import time
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from rag.errors import CorpusError
-from rag.settings import Settings
-from rag.types import Paper
+from rag import CorpusError, Paper, Settings, benchmark_retrieval
+from rag import benchmark_settings as bench_settings  # noqa: F401 - eval.cli and bench/ use this name
 
 CUTOFFS = (1, 5, 10)
 """Ranks at which recall is reported; nDCG and MRR are taken at the largest."""
@@ -135,14 +133,6 @@ def load_beir(
     return papers, queries
 
 
-def bench_settings(settings: Settings, name: str = "bench") -> Settings:
-    """Settings with the index in its own data folder and collection: a benchmark never touches yours. Source
-    sentence vectors are not filled at ingest: rankings never use them (answers, if asked, embed lazily)."""
-    return settings.model_copy(
-        update={"data_dir": settings.data_dir / name, "collection": name, "sentence_vectors_at_ingest": False}
-    )
-
-
 def run_beir(
     corpus: Sequence[Paper],
     queries: Sequence[BeirQuery],
@@ -153,42 +143,24 @@ def run_beir(
 ) -> dict:
     """Index `corpus` into a separate collection, run every mode over `queries`, return metrics per mode.
 
-    The result has, per mode, metrics over all queries and per split, plus latency p50/p95 of
-    `Retriever.search` (query embedding included, as a user sees it). Only gold ids present in the index are
-    counted, so corpus entries merged as duplicates do not make a query unanswerable.
+    The rankings come from `rag.benchmark_retrieval` (the collection of `bench_settings(settings)`). The result
+    has, per mode, metrics over all queries and per split, plus latency p50/p95 of each search (query embedding
+    included, as a user sees it). Only gold ids present in the index are counted, so corpus entries merged as
+    duplicates do not make a query unanswerable.
     """
-    from rag.embeddings import Embedder
-    from rag.index import open_index
-    from rag.retrieve import Retriever
-
     say = progress or (lambda message: None)
-    isolated = bench_settings(settings)
-    # No query cache: each mode embeds its own queries, or later modes would look faster than they are.
-    embedder = Embedder(isolated.embedding_model, isolated.embed_batch_size, cache_size=0)
-    index = open_index(isolated, embedder)
-    started = time.perf_counter()
-    index.ingest(list(corpus))
-    index_seconds = time.perf_counter() - started
-    say(f"indexed {len(corpus)} papers ({index.count()} chunks) in {index_seconds:.1f}s")
-    indexed = set(index.papers())
+    run = benchmark_retrieval(corpus, [query.query for query in queries], settings, modes=modes, k=k, progress=say)
+    indexed = set(run.indexed_ids)
     golds = [set(query.gold_ids) & indexed for query in queries]
     result: dict = {
-        "corpus_papers": len(corpus),
-        "chunks": index.count(),
+        "corpus_papers": run.corpus_papers,
+        "chunks": run.chunks,
         "queries": len(queries),
-        "index_seconds": round(index_seconds, 1),
+        "index_seconds": run.index_seconds,
         "modes": {},
     }
-    for mode in modes:
-        retriever = Retriever(index, embedder, isolated.model_copy(update={"retrieval_mode": mode}))
-        retriever.search(queries[0].query, k=k)  # warm: builds BM25, loads the model
-        rankings, seconds = [], []
-        for query in queries:
-            tic = time.perf_counter()
-            sources = retriever.search(query.query, k=k)
-            seconds.append(time.perf_counter() - tic)
-            rankings.append([source.paper_id for source in sources])
-        result["modes"][mode] = _split_metrics(rankings, golds, queries) | latency_summary(seconds)
+    for mode, ranked in run.modes.items():
+        result["modes"][mode] = _split_metrics(ranked.rankings, golds, queries) | latency_summary(ranked.seconds)
         say(f"{mode}: {result['modes'][mode]['all']}")
     return result
 

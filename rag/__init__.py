@@ -7,6 +7,10 @@
 
 The heavy machinery (torch, sentence-transformers, chromadb, the generator) is imported on first use, so
 `import rag` stays fast.
+
+`__all__` is the public API: the faces (`rag/cli.py`, `ui/`, `eval/`) import nothing else from `rag`
+(tests/test_architecture.py checks it). `benchmark_retrieval` ranks a BEIR-style corpus in a collection of its
+own, for eval and bench; `rag.integrations.langchain` adapts the bot and its search to LangChain.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from rag.errors import (  # noqa: E402
     QuestionError,
     RagError,
 )
-from rag.settings import Settings  # noqa: E402
+from rag.settings import BackendName, Settings  # noqa: E402
 from rag.types import (  # noqa: E402
     Answer,
     Chunk,
@@ -48,6 +52,7 @@ from rag.types import (  # noqa: E402
 __all__ = [
     "Answer",
     "BackendError",
+    "BackendName",
     "Bot",
     "Chunk",
     "Citation",
@@ -60,20 +65,35 @@ __all__ = [
     "QuestionError",
     "RagError",
     "Restart",
+    "RetrievalBenchmark",
     "SentenceCheck",
     "Settings",
     "Source",
     "ask",
     "ask_stream",
+    "benchmark_retrieval",
+    "benchmark_settings",
     "ingest",
     "search",
 ]
 
+_LAZY = {
+    "Bot": "rag.api",
+    "ask": "rag.api",
+    "ask_stream": "rag.api",
+    "search": "rag.api",
+    "ingest": "rag.api",
+    "RetrievalBenchmark": "rag.benchmark",
+    "benchmark_retrieval": "rag.benchmark",
+    "benchmark_settings": "rag.benchmark",
+}
+"""Public names whose modules load on first use, so `import rag` never pulls in the pipeline."""
+
 
 def __getattr__(name: str):
     """Load the pipeline (and its heavy imports) only when an entry point is first used."""
-    if name in {"Bot", "ask", "ask_stream", "search", "ingest"}:
-        from rag import api
+    if name in _LAZY:
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'rag' has no attribute {name!r}")

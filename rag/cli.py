@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(command) -> int:
     from pydantic import ValidationError
 
-    from rag.errors import RagError
+    from rag import RagError
 
     try:
         return command() or 0
@@ -92,7 +92,7 @@ def _run(command) -> int:
 
 
 def _settings(args: argparse.Namespace):
-    from rag.settings import Settings
+    from rag import Settings
 
     overrides = {
         name: value
@@ -109,13 +109,13 @@ def _settings(args: argparse.Namespace):
 
 
 def _filters(args: argparse.Namespace):
-    from rag.types import Filters
+    from rag import Filters
 
     return Filters(source=args.source, session=args.session, author=args.author, year=args.year)
 
 
 def _bot(args: argparse.Namespace):
-    from rag.api import Bot
+    from rag import Bot
 
     return Bot(_settings(args))
 
@@ -133,7 +133,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from rag.types import Answer, Restart
+    from rag import Answer, Restart
 
     bot = _bot(args)
     stream_tokens = not args.json and sys.stdout.isatty()

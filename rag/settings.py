@@ -63,9 +63,9 @@ class Settings(BaseSettings):
     sentence_vectors_at_ingest: bool = Field(
         default=True,
         description="Embed every paper's title, author and abstract sentences at ingest and keep them in "
-        "<index_dir>/sentence-vectors.bin, so no question pays for them: a question then prepares its sources in "
-        "~4 ms instead of ~0.5 s (time to first token). Costs once, at ingest: the bundled corpus's 4,222 "
-        "sentences take 36 s on 2 idle cores. Off: each sentence is embedded when its paper is first shown.",
+        "<index_dir>/sentence-vectors.bin, so no question pays for them: choosing the sentences to show then reads "
+        "stored vectors instead of embedding a few dozen sentences before the first token. Costs one embedding per "
+        "sentence, once, at ingest. Off: each sentence is embedded when its paper is first shown.",
     )
 
     # --- retrieval -----------------------------------------------------------------------------------------
@@ -77,15 +77,17 @@ class Settings(BaseSettings):
     dense_without_question_frame: bool = Field(
         default=True,
         description="Embed the question without its leading frame ('Which method', 'Is there a study that', "
-        "'Why was') for the dense retriever. Own question set (rag eval --retrieval): gold in the top 5 for 122 -> "
-        "123 of 124, recall@5 0.976 -> 0.981, MRR 0.960 -> 0.966; SciTLDR unchanged (its queries are statements).",
+        "'Why was') for the dense retriever: the frame is shared by questions on any topic, so it pulls the query "
+        "vector towards question-like text rather than the subject. BM25 still reads the whole question; "
+        "statements have no frame and are embedded as they are.",
     )
     dense_weight: float = Field(default=1.0, ge=0, description="Weight of the dense scores (or ranking) in fusion.")
     lexical_weight: float = Field(
         default=0.67,
         ge=0,
-        description="Weight of the BM25 scores (or ranking) in fusion; 0.67 (with dense 1.0) was best for zscore "
-        "fusion on the SciTLDR dev split (bench/results/tuning.md); 1.0 was best for rrf.",
+        description="Weight of the BM25 scores (or ranking) in fusion, relative to dense_weight: below 1 because "
+        "dense scores carry paraphrases BM25 misses, while BM25 still decides exact names. Tuned for zscore fusion "
+        "on a held-out benchmark split with bench/tune_retrieval.py; rrf fusion tunes best near 1.",
     )
     fusion: Literal["zscore", "rrf"] = Field(
         default="zscore",
@@ -95,13 +97,15 @@ class Settings(BaseSettings):
     zscore_floor: float | None = Field(
         default=-1.0,
         description="In zscore fusion, a retriever's z-score below this counts as this (None: no floor), so a "
-        "retriever blind to a query (MiniLM on a time slot or an unknown acronym) cannot bury the other's clear "
-        "winner. -1 was neutral on SciTLDR dev (0.8594 vs 0.8591) and fixed a schedule question of eval/.",
+        "retriever blind to a query (an embedding model on a time slot or an unknown acronym) cannot bury the "
+        "other's clear winner. At -1 only scores more than one standard deviation below the mean are raised, so "
+        "ordinary rankings keep their order.",
     )
     rrf_k: int = Field(
         default=10,
         ge=1,
-        description="Reciprocal-rank-fusion constant; 10 was best on the SciTLDR dev split (bench/results/tuning.md).",
+        description="Reciprocal-rank-fusion constant: smaller values give the top ranks of each retriever more "
+        "weight. Tuned on a held-out benchmark split with bench/tune_retrieval.py.",
     )
     mmr_lambda: float | None = Field(
         default=None, ge=0, le=1, description="When set, re-rank papers with MMR (1 = relevance only)."
@@ -110,9 +114,9 @@ class Settings(BaseSettings):
         default=0.35,
         description="Best dense cosine similarity below which a question is judged unanswerable (the answer "
         "stage then declines without calling the model), unless the query names a retrieved paper verbatim. "
-        "Calibrated with MiniLM on the bundled corpus (bench/relevance.py): 30 off-topic questions score at "
-        "most 0.342, 35 on-topic ones at least 0.432 (metadata questions pass as named); 0.35 is the low end "
-        "of that gap because a wrong refusal costs more than an off-topic question reaching the answer stage.",
+        "Depends on the embedding model: calibrate it with bench/relevance.py, which scores off-topic and on-topic "
+        "questions. The default sits at the low end of the gap between the two, because a wrong refusal costs "
+        "more than an off-topic question reaching the answer stage (which can still decline).",
     )
     rerank: bool = Field(default=False, description="Re-rank fused papers with the reranker hook.")
     rerank_weight: float = Field(
@@ -129,10 +133,9 @@ class Settings(BaseSettings):
     coined_name_weight: float = Field(
         default=1.0,
         ge=0,
-        description="Fusion weight of the one paper that coins a name the query uses ('CLIP' from "
-        "github.com/OpenAI/CLIP, 'FPN' from 'called a Feature Pyramid Network (FPN)'), so it ranks above papers "
-        "that only build on it; 0 turns it off. Own question set: q135 ('Why was CLIP trained on ...?') gold "
-        "rank miss -> 1; SciTLDR hybrid nDCG@10 0.826 -> 0.825.",
+        description="Fusion weight of the one paper that coins a name the query uses (an acronym it introduces, "
+        "a name it says it calls its method, the name of its code repository), so it ranks above papers that only "
+        "build on or compare with it; 0 turns it off.",
     )
     rare_title_word_papers: int = Field(
         default=2,
@@ -195,9 +198,9 @@ class Settings(BaseSettings):
     answer_sources_several: int = Field(
         default=4,
         ge=1,
-        description="Papers shown to the model when the question asks for several ('which papers ...'): one "
-        "more paper costs ~25 prompt tokens and raised the prompt's fact recall on multi-paper questions from 0.50 "
-        "to 0.68 (bench/context.py).",
+        description="Papers shown to the model when the question asks for several ('which papers ...'): such "
+        "answers need more papers in view, and each one costs prompt tokens (prefill time). bench/context.py "
+        "measures how many of the asked facts the prompt holds.",
     )
     lead_source_bonus: float = Field(
         default=0.1,
@@ -212,9 +215,8 @@ class Settings(BaseSettings):
         "more than this below the lead paper's (scores as in passage choice, lead_source_bonus included), unless "
         "the question asks for several papers. When that lean answer is declined (the model's refusal, or no claim "
         "a source supports), the model is asked again with every paper in view. 'off' shows every paper at once. "
-        "Full eval (eval/reports/default against every-paper): correct 0.86, facts 0.85 and refusal P/R 1.00/0.95 "
-        "unchanged, 11 of 145 questions asked twice; first token p50 4.5 -> 3.6 s with the two interleaved on 30 "
-        "questions (bench/first_token.py).",
+        "Why: a shorter prompt brings the first token sooner on CPU, and the retry keeps a lean prompt from "
+        "costing answers (bench/first_token.py compares the two).",
     )
     number_sentence_bonus: float = Field(
         default=0.1,
