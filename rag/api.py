@@ -78,6 +78,7 @@ class Bot:
                 "files": corpus.files,
                 "entries": corpus.entries,
                 "papers": len(corpus.papers),
+                "missing_abstracts": corpus.missing_abstracts,
                 "problems": corpus.problems + report.problems,
                 "seconds": round(time.perf_counter() - started, 3),
             }

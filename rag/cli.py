@@ -17,6 +17,8 @@ EXIT_INTERRUPTED = 130
 EXAMPLES = """examples:
   rag ingest                                  index the bundled corpus (also done on first ask/chat)
   rag ingest my_papers.jsonl --collection mine
+  rag ingest zotero.bib arxiv-metadata.json    BibTeX, CSL-JSON, arXiv snapshot: told apart by content
+  rag search "diffusion models" --year-from 2021 --category cs.LG
   rag ask "Which papers make metric learning robust to noise, and how?"
   rag ask "Who moderated the session where GLSearch was presented?" --json
   rag search "feature pyramids for detection" --k 5
@@ -47,11 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     filters.add_argument("--session", help="Only papers from sessions whose name contains this.")
     filters.add_argument("--author", help="Only papers with an author whose name contains this.")
     filters.add_argument("--year", type=int, help="Only papers from this year (where known).")
+    filters.add_argument("--year-from", type=int, help="Only papers from this year or later (year known).")
+    filters.add_argument("--year-to", type=int, help="Only papers from this year or earlier (year known).")
+    filters.add_argument("--category", help="Only papers whose arXiv category or venue contains this, e.g. cs.LG.")
     filters.add_argument("--json", action="store_true", help="Print the full result as JSON.")
 
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ingest = commands.add_parser("ingest", parents=[common], help="Parse corpus files and index them.")
-    ingest.add_argument("paths", nargs="*", help="Files or folders (.txt pages, .jsonl, .csv); default: bundled.")
+    ingest.add_argument(
+        "paths",
+        nargs="*",
+        help="Files or folders: arXiv metadata (JSON lines), BibTeX, CSL-JSON, JSONL, CSV, .txt pages; the format "
+        "is read from the content. Default: the bundled pages.",
+    )
     ask = commands.add_parser("ask", parents=[common, filters], help="Answer a question with citations.")
     ask.add_argument("question")
     search = commands.add_parser("search", parents=[common, filters], help="Show the most relevant papers.")
@@ -111,7 +121,15 @@ def _settings(args: argparse.Namespace):
 def _filters(args: argparse.Namespace):
     from rag import Filters
 
-    return Filters(source=args.source, session=args.session, author=args.author, year=args.year)
+    return Filters(
+        source=args.source,
+        session=args.session,
+        author=args.author,
+        year=args.year,
+        year_from=args.year_from,
+        year_to=args.year_to,
+        category=args.category,
+    )
 
 
 def _bot(args: argparse.Namespace):
@@ -125,7 +143,7 @@ def _ingest(args: argparse.Namespace) -> int:
     print(
         f"files {report.files} · entries parsed {report.entries} · unique papers {report.papers} · "
         f"chunks added {report.chunks_added} · papers skipped (unchanged) {report.papers_skipped} · "
-        f"replaced {report.papers_replaced} · {report.seconds:.1f} s"
+        f"replaced {report.papers_replaced} · without abstract {report.missing_abstracts} · {report.seconds:.1f} s"
     )
     for problem in report.problems:
         print(f"warning: {problem}", file=sys.stderr)

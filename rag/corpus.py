@@ -1,6 +1,8 @@
-"""Read the corpus (seed pages, BEIR-style JSONL, CSV) into unique `Paper`s.
+"""Read the corpus (seed pages, BEIR-style JSONL, CSV, and the bibliography formats of `rag.readers`) into unique
+`Paper`s.
 
-Three inputs, one output:
+Three inputs of our own, one output (the arXiv metadata snapshot, BibTeX and CSL-JSON are read by
+`rag.readers`, which also tells every format apart by its content):
 
 * **Seed pages** (`*.txt`), text copied from two kinds of web pages. *Session pages* of a conference
   (a session name, an optional room, ``Moderator: NAME``, then per talk a time-slot line, the title, the
@@ -38,7 +40,8 @@ from rag.types import Paper
 PAGE_SUFFIXES = (".txt",)
 JSONL_SUFFIXES = (".jsonl", ".json")
 CSV_SUFFIXES = (".csv",)
-CORPUS_SUFFIXES = PAGE_SUFFIXES + JSONL_SUFFIXES + CSV_SUFFIXES
+BIBTEX_SUFFIXES = (".bib", ".bibtex")
+CORPUS_SUFFIXES = PAGE_SUFFIXES + JSONL_SUFFIXES + CSV_SUFFIXES + BIBTEX_SUFFIXES
 
 MAX_TITLE_CHARS = 300
 """A line longer than this is an abstract, never a title. A format fact, not a tunable: the longest bundled
@@ -60,6 +63,7 @@ class CorpusLoad(BaseModel):
     entries: int = Field(default=0, description="Paper entries read, before merging duplicates.")
     files: int = Field(default=0, description="Files read (including files that yielded problems only).")
     problems: list[str] = Field(default_factory=list, description="One line per unreadable file or row.")
+    missing_abstracts: int = Field(default=0, description="Entries without an abstract (see `IngestReport`).")
 
 
 class FileLoad(BaseModel):
@@ -68,6 +72,7 @@ class FileLoad(BaseModel):
     path: str
     papers: list[Paper] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)
+    missing_abstracts: int = Field(default=0, description="Entries without an abstract, kept or left out.")
 
 
 # --- text normalisation ------------------------------------------------------------------------------------
@@ -390,6 +395,7 @@ class _RowError(ValueError):
 
 _ID_KEYS = ("id", "_id", "doc_id", "paper_id")
 _TEXT_KEYS = ("text", "abstract")
+_CATEGORY_KEYS = ("category", "categories", "venue", "journal", "booktitle", "container-title")
 _EXTRA_FIELDS = ("session", "room", "moderator", "day", "time_slot")
 _YEAR = re.compile(r"\b(1[89]\d\d|2[01]\d\d)\b")
 
@@ -422,6 +428,14 @@ def _as_year(value: Any) -> int | None:
     return int(match.group(1))
 
 
+def _as_category(value: Any) -> str | None:
+    """A category or venue as one string: a list of categories is joined by spaces, as arXiv writes them; any
+    other shape is left out (an optional field never costs a row)."""
+    if isinstance(value, list | tuple):
+        value = " ".join(part for part in value if isinstance(part, str))
+    return _clean_line(value) or None if isinstance(value, str) else None
+
+
 def _record_to_paper(record: dict[str, Any], source: str) -> tuple[Paper, list[str]]:
     """One JSONL object or CSV row as a Paper, plus notes on what had to be guessed.
 
@@ -448,6 +462,7 @@ def _record_to_paper(record: dict[str, Any], source: str) -> tuple[Paper, list[s
         year = None
         notes.append("unreadable year")
     extras = {field: _clean_line(_as_text(merged.get(field), field)) or None for field in _EXTRA_FIELDS}
+    extras["category"] = _as_category(_first_present(merged, _CATEGORY_KEYS))
     paper = Paper(
         id=paper_id,
         title=title,
@@ -518,7 +533,8 @@ class _RowCollector:
         for note, lines in self._notes.items():
             shown = ", ".join(str(line) for line in lines[:5]) + (", ..." if len(lines) > 5 else "")
             self.problems.append(f"{self.path}: {len(lines)} row(s) with {note} ({self.unit}s {shown}); kept")
-        return FileLoad(path=self.path, papers=self.papers, problems=self.problems)
+        missing = len(self._notes.get("no text", ()))
+        return FileLoad(path=self.path, papers=self.papers, problems=self.problems, missing_abstracts=missing)
 
 
 def _free_id(paper_id: str, taken: dict[str, Any] | set[str]) -> str:
@@ -633,6 +649,8 @@ _CSV_ALIASES = {
     "title": ("title",),
     "text": ("text", "abstract"),
 }
+_CSV_RENAMES = {"abstract note": "abstract", "publication year": "year", "publication title": "venue", "key": "id"}
+"""Column names of a Zotero CSV export, read as the names above (a column the file already has wins)."""
 
 
 def read_csv(path: str | Path) -> FileLoad:
@@ -651,7 +669,7 @@ def read_csv(path: str | Path) -> FileLoad:
     _raise_csv_field_limit()
     reader = csv.reader(io.StringIO(text, newline=""), dialect=_sniff_dialect(text))
     try:
-        header = [column.strip().lower() for column in next(reader)]
+        header = _csv_header(next(reader))
     except (StopIteration, csv.Error) as error:
         rows.problem(1, f"unreadable CSV header ({_one_line(error) or 'no header'})")
         return rows.finish()
@@ -666,6 +684,11 @@ def read_csv(path: str | Path) -> FileLoad:
             continue
         rows.add(dict(zip(header, values, strict=True)), start)
     return rows.finish()
+
+
+def _csv_header(columns: list[str]) -> list[str]:
+    header = [column.strip().lower() for column in columns]
+    return [_CSV_RENAMES[name] if _CSV_RENAMES.get(name, name) not in header else name for name in header]
 
 
 def _csv_rows(reader: Iterator[list[str]], rows: _RowCollector) -> Iterator[tuple[int, list[str]]]:
@@ -700,17 +723,11 @@ def _raise_csv_field_limit() -> None:
 
 
 def read_file(path: str | Path) -> FileLoad:
-    """Read one corpus file by its suffix: .txt page, .jsonl/.json records, .csv table."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in PAGE_SUFFIXES:
-        return read_page(path)
-    if suffix in JSONL_SUFFIXES:
-        return read_jsonl(path)
-    if suffix in CSV_SUFFIXES:
-        return read_csv(path)
-    expected = ", ".join(CORPUS_SUFFIXES)
-    return FileLoad(path=str(path), problems=[f"{path}: unsupported file type {suffix or '(none)'!r} (use {expected})"])
+    """Read one corpus file in the format its content shows (`rag.readers.detect_format`), the suffix deciding
+    only when the content does not: a .txt holding BibTeX is read as BibTeX."""
+    from rag.readers import read_any  # rag.readers builds on this module's helpers
+
+    return read_any(path)
 
 
 # --- merging and loading -----------------------------------------------------------------------------------
@@ -720,7 +737,7 @@ def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
     """One paper per normalised title, in first-seen order, with the richest metadata of all its entries.
 
     Kept: the first id and title, the longest abstract, every author once (first spelling, first-seen order),
-    every source once, and for session fields and year the first value that is set.
+    every source once, and for session fields, year and category the first value that is set.
     """
     groups: dict[str, list[Paper]] = {}
     for paper in papers:
@@ -735,7 +752,7 @@ def _merge_group(group: list[Paper]) -> Paper:
         "authors": _union((author for paper in group for author in paper.authors), key=normalise_title),
         "sources": _union((source for paper in group for source in paper.sources), key=str),
     }
-    for field in (*_EXTRA_FIELDS, "year"):
+    for field in (*_EXTRA_FIELDS, "year", "category"):
         update[field] = next((getattr(p, field) for p in group if getattr(p, field) not in (None, "")), None)
     return first.model_copy(update=update)
 
@@ -820,12 +837,20 @@ def load_corpus(paths: Sequence[str | Path] | str | Path) -> CorpusLoad:
     """
     files, problems = corpus_files(paths)
     entries: list[Paper] = []
+    missing = 0
     for file in files:
         loaded = read_file(file)
         entries.extend(loaded.papers)
+        missing += loaded.missing_abstracts
         problems.extend(_capped(loaded.problems, loaded.path))
     papers, id_problems = _ensure_unique_ids(merge_papers(entries))
-    return CorpusLoad(papers=papers, entries=len(entries), files=len(files), problems=problems + id_problems)
+    return CorpusLoad(
+        papers=papers,
+        entries=len(entries),
+        files=len(files),
+        problems=problems + id_problems,
+        missing_abstracts=missing,
+    )
 
 
 def _capped(problems: list[str], path: str) -> list[str]:

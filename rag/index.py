@@ -54,7 +54,10 @@ SCHEMA_VERSION = 1
 LOCK_FILE = "rag.lock"
 SENTENCE_VECTORS_FILE = "sentence-vectors.bin"
 """Next to the store: the answer stage's vectors of source sentences (`rag.embeddings.SentenceVectors`)."""
-OPTIONAL_FIELDS = ("session", "room", "moderator", "day", "time_slot", "year")
+OPTIONAL_FIELDS = ("session", "room", "moderator", "day", "time_slot", "year", "category")
+HASHED_WHEN_SET = ("category",)
+"""Paper fields added after indexes were built: left out of the content hash while unset, so adding a field
+does not make every stored paper look changed (and re-embedded) on the next ingest."""
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 
@@ -158,8 +161,12 @@ def _overlap_tail(group: list[str], overlap: int, max_chars: int) -> list[str]:
 
 def content_hash(paper: Paper, settings: Settings) -> str:
     """Changes whenever the paper or the chunking settings change, so either triggers a re-embed."""
+    dumped = paper.model_dump(mode="json")
+    for name in HASHED_WHEN_SET:
+        if dumped.get(name) is None:
+            dumped.pop(name, None)
     payload = {
-        "paper": paper.model_dump(mode="json"),
+        "paper": dumped,
         "chunk_chars": settings.chunk_chars,
         "overlap": settings.chunk_overlap_sentences,
         "schema": SCHEMA_VERSION,

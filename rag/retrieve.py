@@ -90,16 +90,25 @@ def papers_in_rank_order(chunk_ids: Sequence[str], paper_of: Mapping[str, str]) 
 
 
 def matches_filters(paper: Paper, filters: Filters) -> bool:
-    """True when every given filter holds (case-insensitive substrings; exact year)."""
+    """True when every given filter holds (case-insensitive substrings; exact year or an inclusive year range,
+    which a paper of unknown year never meets: a range asks for papers known to fall in it)."""
 
     def contains(haystack: str | None, needle: str | None) -> bool:
         return not needle or (haystack is not None and needle.casefold() in haystack.casefold())
+
+    def in_range(year: int | None) -> bool:
+        if filters.year_from is None and filters.year_to is None:
+            return True
+        low, high = filters.year_from, filters.year_to
+        return year is not None and (low is None or year >= low) and (high is None or year <= high)
 
     return (
         (not filters.source or any(contains(name, filters.source) for name in paper.sources))
         and contains(paper.session, filters.session)
         and (not filters.author or any(contains(name, filters.author) for name in paper.authors))
         and (filters.year is None or paper.year == filters.year)
+        and in_range(paper.year)
+        and contains(paper.category, filters.category)
     )
 
 

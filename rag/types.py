@@ -28,6 +28,11 @@ class Paper(BaseModel):
     day: str | None = Field(default=None, description="Day of the talk as printed, e.g. 'Tue 20 July'.")
     time_slot: str | None = Field(default=None, description="Time slot as printed, e.g. '7:00 - 7:20 PDT'.")
     year: int | None = None
+    category: str | None = Field(
+        default=None,
+        description="Where the paper belongs, as its import gives it: arXiv categories ('cs.LG stat.ML') or the "
+        "venue (journal, proceedings, container title).",
+    )
 
 
 class Filters(BaseModel):
@@ -37,6 +42,11 @@ class Filters(BaseModel):
     session: str | None = Field(default=None, description="Substring of the session name.")
     author: str | None = Field(default=None, description="Substring of any author's name.")
     year: int | None = None
+    year_from: int | None = Field(default=None, description="Earliest year, inclusive; papers of unknown year fail.")
+    year_to: int | None = Field(default=None, description="Latest year, inclusive; papers of unknown year fail.")
+    category: str | None = Field(
+        default=None, description="Substring of the category or venue, e.g. 'cs.LG' or 'Neural Information'."
+    )
 
     def is_empty(self) -> bool:
         return not any(value is not None and value != "" for value in self.model_dump().values())
@@ -147,6 +157,11 @@ class IngestReport(BaseModel):
     chunks_added: int = 0
     papers_skipped: int = Field(default=0, description="Unchanged papers that were already indexed.")
     papers_replaced: int = Field(default=0, description="Changed papers whose old chunks were replaced.")
+    missing_abstracts: int = Field(
+        default=0,
+        description="Entries read without an abstract: bibliography entries (arXiv, BibTeX, CSL-JSON) are left "
+        "out, since answers quote abstracts; JSONL/CSV rows are kept under their title.",
+    )
     problems: list[str] = Field(default_factory=list, description="One line per unreadable file or row.")
     notes: list[str] = Field(
         default_factory=list,

@@ -231,6 +231,13 @@ def test_k_and_filters_reach_the_bot(fake_bot):
     assert fake_bot.calls[-1]["filters"].author == "Kim"
 
 
+def test_year_and_category_boxes_become_filters():
+    from ui.app import _filters
+
+    assert _filters("", "", " ", 2019.0, None, " cs.LG ") == Filters(year_from=2019, category="cs.LG")
+    assert _filters(None, None, None, None, 2021, "") == Filters(year_to=2021)
+
+
 def test_a_rag_error_becomes_a_one_line_message_in_the_chat(papers):
     bot = FakeBot(papers, error=QuestionError("The question is 3000 characters long; the limit is 2000."))
     chat, turns, finished = run_turn(bot, "x" * 10)[-1]

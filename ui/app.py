@@ -125,8 +125,30 @@ def _filter_choices(bot: Bot) -> tuple[list[str], list[str]]:
     return sources, sessions
 
 
-def _filters(source: str | None, session: str | None, author: str | None) -> Filters:
-    return Filters(source=source or None, session=session or None, author=(author or "").strip() or None)
+def _filters(
+    source: str | None,
+    session: str | None,
+    author: str | None,
+    year_from: float | None = None,
+    year_to: float | None = None,
+    category: str | None = None,
+) -> Filters:
+    return Filters(
+        source=source or None,
+        session=session or None,
+        author=(author or "").strip() or None,
+        year_from=_year(year_from),
+        year_to=_year(year_to),
+        category=(category or "").strip() or None,
+    )
+
+
+def _year(value: float | str | None) -> int | None:
+    """A year box's value (a number, or nothing when left empty) as a year."""
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _history(turns: list[dict]) -> list[tuple[str, str]]:
@@ -218,14 +240,16 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
     warmup = (warmup or Warmup(bot)).start()
     settings = bot.settings
 
-    def respond(question, chat, turns, k, source, session, author) -> Iterator[tuple]:
+    def respond(
+        question, chat, turns, k, source, session, author, year_from=None, year_to=None, category=None
+    ) -> Iterator[tuple]:
         """Stream one answer into the chat; yields (textbox, chat, turns, sources, download, send, stop)."""
         if not (question or "").strip():
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         busy = (gr.Button(visible=False), gr.Button(visible=True))
         idle = (gr.Button(visible=True), gr.Button(visible=False))
-        filters = _filters(source, session, author)
+        filters = _filters(source, session, author, year_from, year_to, category)
         # closing(): when Gradio closes `respond` (Stop), the turn and the bot's stream are closed at once
         with contextlib.closing(chat_turn(bot, warmup, question, chat, turns, int(k), filters)) as updates:
             for chat, turns, finished in updates:
@@ -331,10 +355,16 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
                         choices=[""], value="", label="Session", allow_custom_value=True, elem_id="f-session"
                     )
                     author = gr.Textbox(label="Author", placeholder="part of a name", elem_id="f-author")
+                    with gr.Row():
+                        year_from = gr.Number(label="From year", precision=0, elem_id="f-year-from")
+                        year_to = gr.Number(label="To year", precision=0, elem_id="f-year-to")
+                    category = gr.Textbox(
+                        label="Category or venue", placeholder="e.g. cs.LG, or part of a journal", elem_id="f-category"
+                    )
                     backend = gr.HTML(_backend_html(settings.backend), elem_id="backend")
                 sources_panel = gr.HTML(render.render_sources_panel([]), elem_id="sources")
 
-        inputs = [textbox, chatbot, turns, k, source, session, author]
+        inputs = [textbox, chatbot, turns, k, source, session, author, year_from, year_to, category]
         outputs = [textbox, chatbot, turns, sources_panel, download, send, stop]
         answer_events = [
             textbox.submit(respond, inputs, outputs, api_name="chat", show_progress="hidden"),
