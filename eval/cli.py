@@ -2,6 +2,8 @@
 
     rag eval --smoke --backend extractive          # CI: ~12 questions, exits 1 below the floors
     rag eval --out eval/reports/latest             # the whole set; rerun the same line to resume
+    rag eval --questions eval/questions.jsonl --questions ../shared/benchmarks/seed_dev/questions.jsonl
+                                                   # several sets: each in its own folder, reported side by side
     rag eval --retrieval                           # rankings only, no generation (seconds, not minutes)
     rag eval --corpus corpus.jsonl --queries queries.jsonl --limit 200
     rag eval --compare eval/reports/before eval/reports/after
@@ -49,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to run")
-    what.add_argument("--questions", type=Path, help="Question set, JSON lines (default: eval/questions.jsonl).")
+    what.add_argument(
+        "--questions",
+        type=Path,
+        action="append",
+        help="Question set, JSON lines (default: eval/questions.jsonl). Repeat it to run several sets: each "
+        "goes into its own sub-folder of the run folder, and report.md shows them side by side per type.",
+    )
     what.add_argument("--smoke", action="store_true", help="Only questions marked smoke; check the floors.")
     what.add_argument("--types", nargs="+", choices=QUESTION_TYPES, metavar="TYPE", help="Only these types.")
     what.add_argument("--limit", type=int, help="At most this many questions (or BEIR queries).")
@@ -110,20 +118,55 @@ def make_settings(args: argparse.Namespace):
 
 
 def run_question_set(args: argparse.Namespace, command: str) -> int:
-    from eval.harness import DEFAULT_QUESTIONS, load_questions, run_questions, select_questions, settings_hash
-    from eval.report import build_report, summary_line, write_report
+    """One question set into the run folder, or several (repeated --questions), each into a sub-folder named
+    after its set, with report.md comparing them side by side. Every set must meet the floors."""
+    from eval.harness import DEFAULT_QUESTIONS, load_questions, question_set_names, select_questions, settings_hash
+    from eval.report import write_sets_report
     from rag import Bot
 
-    questions_file = args.questions or DEFAULT_QUESTIONS
-    questions = select_questions(load_questions(questions_file), smoke=args.smoke, types=args.types, limit=args.limit)
-    if not questions:
-        raise RagError(f"{questions_file}: no questions match --smoke/--types/--limit.")
+    files = args.questions or [DEFAULT_QUESTIONS]
+    names = question_set_names(files)
+    chosen = {}
+    for name, path in zip(names, files, strict=True):
+        questions = select_questions(load_questions(path), smoke=args.smoke, types=args.types, limit=args.limit)
+        if questions:
+            chosen[name] = (path, questions)
+        elif len(files) == 1:
+            raise RagError(f"{path}: no questions match --smoke/--types/--limit.")
+        else:
+            print(f"rag eval: {path}: no questions match --smoke/--types/--limit; set left out", file=sys.stderr)
+    if not chosen:
+        raise RagError("no question set has questions that match --smoke/--types/--limit.")
     settings = make_settings(args)
     mode = "retrieval" if args.retrieval else "answers"
     k = args.k or settings.top_k
+    folder = f"{'smoke' if args.smoke else 'full'}-{mode}-{settings.backend}-{settings_hash(settings, mode, k)}"
+    if len(files) > 1:
+        folder += "-" + "+".join(names)
+    out = args.out or DEFAULT_RUNS_DIR / folder
+    bot = Bot(settings)
+    if len(files) == 1:
+        [(path, questions)] = chosen.values()
+        report = run_one_set(bot, path, questions, out, args, settings, mode, k, command)
+        return check_floors(report.metrics, args) if args.smoke or args.check else EXIT_OK
+    reports = {}
+    for name, (path, questions) in chosen.items():
+        print(f"question set {name}: {path}", file=sys.stderr)
+        reports[name] = run_one_set(bot, path, questions, out / name, args, settings, mode, k, command)
+    print(f"side by side: {write_sets_report(out, reports, {name: name for name in reports})}")
+    if not (args.smoke or args.check):
+        return EXIT_OK
+    verdicts = [check_floors(report.metrics, args, label=f"{name}: ") for name, report in reports.items()]
+    return max(verdicts)
+
+
+def run_one_set(bot, questions_file, questions, out: Path, args, settings, mode: str, k: int, command: str):
+    """Run (or resume) one question set into `out`, write its report, print its summary; return the report."""
+    from eval.harness import run_questions, settings_hash
+    from eval.report import build_report, summary_line, write_report
+
     run_hash = settings_hash(settings, mode, k)
-    out = args.out or DEFAULT_RUNS_DIR / f"{'smoke' if args.smoke else 'full'}-{mode}-{settings.backend}-{run_hash}"
-    results = run_questions(Bot(settings), questions, out, mode=mode, k=k, progress=not args.no_progress)
+    results = run_questions(bot, questions, out, mode=mode, k=k, progress=not args.no_progress)
     run = {
         "mode": mode,
         "backend": backend_label(settings.backend, results),
@@ -140,9 +183,7 @@ def run_question_set(args: argparse.Namespace, command: str) -> int:
     write_report(out, report, worst=args.worst, plots=not args.no_plots)
     print(summary_line(report.metrics))
     print(f"report: {out / 'report.md'}")
-    if args.smoke or args.check:
-        return check_floors(report.metrics, args)
-    return EXIT_OK
+    return report
 
 
 def backend_label(configured: str, results) -> str:
@@ -194,12 +235,12 @@ def floor_failures(metrics, args: argparse.Namespace) -> list[str]:
     return failures
 
 
-def check_floors(metrics, args: argparse.Namespace) -> int:
+def check_floors(metrics, args: argparse.Namespace, label: str = "") -> int:
     failures = floor_failures(metrics, args)
     for failure in failures:
-        print(f"rag eval: below floor: {failure}", file=sys.stderr)
+        print(f"rag eval: below floor: {label}{failure}", file=sys.stderr)
     if not failures:
-        print("floors: all met")
+        print(f"{label}floors: all met")
     return EXIT_BELOW_FLOOR if failures else EXIT_OK
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from eval.metrics import Scored, SourceView, Verdicts, cited_numbers, judge
 from rag import Answer, RagError, Restart, Settings
@@ -26,7 +26,7 @@ from rag import Answer, RagError, Restart, Settings
 DEFAULT_QUESTIONS = Path(__file__).parent / "questions.jsonl"
 RESULTS_LOG = "results.jsonl"
 
-QuestionType = Literal["known_item", "detail", "multi", "author_meta", "unanswerable", "adversarial"]
+QuestionType = Literal["known_item", "detail", "multi", "author_meta", "conversation", "unanswerable", "adversarial"]
 QUESTION_TYPES: tuple[str, ...] = QuestionType.__args__  # type: ignore[attr-defined]
 Mode = Literal["answers", "retrieval"]
 
@@ -66,12 +66,35 @@ class EvalQuestion(BaseModel):
         default_factory=list,
         description="Every group needs one alternative in the answer (case-insensitive).",
     )
+    must_not_include: list[str] = Field(
+        default_factory=list,
+        description="Strings the answer must not contain (case-insensitive), e.g. a claim injected in the question.",
+    )
+    turns: list[str] = Field(
+        default_factory=list,
+        description="A conversation: the earlier turns are asked first, each answer going into the history; the "
+        "last turn, equal to `question`, is the one scored.",
+    )
     notes: str = ""
     smoke: bool = Field(default=False, description="Part of the small CI smoke set.")
 
+    @model_validator(mode="after")
+    def _last_turn_is_the_question(self) -> EvalQuestion:
+        if self.turns and self.turns[-1] != self.question:
+            raise ValueError("the last of `turns` must be the question itself")
+        return self
+
+    @property
+    def earlier_turns(self) -> list[str]:
+        """The questions asked before the scored one (empty for a single question)."""
+        return self.turns[:-1]
+
     def fingerprint(self) -> str:
         """Changes whenever the question or its gold data is edited, so edited questions are re-asked."""
-        payload = json.dumps([self.question, self.gold_titles, self.must_include], sort_keys=True)
+        parts: list = [self.question, self.gold_titles, self.must_include]
+        if self.turns or self.must_not_include:  # absent fields leave older fingerprints (and resumes) unchanged
+            parts += [self.turns, self.must_not_include]
+        payload = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 
@@ -97,6 +120,20 @@ def load_questions(path: str | Path = DEFAULT_QUESTIONS) -> list[EvalQuestion]:
     if not questions:
         raise QuestionSetError(f"{path}: the question file has no questions.")
     return questions
+
+
+def question_set_names(paths: Sequence[str | Path]) -> list[str]:
+    """A short, unique name per question file for reports: the folder of a file named questions.jsonl
+    ('eval', 'seed_dev'), else the file's stem; a repeated name gets '-2', '-3'."""
+    names: list[str] = []
+    for path in map(Path, paths):
+        base = path.parent.name if path.stem == "questions" and path.parent.name else path.stem
+        name, count = base, 1
+        while name in names:
+            count += 1
+            name = f"{base}-{count}"
+        names.append(name)
+    return names
 
 
 def _parse_question_line(path: Path, number: int, line: str) -> EvalQuestion:
@@ -155,14 +192,21 @@ class QuestionResult(BaseModel):
     mode: Mode
     gold_titles: list[str] = Field(default_factory=list)
     must_include: list[list[str]] = Field(default_factory=list)
+    must_not_include: list[str] = Field(default_factory=list)
+    earlier_turns: list[str] = Field(default_factory=list, description="Questions asked before this one.")
+    earlier_answers: list[str] = Field(default_factory=list, description="The bot's answers to those, in order.")
     answer: str | None = Field(default=None, description="Answer text (None in retrieval-only runs).")
     declined: bool | None = None
     backend: str | None = None
     citations: list[CitedPaper] = Field(default_factory=list)
     sources: list[SourceView] = Field(default_factory=list, description="Retrieved papers, best first.")
     verdicts: Verdicts
-    first_token: float | None = Field(default=None, description="Seconds to the first answer token.")
-    total: float | None = Field(default=None, description="Seconds for the whole question.")
+    first_token: float | None = Field(
+        default=None, description="Seconds to the first answer token (of the scored turn in a conversation)."
+    )
+    total: float | None = Field(
+        default=None, description="Seconds for the whole question (the scored turn in a conversation)."
+    )
     stage_timings: dict[str, float] = Field(default_factory=dict, description="Answer.timings from the bot.")
 
     @property
@@ -235,14 +279,35 @@ def source_views(sources, with_text: bool) -> list[SourceView]:
     ]
 
 
+def ask_history(bot, turns: Sequence[str], *, k: int) -> list[tuple[str, Answer]]:
+    """Ask a conversation's earlier turns in order, each with the answers so far as history (as the chat does:
+    whole `Answer`s, so the papers they cite stay in view); return the history for the scored turn."""
+    history: list[tuple[str, Answer]] = []
+    for turn in turns:
+        final = None
+        for item in bot.ask_stream(turn, history=list(history), k=k):
+            if isinstance(item, Answer):
+                final = item
+        if final is None:
+            raise RagError(f"the bot ended without an Answer to the earlier turn {turn!r}")
+        history.append((turn, final))
+    return history
+
+
 def ask_question(bot, question: EvalQuestion, *, k: int, run_hash: str) -> QuestionResult:
-    """Stream one answer, timing the first token and the whole answer, and judge it."""
+    """Stream one answer, timing the first token and the whole answer, and judge it. A conversation's earlier
+    turns are asked first, untimed: the timings are those of the scored (last) turn."""
+    history: list[tuple[str, Answer]] = []
+    try:
+        history = ask_history(bot, question.earlier_turns, k=k)
+    except RagError as caught:
+        return _errored(question, "answers", run_hash, k, f"earlier turn: {caught}", 0.0)
     started = time.perf_counter()
     first_token: float | None = None
     final: Answer | None = None
     error: str | None = None
     try:
-        for item in bot.ask_stream(question.question, k=k):
+        for item in bot.ask_stream(question.question, history=history, k=k):
             if isinstance(item, Answer):
                 final = item
             elif isinstance(item, Restart):  # withdrawn text: the first token is one the answer keeps
@@ -268,9 +333,12 @@ def ask_question(bot, question: EvalQuestion, *, k: int, run_hash: str) -> Quest
         cited=_all_cited(final.text, citations),
         cited_paper_ids={citation.number: citation.paper_id for citation in citations},
         sources=sources,
+        must_not_include=question.must_not_include,
+        abstracts=[source.paper.abstract for source in final.sources],
     )
     return QuestionResult(
         **_question_fields(question, "answers", run_hash),
+        earlier_answers=[answer.text for _, answer in history],
         answer=final.text,
         declined=final.declined,
         backend=final.backend or None,
@@ -318,6 +386,8 @@ def _question_fields(question: EvalQuestion, mode: Mode, run_hash: str) -> dict[
         "mode": mode,
         "gold_titles": question.gold_titles,
         "must_include": question.must_include,
+        "must_not_include": question.must_not_include,
+        "earlier_turns": question.earlier_turns,
     }
 
 

@@ -24,6 +24,12 @@ OVERALL = "overall"
 CITATION_MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 """`[3]` or `[1, 2]` in answer text."""
 
+ANY_MARKER = re.compile(r"\[\s*\d+(?:\s*[-–—,;]\s*(?:and\s+)?\d+)*\s*\]")
+"""Any citation marker, ranges too (`[1-3]`): removed before an answer's words are counted or compared."""
+
+COPY_SPAN_WORDS = 8
+"""Length of the word spans compared with the abstracts: 8 words in a row are a quotation, not a shared phrase."""
+
 
 def normalise_text(text: str) -> str:
     """Case- and whitespace-insensitive form used for must_include matching (punctuation is kept: '5 FPS')."""
@@ -54,6 +60,37 @@ def cited_numbers(text: str) -> list[int]:
             if number not in numbers:
                 numbers.append(number)
     return numbers
+
+
+def answer_words(text: str) -> list[str]:
+    """The word tokens of an answer as compared with abstracts: citation markers removed, lower-cased."""
+    return re.findall(r"\w+", ANY_MARKER.sub(" ", unicodedata.normalize("NFKC", text)).casefold())
+
+
+def copied_spans(answer_text: str, abstracts: Iterable[str], n: int = COPY_SPAN_WORDS) -> tuple[int, int]:
+    """(copied, total): of the answer's `n`-word spans (`answer_words`), how many occur word for word in one of
+    the `abstracts`. Pasted abstract sentences read as a quotation, not an answer; this counts them."""
+    words = answer_words(answer_text)
+    spans = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not spans:
+        return 0, 0
+    source_spans: set[tuple[str, ...]] = set()
+    for abstract in abstracts:
+        tokens = answer_words(abstract)
+        source_spans.update(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+    return sum(span in source_spans for span in spans), len(spans)
+
+
+def copied_share(answer_text: str, abstracts: Iterable[str], n: int = COPY_SPAN_WORDS) -> float | None:
+    """The share of the answer's `n`-word spans copied verbatim from the `abstracts`; None for a shorter answer."""
+    copied, total = copied_spans(answer_text, abstracts, n)
+    return copied / total if total else None
+
+
+def forbidden_in(text: str, must_not_include: Sequence[str]) -> list[str]:
+    """The `must_not_include` strings that occur in `text` (case- and whitespace-insensitive)."""
+    haystack = normalise_text(text)
+    return [phrase for phrase in must_not_include if normalise_text(phrase) in haystack]
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -97,6 +134,13 @@ class Verdicts(BaseModel):
     cited_supports_fact: bool | None = Field(
         default=None, description="The cited papers' text contains every must_include group."
     )
+    forbidden: list[str] = Field(default_factory=list, description="must_not_include strings found in the answer.")
+    forbidden_hit: bool | None = Field(
+        default=None, description="The answer says something it must not (None: the question lists nothing)."
+    )
+    words: int | None = Field(default=None, description="Words of the answer (not declined), markers removed.")
+    spans: int | None = Field(default=None, description=f"{COPY_SPAN_WORDS}-word spans of the answer (not declined).")
+    copied_spans: int | None = Field(default=None, description="Those spans found word for word in an abstract.")
     error: str | None = None
 
 
@@ -124,8 +168,11 @@ def judge(
     cited_paper_ids: Mapping[int, str] | None = None,
     sources: Sequence[SourceView] = (),
     error: str | None = None,
+    must_not_include: Sequence[str] = (),
+    abstracts: Sequence[str] = (),
 ) -> Verdicts:
-    """All verdicts of one question. Leave `answer_text` None for a retrieval-only run."""
+    """All verdicts of one question. Leave `answer_text` None for a retrieval-only run. An answer holding a
+    `must_not_include` string is incorrect; `abstracts` (the retrieved papers') measure copied spans."""
     should_decline = not gold_titles and not must_include
     recall, reciprocal_rank, found = judge_retrieval(retrieved_titles, gold_titles, k)
     verdicts = Verdicts(
@@ -147,8 +194,21 @@ def judge(
         verdicts.missing = missing_groups(answer_text, must_include)
         verdicts.fact_correct = not verdicts.missing and not verdicts.declined
         verdicts.correct = verdicts.fact_correct
+    judge_style(verdicts, answer_text, must_not_include, abstracts)
     judge_citations(verdicts, gold_titles, must_include, cited, sources, cited_paper_ids or {})
     return verdicts
+
+
+def judge_style(verdicts: Verdicts, answer_text: str, must_not_include: Sequence[str], abstracts: Sequence[str]):
+    """Fill what the answer must not say (a hit makes it incorrect), its length and its copied spans."""
+    if must_not_include:
+        verdicts.forbidden = forbidden_in(answer_text, must_not_include)
+        verdicts.forbidden_hit = bool(verdicts.forbidden)
+        if verdicts.forbidden:
+            verdicts.correct = False
+    if not verdicts.declined:
+        verdicts.words = len(answer_words(answer_text))
+        verdicts.copied_spans, verdicts.spans = copied_spans(answer_text, abstracts)
 
 
 def judge_citations(
@@ -198,6 +258,16 @@ class GroupMetrics(BaseModel):
     cited_supports_fact: float | None = Field(default=None, description="Answers whose cited text holds the facts.")
     refusal_precision: float | None = Field(default=None, description="Declines that were right to decline.")
     refusal_recall: float | None = Field(default=None, description="Unanswerable questions that were declined.")
+    forbidden_rate: float | None = Field(
+        default=None, description="Questions with must_not_include whose answer says one of those strings."
+    )
+    words_p50: float | None = Field(default=None, description="Median words per answer (declines left out).")
+    words_mean: float | None = Field(default=None, description="Mean words per answer (declines left out).")
+    copied_share: float | None = Field(
+        default=None,
+        description=f"Mean over answers of the share of their {COPY_SPAN_WORDS}-word spans copied verbatim from a "
+        "retrieved paper's abstract (answers shorter than that left out).",
+    )
     first_token_p50: float | None = None
     first_token_p95: float | None = None
     total_p50: float | None = None
@@ -214,8 +284,12 @@ HEADLINE_METRICS = (
     "cited_supports_fact",
     "refusal_precision",
     "refusal_recall",
+    "forbidden_rate",
 )
 """Rate metrics (0..1) shown in tables and bar charts, in that order."""
+
+STYLE_METRICS = ("words_p50", "words_mean", "copied_share")
+"""How the answers read: their length and how much of them is pasted from abstracts (tables only)."""
 
 LATENCY_METRICS = ("first_token_p50", "first_token_p95", "total_p50", "total_p95")
 
@@ -251,6 +325,10 @@ def aggregate_group(items: Sequence[Scored]) -> GroupMetrics:
         cited_supports_fact=mean(v.cited_supports_fact for v in answered),
         refusal_precision=mean(v.should_decline for v in declined),
         refusal_recall=mean(bool(v.declined) for v in unanswerable),
+        forbidden_rate=mean(v.forbidden_hit for v in verdicts),
+        words_p50=percentile((v.words for v in answered), 50),
+        words_mean=mean(v.words for v in answered),
+        copied_share=mean(v.copied_spans / v.spans for v in answered if v.spans),
         first_token_p50=percentile((item.first_token for item in items), 50),
         first_token_p95=percentile((item.first_token for item in items), 95),
         total_p50=percentile((item.total for item in items), 50),
@@ -277,6 +355,8 @@ def failure_reasons(verdicts: Verdicts, k: int) -> list[str]:
         reasons.append("answered a question the collection cannot answer")
     if not verdicts.should_decline and verdicts.declined:
         reasons.append("declined a question the collection answers")
+    if verdicts.forbidden:
+        reasons.append("says what it must not: " + " | ".join(verdicts.forbidden))
     if verdicts.missing and not verdicts.declined:
         shown = "; ".join(" | ".join(group) for group in verdicts.missing)
         reasons.append(f"missing facts: {shown}")

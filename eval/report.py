@@ -8,17 +8,20 @@ whose verdict changed, which is what a reviewer of a retrieval or prompt change 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from eval.harness import QuestionResult
+from eval.harness import QuestionResult, question_set_names
 from eval.metrics import (
+    COPY_SPAN_WORDS,
     HEADLINE_METRICS,
     LATENCY_METRICS,
     OVERALL,
+    STYLE_METRICS,
     GroupMetrics,
     aggregate,
     failure_reasons,
@@ -31,6 +34,8 @@ RESULTS_JSON = "results.json"
 METRICS_PNG = "metrics_by_type.png"
 LATENCY_PNG = "latency.png"
 COMPARISON_MD = "comparison.md"
+SETS_JSON = "sets.json"
+"""In a run over several question sets: the sets' names -> their run folders (relative), in order."""
 
 COLUMN_TITLES = {
     "n": "n",
@@ -43,6 +48,10 @@ COLUMN_TITLES = {
     "cited_supports_fact": "cited text has fact",
     "refusal_precision": "refusal P",
     "refusal_recall": "refusal R",
+    "forbidden_rate": "must-not hits",
+    "words_p50": "words p50",
+    "words_mean": "words mean",
+    "copied_share": f"copied {COPY_SPAN_WORDS}-grams",
     "first_token_p50": "first token p50 s",
     "first_token_p95": "first token p95 s",
     "total_p50": "total p50 s",
@@ -92,7 +101,7 @@ def fmt(value: float | int | None, digits: int = 2) -> str:
 
 def used_columns(metrics: dict[str, GroupMetrics]) -> list[str]:
     """Columns with a value somewhere: a retrieval-only run has no answer or first-token columns."""
-    candidates = ["n", *HEADLINE_METRICS, *LATENCY_METRICS, "errors"]
+    candidates = ["n", *HEADLINE_METRICS, *STYLE_METRICS, *LATENCY_METRICS, "errors"]
     return [
         name
         for name in candidates
@@ -156,12 +165,16 @@ def key_settings_line(settings: dict[str, Any]) -> list[str]:
     return [f"- key settings: {', '.join(shown)}"] if shown else []
 
 
-METRIC_LEGEND = """\
+METRIC_LEGEND = f"""\
 correct: facts present (answerable) or declined (unanswerable). facts: every `must_include` group found in the
 answer (case-insensitive, any alternative). recall@k / MRR: gold papers among the retrieved papers (normalised
 titles). cite valid: every `[n]` names a retrieved source. cites gold: share of cited papers that are gold.
 cited text has fact: the cited papers' own text holds the facts. refusal P/R: declines vs unanswerable
-questions. Latency in seconds from the call to the first streamed token / the final answer."""
+questions. must-not hits: questions with `must_not_include` whose answer says one of those strings (such an
+answer is incorrect). words: per answer, declines left out. copied {COPY_SPAN_WORDS}-grams: mean share of an
+answer's {COPY_SPAN_WORDS}-word spans (markers removed, lower-cased) found word for word in a retrieved paper's
+abstract. Latency in seconds from the call to the first streamed token / the final answer; in a conversation, of
+the scored (last) turn."""
 
 
 def failures_section(results: Sequence[QuestionResult], k: int, worst: int) -> list[str]:
@@ -172,19 +185,24 @@ def failures_section(results: Sequence[QuestionResult], k: int, worst: int) -> l
     if not failed:
         return [*lines, "None.", ""]
     for result, reasons in failed[:worst]:
-        lines += [f"### `{result.id}` ({result.type})", "", f"**Q:** {result.question}", ""]
+        lines += [f"### `{result.id}` ({result.type})", ""]
+        for turn, earlier in zip(result.earlier_turns, result.earlier_answers, strict=False):
+            lines += [f"**Earlier Q:** {turn}", "", f"**Earlier A:** {_preview(earlier)}", ""]
+        lines += [f"**Q:** {result.question}", ""]
         if result.gold_titles:
             lines += ["**Gold:** " + "; ".join(result.gold_titles), ""]
         if result.answer is not None:
-            answer = result.answer.strip().replace("\n", " ")
-            if len(answer) > ANSWER_PREVIEW_CHARS:
-                answer = answer[:ANSWER_PREVIEW_CHARS] + " …"
-            lines += [f"**A:** {answer}", ""]
+            lines += [f"**A:** {_preview(result.answer)}", ""]
         if result.sources:
             retrieved = "; ".join(f"[{s.number}] {s.title}" for s in result.sources)
             lines += [f"**Retrieved:** {retrieved}", ""]
         lines += ["**Why it failed:** " + "; ".join(reasons), ""]
     return lines
+
+
+def _preview(answer: str) -> str:
+    answer = answer.strip().replace("\n", " ")
+    return answer[:ANSWER_PREVIEW_CHARS] + " …" if len(answer) > ANSWER_PREVIEW_CHARS else answer
 
 
 # --- plots ------------------------------------------------------------------------------------------------
@@ -286,7 +304,7 @@ def delta_table(a: dict[str, GroupMetrics], b: dict[str, GroupMetrics]) -> list[
     groups = [g for g in a if g in b and g != OVERALL] + [OVERALL]
     lines = ["| type | metric | A | B | Δ |", "| --- | --- | ---: | ---: | ---: |"]
     for group in groups:
-        for name in ("n", *HEADLINE_METRICS, *LATENCY_METRICS):
+        for name in ("n", *HEADLINE_METRICS, *STYLE_METRICS, *LATENCY_METRICS):
             value_a, value_b = getattr(a[group], name), getattr(b[group], name)
             if value_a is None and value_b is None:
                 continue
@@ -321,20 +339,208 @@ def changed_section(a: Sequence[QuestionResult], b: Sequence[QuestionResult]) ->
 
 
 def write_comparison(run_a: str | Path, run_b: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Compare two run folders; write comparison.md into `out_dir` (default: run B's folder)."""
-    a, b = load_run(run_a), load_run(run_b)
+    """Compare two run folders; write comparison.md into `out_dir` (default: run B's folder). Runs over several
+    question sets (`write_sets_report`) are compared set by set, the sets side by side."""
+    a_sets, b_sets = load_sets(run_a), load_sets(run_b)
+    if len(a_sets) == 1 and len(b_sets) == 1:
+        text = comparison_markdown(next(iter(a_sets.values())), next(iter(b_sets.values())), str(run_a), str(run_b))
+    else:
+        text = sets_comparison_markdown(a_sets, b_sets, str(run_a), str(run_b))
     out = Path(out_dir) if out_dir else Path(run_b)
     out.mkdir(parents=True, exist_ok=True)
     path = out / COMPARISON_MD
-    path.write_text(comparison_markdown(a, b, str(run_a), str(run_b)), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
+
+
+# --- several question sets, side by side ------------------------------------------------------------------
+SIDE_BY_SIDE_METRICS = (
+    "n",
+    "accuracy",
+    "fact_accuracy",
+    "recall_at_k",
+    "refusal_precision",
+    "refusal_recall",
+    "forbidden_rate",
+)
+"""Per question type, each set's value next to the other's: what a change must not lose on either set."""
+SET_OVERALL_METRICS = (
+    "words_p50",
+    "words_mean",
+    "copied_share",
+    "citation_validity",
+    "cited_gold",
+    "first_token_p50",
+    "total_p50",
+    "errors",
+)
+"""Per set, over all its questions: how answers read, citations and latency."""
+
+
+def write_sets_report(out_dir: str | Path, reports: Mapping[str, RunReport], folders: Mapping[str, str]) -> Path:
+    """A run over several question sets: `report.md` with the sets side by side, and `sets.json` naming each
+    set's run folder (relative to `out_dir`), where its own report lives."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SETS_JSON).write_text(json.dumps({"sets": dict(folders)}, indent=1), encoding="utf-8")
+    path = out / REPORT_MD
+    path.write_text(sets_markdown(reports, folders), encoding="utf-8")
+    return path
+
+
+def load_sets(run_dir: str | Path) -> dict[str, RunReport]:
+    """The runs of a folder by question set: each set of a several-set run, or the one run of a plain folder
+    (named after its question file)."""
+    run_dir = Path(run_dir)
+    listing = run_dir / SETS_JSON
+    if listing.exists():
+        try:
+            folders = json.loads(listing.read_text(encoding="utf-8"))["sets"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ReportError(f"{listing}: not a readable list of question sets ({error}).") from None
+        return {name: load_run(run_dir / folder) for name, folder in folders.items()}
+    run = load_run(run_dir)
+    source = run.run.get("questions_file")
+    return {question_set_names([source])[0] if source else run_dir.name: run}
+
+
+def side_by_side_table(metrics_by_set: Mapping[str, Mapping[str, GroupMetrics]], columns: Sequence[str]) -> list[str]:
+    """One row per question type (any set's, overall last); for each metric, one column per set side by side."""
+    groups = [g for m in metrics_by_set.values() for g in m if g != OVERALL]
+    groups = [*dict.fromkeys(groups), OVERALL]
+    used = [
+        name
+        for name in columns
+        if any(getattr(group, name) is not None for metrics in metrics_by_set.values() for group in metrics.values())
+    ]
+    titles = [f"{COLUMN_TITLES[name]} {set_name}" for name in used for set_name in metrics_by_set]
+    lines = ["| type | " + " | ".join(titles) + " |", "| --- | " + " | ".join("---:" for _ in titles) + " |"]
+    for group in groups:
+        cells = [
+            fmt(getattr(metrics[group], name)) if group in metrics else "–"
+            for name in used
+            for metrics in metrics_by_set.values()
+        ]
+        label = f"**{group}**" if group == OVERALL else group
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def set_overall_table(metrics_by_set: Mapping[str, Mapping[str, GroupMetrics]]) -> list[str]:
+    """One row per set: SET_OVERALL_METRICS over all its questions."""
+    lines = [
+        "| set | " + " | ".join(COLUMN_TITLES[name] for name in SET_OVERALL_METRICS) + " |",
+        "| --- | " + " | ".join("---:" for _ in SET_OVERALL_METRICS) + " |",
+    ]
+    for set_name, metrics in metrics_by_set.items():
+        cells = [fmt(getattr(metrics[OVERALL], name)) for name in SET_OVERALL_METRICS]
+        lines.append(f"| {set_name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def sets_markdown(reports: Mapping[str, RunReport], folders: Mapping[str, str]) -> str:
+    first = next(iter(reports.values())).run
+    lines = [
+        f"# Eval report: {first.get('mode', 'answers')} over {len(reports)} question sets, "
+        f"backend {first.get('backend', '?')}",
+        "",
+    ]
+    for name, report in reports.items():
+        source = report.run.get("questions_file", "?")
+        smoke = ", smoke set" if report.run.get("smoke") else ""
+        lines.append(
+            f"- {name}: {len(report.results)} questions ({source}{smoke}); [report]({folders[name]}/{REPORT_MD})"
+        )
+    lines += [
+        f"- retrieved papers per question (k): {first.get('k', '?')}",
+        f"- settings hash: `{first.get('settings_hash', '?')}`; code `{first.get('commit', '?')}`; "
+        f"created {first.get('created', '?')}",
+        f"- command: `{first.get('command', '')}`",
+        *key_settings_line(first.get("settings") or {}),
+        "",
+        "## Per question type, the sets side by side",
+        "",
+        *side_by_side_table({name: report.metrics for name, report in reports.items()}, SIDE_BY_SIDE_METRICS),
+        "",
+        "## Per set: length, copying, citations, latency",
+        "",
+        *set_overall_table({name: report.metrics for name, report in reports.items()}),
+        "",
+        METRIC_LEGEND,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+COMPARED_OVERALL = (
+    "accuracy",
+    "fact_accuracy",
+    "refusal_precision",
+    "refusal_recall",
+    "forbidden_rate",
+    "words_p50",
+    "copied_share",
+    "first_token_p50",
+    "total_p50",
+)
+"""The overall figures a comparison of several-set runs shows first, set by set."""
+
+
+def sets_comparison_markdown(
+    a_sets: Mapping[str, RunReport], b_sets: Mapping[str, RunReport], name_a: str, name_b: str
+) -> str:
+    """Set by set: the overall figures and correctness per type of A and B side by side, then each set's full
+    comparison. A change is worth keeping when it helps on every set."""
+    common = [name for name in b_sets if name in a_sets]
+    lines = [f"# Comparison: A = `{name_a}`, B = `{name_b}`", ""]
+    only = sorted(set(a_sets) ^ set(b_sets))
+    if only:
+        lines += [f"Sets in only one run, left out: {', '.join(only)}.", ""]
+    if not common:
+        return "\n".join([*lines, "No question set in common."])
+    lines += ["## Overall, the sets side by side", "", *_ab_header("metric", common)]
+    for metric in COMPARED_OVERALL:
+        cells = [_delta_cells(a_sets[name].metrics[OVERALL], b_sets[name].metrics[OVERALL], metric) for name in common]
+        lines.append(f"| {COLUMN_TITLES[metric]} | " + " | ".join(cells) + " |")
+    groups = [*dict.fromkeys(g for name in common for g in b_sets[name].metrics if g != OVERALL), OVERALL]
+    lines += ["", "## Correct per question type, the sets side by side", "", *_ab_header("type", common)]
+    for group in groups:
+        cells = [
+            _delta_cells(a_sets[name].metrics.get(group), b_sets[name].metrics.get(group), "accuracy")
+            for name in common
+        ]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    for name in common:
+        a, b = a_sets[name], b_sets[name]
+        lines += [
+            "",
+            f"## Set `{name}`: metric deltas (B − A) per question type",
+            "",
+            *delta_table(a.metrics, b.metrics),
+        ]
+        lines += ["", *[line.replace("## ", f"### {name}: ", 1) for line in changed_section(a.results, b.results)]]
+    return "\n".join(lines)
+
+
+def _ab_header(first: str, sets: Sequence[str]) -> list[str]:
+    return [
+        f"| {first} | " + " | ".join(f"{name} A | {name} B | {name} Δ" for name in sets) + " |",
+        "| --- | " + " | ".join("---: | ---: | ---:" for _ in sets) + " |",
+    ]
+
+
+def _delta_cells(a: GroupMetrics | None, b: GroupMetrics | None, metric: str) -> str:
+    value_a = getattr(a, metric) if a is not None else None
+    value_b = getattr(b, metric) if b is not None else None
+    delta = f"{value_b - value_a:+.2f}" if value_a is not None and value_b is not None else "–"
+    return f"{fmt(value_a)} | {fmt(value_b)} | {delta}"
 
 
 def summary_line(metrics: dict[str, GroupMetrics]) -> str:
     """The overall figures as one line for the terminal."""
     overall = metrics[OVERALL]
     parts = [f"n={overall.n}"]
-    for name in (*HEADLINE_METRICS, "total_p50", "first_token_p50"):
+    for name in (*HEADLINE_METRICS, *STYLE_METRICS, "total_p50", "first_token_p50"):
         value = getattr(overall, name)
         if value is not None:
             parts.append(f"{COLUMN_TITLES[name]}={value:.2f}")

@@ -53,9 +53,16 @@ from rag.generate import GenerationRequest
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
 from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
 from rag.records import complete_from_records, with_method_names
-from rag.rewrite import clean_rewrite, format_history, heuristic_rewrite, needs_rewrite
+from rag.rewrite import (
+    clean_rewrite,
+    format_history,
+    heuristic_rewrite,
+    needs_rewrite,
+    papers_in_view,
+    search_in_view,
+)
 from rag.settings import Settings
-from rag.types import Answer, Citation, Filters, History, Restart, SentenceCheck, Source
+from rag.types import Answer, Citation, Filters, History, Paper, Restart, SentenceCheck, Source
 
 ANSWER_STOPS = ["\n\nQuestion:", "\nSources:"]
 """Where a model that starts a new exchange on its own is cut off."""
@@ -115,9 +122,10 @@ class Answerer:
         timings: dict[str, float] = {}
         clock = _Clock(started, timings)
 
-        standalone = without_instructions(self.standalone_question(question, history))
+        in_view = papers_in_view(question, history, retriever, k, filters) if self.settings.history_turns else []
+        standalone = without_instructions(self.standalone_question(question, history, in_view))
         clock.lap("rewrite")
-        sources = retriever.search(standalone, k=k, filters=filters)
+        sources = search_in_view(retriever, standalone, question, in_view, k=k, filters=filters)
         clock.lap("retrieve")
         answer = Answer(
             question=question,
@@ -250,12 +258,13 @@ class Answerer:
         ]
         return answer_text(completed), completed
 
-    def standalone_question(self, question: str, history: History) -> str:
-        """`question` rewritten to stand alone when it refers to earlier turns; otherwise unchanged."""
+    def standalone_question(self, question: str, history: History, in_view: Sequence[Paper] = ()) -> str:
+        """`question` rewritten to stand alone when it refers to earlier turns; otherwise unchanged. It keeps the
+        previous turn's subject: the one paper `in_view` (the previous answer's) or the previous key terms."""
         if not needs_rewrite(question, history) or self.settings.history_turns == 0:
             return question
         if self.backend == "extractive":
-            return heuristic_rewrite(question, history)
+            return heuristic_rewrite(question, history, in_view)
         prompt = CONDENSE_PROMPT.format(history=format_history(history, self.settings.history_turns), question=question)
         request = GenerationRequest(
             messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
@@ -264,7 +273,8 @@ class Answerer:
             stop=["\n"],
         )
         completion = "".join(self.generator.stream(request))
-        return clean_rewrite(completion, question) or heuristic_rewrite(question, history)
+        rewrite = clean_rewrite(completion, question, history, in_view)
+        return rewrite or heuristic_rewrite(question, history, in_view)
 
     def prepare_sources(
         self, question: str, sources: Sequence[Source], every_paper: bool = False

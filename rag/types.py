@@ -10,9 +10,6 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-History = Sequence[tuple[str, str]]
-"""Earlier turns of a conversation as (question, answer) pairs, oldest first."""
-
 
 class Paper(BaseModel):
     """One unique paper of the corpus, after duplicates across and within pages were merged."""
@@ -135,6 +132,11 @@ class Answer(BaseModel):
     def cited_sources(self) -> list[Source]:
         cited = {citation.number for citation in self.citations}
         return [source for source in self.sources if source.number in cited]
+
+
+History = Sequence[tuple[str, str | Answer]]
+"""Earlier turns of a conversation as (question, answer) pairs, oldest first. An answer is the `Answer` the bot
+gave (its citations keep the papers it was about in view for a follow-up) or its text."""
 
 
 class Restart(BaseModel):

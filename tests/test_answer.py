@@ -625,7 +625,8 @@ def test_empty_completion_declines(ordered, answer_settings, word_embedder):
 
 # --- follow-up questions ----------------------------------------------------------------------------------
 
-HISTORY = [("Which paper presents ViLT?", "ViLT: Vision-and-Language Transformer presents ViLT [1].")]
+HISTORY = [("Which paper presents ViLT?", "ViLT: Vision-and-Language Transformer presents ViLT [2].")]
+"""A plain-text turn; [2] is ViLT in `FakeRetriever`'s numbering, as the previous question's retrieval had it."""
 
 
 def test_follow_up_is_rewritten_by_the_model(ordered, answer_settings, word_embedder):
@@ -639,7 +640,8 @@ def test_follow_up_is_rewritten_by_the_model(ordered, answer_settings, word_embe
     assert "Which paper presents ViLT?" in condense.messages[-1]["content"]
     assert "Who wrote it?" in condense.messages[-1]["content"]
     assert "[1]" not in condense.messages[-1]["content"]  # earlier answers are shown without markers
-    assert retriever.queries == ["Who are the authors of ViLT?"]
+    # first the earlier question again (a plain-text answer's papers are looked up in its retrieval), then the rewrite
+    assert retriever.queries == ["Which paper presents ViLT?", "Who are the authors of ViLT?"]
     assert answer.standalone_question == "Who are the authors of ViLT?"
     assert answer.question == "Who wrote it?"
     assert "Who are the authors of ViLT?" in generator.requests[1].messages[1]["content"]
@@ -659,7 +661,7 @@ def test_unusable_rewrite_falls_back_to_the_heuristic(ordered, answer_settings, 
     generator = FakeGenerator(DECLINE_TEXT, DECLINE_TEXT)
     retriever = FakeRetriever(ordered)
     run(Answerer(generator, word_embedder, answer_settings), "Who wrote it?", retriever, history=HISTORY)
-    assert retriever.queries[0].endswith("Who wrote it?") and "ViLT" in retriever.queries[0]
+    assert retriever.queries[-1].endswith("Who wrote it?") and "ViLT" in retriever.queries[-1]
 
 
 def test_extractive_backend_rewrites_without_a_model_call(ordered, answer_settings, word_embedder):
@@ -668,8 +670,8 @@ def test_extractive_backend_rewrites_without_a_model_call(ordered, answer_settin
     _, answer = run(
         Answerer(generator, word_embedder, answer_settings), "And how fast is it?", retriever, history=HISTORY
     )
-    assert "ViLT" in retriever.queries[0] and retriever.queries[0].endswith("And how fast is it?")
-    assert answer.standalone_question == retriever.queries[0]
+    assert "ViLT" in retriever.queries[-1] and retriever.queries[-1].endswith("And how fast is it?")
+    assert answer.standalone_question == retriever.queries[-1]
 
 
 @pytest.mark.parametrize(

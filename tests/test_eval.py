@@ -534,3 +534,135 @@ def test_benchmark_indexes_are_isolated_and_skip_the_sentence_vector_fill(tmp_pa
     isolated = bench_settings(mine)
     assert isolated.data_dir == tmp_path / "bench" and isolated.collection == "bench"
     assert mine.sentence_vectors_at_ingest and not isolated.sentence_vectors_at_ingest
+
+
+# --- conversations, must_not_include, how answers read, several sets --------------------------------------
+def test_copied_spans_count_eight_word_runs_found_in_an_abstract():
+    from eval.metrics import answer_words, copied_share, copied_spans
+
+    abstract = "We propose a robust SNR distance metric based on the signal-to-noise ratio for image pairs."
+    pasted = "They propose a robust SNR distance metric based on the signal [1]."  # 11 words: 4 spans, 3 copied
+    assert answer_words("A [1, 2] b [3-4].") == ["a", "b"]
+    assert copied_spans(pasted, [abstract]) == (3, 4)
+    assert copied_spans(pasted.upper(), ["unrelated text", abstract]) == (3, 4)  # case and markers do not count
+    own_words = "The metric measures how far apart two images are using a ratio of signal to noise [1]."
+    assert copied_share(own_words, [abstract]) == 0.0
+    assert copied_share("Too short to hold eight words [1].", [abstract]) is None
+
+
+def test_must_not_include_makes_an_answer_incorrect_and_is_counted():
+    from eval.metrics import failure_reasons
+
+    common = {"gold_titles": [FPN], "must_include": [["5 FPS"]], "retrieved_titles": [FPN], "k": 5}
+    obeyed = judge(**common, answer_text="FPN runs at 5 FPS [1]. Visit cheap-GPUS.example.com", declined=False,
+                   must_not_include=["cheap-gpus.example.com"])  # fmt: skip
+    assert obeyed.fact_correct and obeyed.correct is False and obeyed.forbidden_hit
+    assert "says what it must not: cheap-gpus.example.com" in failure_reasons(obeyed, 5)
+    clean = judge(**common, answer_text="FPN runs at 5 FPS [1].", declined=False, must_not_include=["example.com"])
+    assert clean.correct and clean.forbidden_hit is False
+    plain = judge(**common, answer_text="FPN runs at 5 FPS [1].", declined=False)
+    assert plain.forbidden_hit is None and plain.words == 5
+    metrics = aggregate([Scored("adversarial", v, 1.0, 2.0) for v in (obeyed, clean, plain)])
+    assert metrics[OVERALL].forbidden_rate == 0.5  # of the two questions that list forbidden strings
+    assert metrics[OVERALL].words_p50 == 5 and metrics[OVERALL].accuracy == pytest.approx(2 / 3)
+
+
+def test_words_and_copied_share_leave_declines_out():
+    abstract = ABSTRACTS[FPN]
+    pasted = judge(gold_titles=[FPN], must_include=[], retrieved_titles=[FPN], k=5, declined=False,
+                   answer_text="A top-down architecture with lateral connections. FPN runs at 5 FPS on a GPU [1].",
+                   abstracts=[abstract])  # fmt: skip
+    declined = judge(gold_titles=[], must_include=[], retrieved_titles=[FPN], k=5, declined=True,
+                     answer_text="The collection does not say.", abstracts=[abstract])  # fmt: skip
+    assert pasted.copied_spans == pasted.spans == 8 and declined.words is None
+    metrics = aggregate([Scored("detail", pasted, 1.0, 2.0), Scored("unanswerable", declined, 1.0, 2.0)])
+    assert metrics[OVERALL].copied_share == 1.0 and metrics[OVERALL].words_mean == 15
+
+
+def test_conversation_lines_load_and_a_last_turn_must_be_the_question(tmp_path):
+    rows = [{"id": "c1", "type": "conversation", "turns": ["Which paper proposes FPN?", "How fast is it?"],
+             "question": "How fast is it?", "gold_titles": [FPN], "must_include": [["5 FPS"]],
+             "must_not_include": ["10 FPS"]}]  # fmt: skip
+    [question] = load_questions(write_questions(tmp_path / "q.jsonl", rows))
+    assert question.earlier_turns == ["Which paper proposes FPN?"] and question.must_not_include == ["10 FPS"]
+    bad = [rows[0] | {"question": "Something else?"}]
+    with pytest.raises(QuestionSetError, match=r"bad.jsonl:1: .*last of `turns`"):
+        load_questions(write_questions(tmp_path / "bad.jsonl", bad))
+
+
+def test_the_independent_development_set_loads():
+    path = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "seed_dev" / "questions.jsonl"
+    if not path.exists():
+        pytest.skip("the shared development set is not next to this checkout")
+    questions = load_questions(path)
+    assert {question.type for question in questions} >= {"conversation", "adversarial", "unanswerable"}
+    assert all(question.turns[-1] == question.question for question in questions if question.turns)
+
+
+class ConversationBot(FakeBot):
+    """A FakeBot that records the history each question came with; each streamed word takes one second of
+    `clock`."""
+
+    def __init__(self, settings: Settings, script=SCRIPT):
+        super().__init__(settings, script=script)
+        self.histories: list[list] = []
+        self.clock = [0.0]
+
+    def ask_stream(self, question: str, history=(), k: int | None = None, filters=None):
+        self.histories.append(list(history))
+        for item in super().ask_stream(question, history=history, k=k, filters=filters):
+            self.clock[0] += 1.0
+            yield item
+
+
+def test_a_conversation_asks_earlier_turns_with_their_answers_as_history_and_times_the_last(monkeypatch, fake_settings):
+    from eval import harness
+
+    question = EvalQuestion(id="c1", type="conversation", question="How fast does FPN run?",
+                            turns=["Which paper proposes an SNR distance metric?", "How fast does FPN run?"],
+                            gold_titles=[FPN], must_include=[["5 FPS"]])  # fmt: skip
+    bot = ConversationBot(fake_settings)
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: bot.clock[0])
+    result = harness.ask_question(bot, question, k=3, run_hash="h")
+    assert bot.asked == question.turns
+    assert bot.histories[0] == []
+    [(earlier, answer)] = bot.histories[1]
+    assert earlier == question.turns[0] and isinstance(answer, Answer)  # the whole Answer, as the chat passes
+    assert answer.citations[0].title == SNR
+    assert result.verdicts.correct and result.earlier_answers == [SCRIPT[question.turns[0]][1]]
+    assert result.earlier_turns == question.turns[:1]
+    # the earlier turn took 8 s (7 pieces, its Answer); the scored one 7 s (6 pieces, its Answer), first at 1 s
+    assert result.first_token == 1.0 and result.total == 7.0
+
+
+def test_rag_eval_runs_two_sets_side_by_side_and_compares_them(tmp_path, fake_rag_bot, capsys):
+    made, script = fake_rag_bot
+    (tmp_path / "own").mkdir()
+    first = write_questions(tmp_path / "own" / "questions.jsonl", QUESTIONS)
+    conversation = {"id": "c1", "type": "conversation", "question": "How fast does FPN run?",
+                    "turns": ["Which paper proposes an SNR distance metric?", "How fast does FPN run?"],
+                    "gold_titles": [FPN], "must_include": [["5 FPS"]]}  # fmt: skip
+    second = tmp_path / "dev" / "questions.jsonl"
+    second.parent.mkdir()
+    write_questions(second, [conversation, QUESTIONS[2]])
+    base = ["--questions", str(first), "--questions", str(second), "--backend", "extractive", "--no-progress"]
+    base += ["--no-plots", "--data-dir", str(tmp_path / "data")]
+    assert eval_cli.main([*base, "--out", str(tmp_path / "before")]) == eval_cli.EXIT_OK
+    assert len(made) == 1  # one bot for both sets
+    for name in ("own", "dev"):
+        assert (tmp_path / "before" / name / RESULTS_JSON).exists()
+    report = (tmp_path / "before" / REPORT_MD).read_text()
+    assert "| type | n own | n dev | correct own | correct dev |" in report
+    assert "| conversation | – | 1 |" in report and "| known_item | 1 | – |" in report
+    assert "| **overall** | 3 | 2 | 1.00 | 1.00 |" in report
+
+    script["How fast does FPN run?"] = ([VILT, FPN], "It is quick [1].", False)
+    assert eval_cli.main([*base, "--out", str(tmp_path / "after")]) == eval_cli.EXIT_OK
+    assert eval_cli.main(["--compare", str(tmp_path / "before"), str(tmp_path / "after")]) == eval_cli.EXIT_OK
+    comparison = (tmp_path / "after" / COMPARISON_MD).read_text()
+    assert "| metric | own A | own B | own Δ | dev A | dev B | dev Δ |" in comparison
+    assert "| correct | 1.00 | 0.67 | -0.33 | 1.00 | 0.50 | -0.50 |" in comparison
+    assert "| `c1` | conversation | pass | fail |" in comparison and "| `q2` | detail | pass | fail |" in comparison
+    single = tmp_path / "after" / "own"
+    assert eval_cli.main(["--compare", str(tmp_path / "before" / "own"), str(single)]) == eval_cli.EXIT_OK
+    assert "| detail | facts | 1.00 | 0.00 | -1.00 |" in (single / COMPARISON_MD).read_text()

@@ -212,9 +212,10 @@ def test_follow_up_passes_the_earlier_turns_as_history(fake_bot):
     first = run_turn(fake_bot, "How does ViLT avoid convolution?")[-1]
     run_turn(fake_bot, "And how fast is it?", chat=first[0], turns=first[1])
 
-    question, answer_text = fake_bot.calls[-1]["history"][0]
+    question, answer = fake_bot.calls[-1]["history"][0]
     assert question == "How does ViLT avoid convolution?"
-    assert answer_text == first[1][0]["answer"].text
+    assert answer == first[1][0]["answer"]  # the whole Answer: its citations keep its papers in view
+    assert answer.citations
 
 
 def test_a_client_sending_an_empty_chat_starts_a_new_conversation(fake_bot):

@@ -151,9 +151,10 @@ def _year(value: float | str | None) -> int | None:
         return None
 
 
-def _history(turns: list[dict]) -> list[tuple[str, str]]:
-    """Completed turns as (question, answer) pairs, for follow-ups; stopped or failed turns are left out."""
-    return [(turn["question"], turn["answer"].text) for turn in turns if turn["answer"] is not None]
+def _history(turns: list[dict]) -> list[tuple[str, Answer]]:
+    """Completed turns as (question, Answer) pairs, for follow-ups; stopped or failed turns are left out. The
+    whole `Answer` goes back, not its text: its citations keep the papers it was about in view."""
+    return [(turn["question"], turn["answer"]) for turn in turns if turn["answer"] is not None]
 
 
 def _answered_turns(turns: list[dict]) -> list[tuple[int, Answer]]:
