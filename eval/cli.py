@@ -7,6 +7,7 @@
     rag eval --retrieval                           # rankings only, no generation (seconds, not minutes)
     rag eval --corpus corpus.jsonl --queries queries.jsonl --limit 200
     rag eval --compare eval/reports/before eval/reports/after
+    rag eval --claims claims_train.jsonl --corpus corpus.jsonl --limit 150   # claim checking (SciFact layout)
 
 `rag eval ...` (rag/cli.py) and `python -m eval.cli ...` both land in `main(argv)`.
 """
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     beir.add_argument("--splits", default="dev,test", help="Query splits, comma-separated; 'all': every one.")
     beir.add_argument("--min-tldr-index", type=int, default=1, help="SciTLDR: 1 = peer-review TLDRs; 0 = all.")
     beir.add_argument("--modes", default="dense,lexical,hybrid", help="Retrieval modes, comma-separated.")
+    claims = parser.add_argument_group("claim checking (SciFact layout; with --corpus)")
+    claims.add_argument("--claims", type=Path, help="claims.jsonl ({id, claim, gold_ids, verdict, evidence}).")
+    claims.add_argument("--judge-only", action="store_true", help="Only judge each claim against its gold abstract.")
+    claims.add_argument(
+        "--fit-bias", action="store_true", help="Also fit the judge's label bias on the run and report with it."
+    )
     bot = parser.add_argument_group("bot settings")
     bot.add_argument("--backend", choices=BACKENDS, help="Generator backend (default: the backend setting).")
     bot.add_argument("--collection", help="Chroma collection (default: papers).")
@@ -99,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.compare:
             return compare(args)
+        if args.claims:
+            return run_claim_set(args)
         if args.corpus or args.queries:
             return run_beir_set(args)
         return run_question_set(args, command="rag eval " + shlex.join(argv))
@@ -184,6 +193,30 @@ def run_one_set(bot, questions_file, questions, out: Path, args, settings, mode:
     print(summary_line(report.metrics))
     print(f"report: {out / 'report.md'}")
     return report
+
+
+def run_claim_set(args: argparse.Namespace) -> int:
+    """`rag eval --claims FILE --corpus CORPUS`: the support judge alone, then `Bot.check` end to end."""
+    import json
+
+    from eval.claims import ClaimResult, fit_bias, run_claims, summarise
+
+    if not args.corpus:
+        raise RagError("--claims needs --corpus: the abstracts the claims are about (corpus.jsonl).")
+    settings = make_settings(args)
+    out = args.out or DEFAULT_RUNS_DIR / f"claims-{args.claims.stem}"
+    summary = run_claims(
+        args.claims, args.corpus, settings, out, limit=args.limit, judge_only_run=args.judge_only, say=print
+    )
+    print(json.dumps(summary, indent=2))
+    if args.fit_bias:
+        results = [ClaimResult.model_validate_json(line) for line in (out / "results.jsonl").open() if line.strip()]
+        judged = [result for result in results if result.judge_logprobs]
+        bias = fit_bias([result.gold for result in judged], [result.judge_logprobs for result in judged])
+        print(f"fitted bias: {json.dumps(bias)}  (RAG_JUDGE_BIAS='{json.dumps(bias)}')")
+        print(json.dumps(summarise(judged, bias).get("judge_only"), indent=2))
+    print(f"report: {out / 'report.md'}")
+    return EXIT_OK
 
 
 def backend_label(configured: str, results) -> str:

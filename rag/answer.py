@@ -43,10 +43,14 @@ from rag.cite import (
     answer_text,
     build_evidence,
     is_decline,
+    key_terms,
     parse_citations,
+    remove_citations,
+    short_name,
     verify_answer,
     without_instructions,
 )
+from rag.claims import format_passage, passage_sentences
 from rag.context import asks_for_several, asks_quantity, build_messages, select_passages
 from rag.embeddings import SentenceVectors
 from rag.generate import GenerationRequest
@@ -90,16 +94,55 @@ def has_supported_claim(checks: Sequence[SentenceCheck]) -> bool:
     return any(check.supported and not check.dropped for check in checks)
 
 
+def premise_correction(
+    question: str, contradicted: SentenceCheck, passage: Sequence[str], source: Source
+) -> SentenceCheck | None:
+    """When a contradicted sentence repeats what the question assumes (at least `_PREMISE_TERMS` of the
+    question's key terms, and half of them: a short question such as "How fast is X?" assumes nothing), the
+    answer says that the source states otherwise, quoting the passage sentence closest to the claim. A
+    contradicted sentence the model added on its own is only dropped: the question did not carry that error."""
+    asked = key_terms(question)
+    claimed = key_terms(contradicted.text)
+    shared = len(asked & claimed)
+    if not passage or shared < _PREMISE_TERMS or shared < len(asked) / 2:
+        return None
+    deciding = max(passage, key=lambda sentence: len(key_terms(sentence) & claimed))
+    name = short_name(source.title)
+    text = f"The question's premise does not hold: “{name}” states that {_lowered(deciding)} [{source.number}]"
+    return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="contradicted")
+
+
+def _lowered(sentence: str) -> str:
+    """A quoted sentence continued after "states that": its first word lower-cased unless it is a name."""
+    sentence = sentence.strip().rstrip(".")
+    first = sentence.split(" ", 1)[0]
+    if first[1:2].isupper() or any(ch.isdigit() for ch in first):
+        return sentence
+    return sentence[:1].lower() + sentence[1:]
+
+
+_PREMISE_TERMS = 3
+
+
 # --- the stage -------------------------------------------------------------------------------------------
 
 
 class Answerer:
     """Turns a question (and the conversation so far) into a streamed, verified, cited `Answer`."""
 
-    def __init__(self, generator, embedder, settings: Settings, sentence_vectors: SentenceVectors | None = None):
+    def __init__(
+        self,
+        generator,
+        embedder,
+        settings: Settings,
+        sentence_vectors: SentenceVectors | None = None,
+        judge=None,
+    ):
         self.generator = generator
         self.embedder = embedder
         self.settings = settings
+        self.judge = judge
+        """The support judge (`rag.judge`); only one that detects contradictions removes answer sentences."""
         self.sentence_vectors = SentenceVectors(embedder) if sentence_vectors is None else sentence_vectors
         """Source sentences embedded once (the index's file-backed store in a `Bot`, else one in memory)."""
 
@@ -168,12 +211,16 @@ class Answerer:
         """Generate over the `shown` sources, streaming the text, then verify and complete it; return the
         `answer` updated and whether any text was streamed."""
         pieces: list[str] = []
-        yield from self.generate(self.request(question, shown), pieces, clock)
+        request = self.request(question, shown)
+        yield from self.generate(request, pieces, clock)
         clock.timings.setdefault("first_token", clock.since_start())
         clock.lap("generate")
 
         raw = _ANSWER_LABEL.sub("", "".join(pieces)).strip()
         text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=question)
+        judging = time.perf_counter()
+        checks = self.judged(question, shown, evidence, checks)
+        clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
         checks = self.with_quotes(question, shown, evidence, checks)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
@@ -221,6 +268,47 @@ class Answerer:
             next(stream, None)
 
     # --- steps ---------------------------------------------------------------------------------------------
+    def judged(
+        self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
+    ) -> list[SentenceCheck]:
+        """The model's cited sentences (the first `judge_max_sentences`), each judged against the abstract it
+        cites first: its sentences most like the claim. Similarity let these sentences through because they
+        reuse the source's words; the judge reads what they claim. A contradicted sentence is dropped, and when
+        it repeated the question's own assumption, a sentence saying what the source states instead takes its
+        place (`premise_correction`)."""
+        if not self.settings.judge_answers or not getattr(self.judge, "detects_contradiction", False):
+            return checks
+        by_number = {source.number: source for source in shown}
+        targets = [
+            index
+            for index, check in enumerate(checks)
+            if check.supported and not check.dropped and not check.composed and check.citations[0] in by_number
+        ][: self.settings.judge_max_sentences]
+        if not targets:
+            return checks
+        claims = [remove_citations(checks[index].text) for index in targets]
+        vectors = np.asarray(self.embedder.embed(claims), dtype=np.float32)
+        shown_sentences = []
+        for index, vector in zip(targets, vectors, strict=True):
+            number = checks[index].citations[0]
+            count = self.settings.judge_answer_passage_sentences
+            shown_sentences.append(passage_sentences(vector, evidence[number], count))
+        pairs = [
+            (claim, format_passage(by_number[checks[index].citations[0]].title, sentences))
+            for claim, index, sentences in zip(claims, targets, shown_sentences, strict=True)
+        ]
+        judged = list(checks)
+        for index, judgement, sentences in zip(targets, self.judge.judge_many(pairs), shown_sentences, strict=True):
+            check = checks[index]
+            if judgement.verdict != "contradicted":
+                judged[index] = check.model_copy(update={"verdict": judgement.verdict})
+                continue
+            judged[index] = check.model_copy(update={"verdict": "contradicted", "dropped": True, "supported": False})
+            correction = premise_correction(question, check, sentences, by_number[check.citations[0]])
+            if correction is not None and not any(c.composed and c.text == correction.text for c in judged):
+                judged.insert(index + 1, correction)
+        return judged
+
     def with_quotes(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
     ) -> list[SentenceCheck]:

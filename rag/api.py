@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rag.errors import QuestionError
 from rag.settings import Settings
-from rag.types import Answer, Filters, History, IngestReport, Restart, Source
+from rag.types import Answer, ClaimCheck, Filters, History, IngestReport, Paper, PaperVerdict, Restart, Source
 
 
 class Bot:
@@ -61,7 +61,21 @@ class Bot:
     def answerer(self):
         from rag.answer import Answerer
 
-        return Answerer(self.generator, self.embedder, self.settings, sentence_vectors=self.index.sentence_vectors)
+        return Answerer(
+            self.generator, self.embedder, self.settings, sentence_vectors=self.index.sentence_vectors, judge=self.judge
+        )
+
+    @cached_property
+    def judge(self):
+        from rag.judge import judge_for
+
+        return judge_for(self.generator, self.embedder, self.settings)
+
+    @cached_property
+    def claim_checker(self):
+        from rag.claims import ClaimChecker
+
+        return ClaimChecker(self.judge, self.embedder, self.settings, sentence_vectors=self.index.sentence_vectors)
 
     # --- entry points ---------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path] | None = None) -> IngestReport:
@@ -99,6 +113,9 @@ class Bot:
         with self._generate_lock:
             self.answerer.sentence_vectors.load()
             self.answerer.warm_up()
+            warm_judge = getattr(self.judge, "warm_up", None)
+            if warm_judge is not None and self.settings.judge_answers:
+                warm_judge()  # its prefix is cached apart from the answer's, which stays in place
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
         """Papers most relevant to `query`, best first, numbered 1..k."""
@@ -137,6 +154,20 @@ class Bot:
         assert final is not None, "the answer stage always ends with an Answer"
         return final
 
+    def check(self, claim: str, k: int | None = None, filters: Filters | None = None) -> ClaimCheck:
+        """What the collection says of `claim`: the papers that support it, those that contradict it and the
+        related ones that are silent, each with its deciding sentence, and an overall verdict."""
+        claim = self.check_question(claim)
+        self.ensure_index()
+        with self._generate_lock:
+            return self.claim_checker.check(claim, self.retriever, k=k, filters=filters)
+
+    def check_paper(self, claim: str, paper: Paper) -> PaperVerdict | None:
+        """`claim` judged against one given paper (not retrieved): what `check` says of that paper."""
+        claim = self.check_question(claim)
+        with self._generate_lock:
+            return self.claim_checker.check_paper(claim, paper)
+
     def check_question(self, question: str) -> str:
         """Clean a question, or raise QuestionError with a one-line reason."""
         if not isinstance(question, str):
@@ -173,6 +204,11 @@ def ask_stream(
 ) -> Iterator[str | Restart | Answer]:
     """Stream an answer over the default collection. See `Bot.ask_stream`."""
     return default_bot().ask_stream(question, history=history, k=k, filters=filters)
+
+
+def check(claim: str, k: int | None = None, filters: Filters | None = None) -> ClaimCheck:
+    """Check a claim against the default collection. See `Bot.check`."""
+    return default_bot().check(claim, k=k, filters=filters)
 
 
 def search(query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:

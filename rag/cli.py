@@ -22,6 +22,7 @@ EXAMPLES = """examples:
   rag ask "Which papers make metric learning robust to noise, and how?"
   rag ask "Who moderated the session where GLSearch was presented?" --json
   rag search "feature pyramids for detection" --k 5
+  rag check "Residual connections slow down training" --json
   rag chat                                    open the chat on http://127.0.0.1:7860
   rag eval --smoke                            score the bot on the question set
 environment: every setting can be set as RAG_<NAME>, e.g. RAG_BACKEND=extractive, RAG_CHROMA_HOST=localhost.
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask = commands.add_parser("ask", parents=[common, filters], help="Answer a question with citations.")
     ask.add_argument("question")
+    check = commands.add_parser(
+        "check", parents=[common, filters], help="Which papers support or contradict a claim, with the sentence."
+    )
+    check.add_argument("claim")
     search = commands.add_parser("search", parents=[common, filters], help="Show the most relevant papers.")
     search.add_argument("query")
     chat = commands.add_parser("chat", parents=[common], help="Start the Gradio chat (127.0.0.1 by default).")
@@ -78,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "eval":  # the eval face owns its own options
         return _run(lambda: _eval(argv[1:]))
     args = build_parser().parse_args(argv)
-    handlers = {"ingest": _ingest, "ask": _ask, "search": _search, "chat": _chat}
+    handlers = {"ingest": _ingest, "ask": _ask, "check": _check, "search": _search, "chat": _chat}
     return _run(lambda: handlers[args.command](args))
 
 
@@ -190,6 +195,38 @@ def format_sources(answer) -> str:
     if timings:
         first, total = timings.get("first_token", 0.0), timings.get("total", 0.0)
         lines.append(f"({answer.backend}; first token {first:.1f} s, total {total:.1f} s)")
+    return "\n".join(lines)
+
+
+VERDICT_HEADINGS = {
+    "supported": "Supports it",
+    "contradicted": "Contradicts it",
+    "not_addressed": "Related, silent on it",
+}
+
+
+def _check(args: argparse.Namespace) -> int:
+    result = _bot(args).check(args.claim, k=args.k, filters=_filters(args))
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+        return 0
+    print(format_check(result))
+    return 0
+
+
+def format_check(result) -> str:
+    """The verdict, then the papers grouped by what they say, each with its deciding sentence quoted."""
+    overall = {"supported": "Supported", "contradicted": "Contradicted", "not_enough_info": "Not enough information"}
+    lines = [f"Verdict: {overall[result.verdict]}"]
+    if not result.papers:
+        lines.append("No paper in the collection is about this claim.")
+    for verdict, heading in VERDICT_HEADINGS.items():
+        papers = [paper for paper in result.papers if paper.verdict == verdict]
+        if papers:
+            lines.append(f"\n{heading}:")
+        for paper in papers:
+            lines.append(f" [{paper.number}] {paper.title}")
+            lines.append(f"      “{paper.sentence}”")
     return "\n".join(lines)
 
 

@@ -76,3 +76,53 @@ label so the completion is the question itself; the caller also stops at the fir
 
 CONDENSE_TURN_TEMPLATE = "User: {question}\nAssistant: {answer}"
 """One earlier turn in CONDENSE_PROMPT's conversation (the answer shortened, without [n] markers)."""
+
+JUDGE_LABEL_WORDS = {"supported": "Supports", "contradicted": "Contradicts", "not_addressed": "Neither"}
+"""The one-word replies the support judge chooses between (`rag.judge`); only their first tokens are read,
+so each must start with a different token. Verb forms ("Supports", not "Yes"): asked "is the claim true?", the
+1.5B model's Yes/No margin separated supported from contradicted claims no better than chance, while the
+verbs separated them (SciFact probe, shared/benchmarks/scifact/README.md)."""
+
+JUDGE_SYSTEM_PROMPT = (
+    "You check a claim against a passage from a research abstract. Reply with one word:\n"
+    "Supports - the passage states the claim or something that clearly implies it.\n"
+    "Contradicts - the passage states something that makes the claim false.\n"
+    "Neither - the passage does not decide whether the claim is true."
+)
+"""The judge's fixed prefix (cached by llama.cpp from one claim to the next). One line per label says what
+each means, because "Neither" is the label a small model misuses most: a passage on the same topic that does
+not decide the claim is "Neither", not "Supports"."""
+
+JUDGE_PROMPT = "Passage:\n{passage}\n\nClaim: {claim}\n\nSupports, Contradicts or Neither?"
+"""One claim and the passage it is judged against; the passage first, the claim right before the choice."""
+
+JUDGE_EXAMPLES = (
+    (
+        "A trial of a daily walking programme\nDaily walking lowered resting blood pressure in older adults, "
+        "while heart rate did not change.",
+        "Walking every day reduces blood pressure in older people.",
+        "supported",
+    ),
+    (
+        "A trial of a daily walking programme\nDaily walking lowered resting blood pressure in older adults, "
+        "while heart rate did not change.",
+        "Daily walking increases the resting heart rate of older adults.",
+        "contradicted",
+    ),
+    (
+        "A trial of a daily walking programme\nDaily walking lowered resting blood pressure in older adults, "
+        "while heart rate did not change.",
+        "Daily walking improves sleep quality in older adults.",
+        "not_addressed",
+    ),
+    (
+        "Compressing sensor logs\nThe proposed codec stores sensor logs in a third of the space that gzip "
+        "needs, but decoding is twice as slow.",
+        "The codec decodes sensor logs faster than gzip.",
+        "contradicted",
+    ),
+)
+"""Worked examples shown to the judge before each claim, as earlier turns of its conversation (a fixed prefix,
+so llama.cpp caches them: they cost nothing per claim). Invented and from outside any one field, so the judge
+learns the labels, not a topic: the same passage with a claim it states, one it makes false (a changed
+direction or a "did not change" read as a change), and one it does not speak to."""

@@ -246,6 +246,57 @@ class Settings(BaseSettings):
         le=1,
         description="An answer sentence this similar (cosine) to an earlier one is a repeat and is dropped.",
     )
+    judge: Literal["model", "off"] = Field(
+        default="model",
+        description="The support judge (rag.judge): 'model' reads the generator's own next-token log-probabilities "
+        "over Supports / Contradicts / Neither (llama.cpp only; other backends fall back to similarity, which "
+        "never finds a contradiction); 'off' uses similarity everywhere.",
+    )
+    judge_bias: dict[str, float] = Field(
+        default_factory=lambda: {"supported": 0.0, "contradicted": 0.0, "not_addressed": 0.0},
+        description="Added to each label's log-probability before the judge chooses: a small model prefers one "
+        "label whatever it reads. Fitted with `rag eval --claims ... --fit-bias` on expert-labelled claims from "
+        "outside this project's field, never on the bot's own questions.",
+    )
+    judge_contradiction_margin: float = Field(
+        default=0.0,
+        ge=0,
+        le=10,
+        description="How far (log-probability) 'contradicted' must beat the next label to count: a removed true "
+        "sentence costs more than a kept doubtful one.",
+    )
+    judge_answers: bool = Field(
+        default=True,
+        description="Judge the answer's cited sentences against their cited abstracts after generation (see "
+        "judge_max_sentences); a contradicted sentence is removed.",
+    )
+    judge_max_sentences: int = Field(
+        default=1,
+        ge=0,
+        le=20,
+        description="How many of an answer's cited sentences are judged, first ones first: each costs ~2.5 s of "
+        "prefill on a 2-core CPU, and the first sentence carries the answer (and any premise it repeats).",
+    )
+    judge_answer_passage_sentences: int = Field(
+        default=2,
+        ge=1,
+        le=20,
+        description="Sentences of the cited abstract (those most like the answer sentence) the judge reads: an "
+        "answer sentence paraphrases one or two source sentences, and each sentence shown costs prefill.",
+    )
+    judge_passage_sentences: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Abstract sentences (those most like the claim, in abstract order) shown to the judge per "
+        "paper by `check`: each sentence costs prefill, and the deciding sentence is nearly always among them.",
+    )
+    check_papers: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Papers `check` judges a claim against (the best retrieved ones).",
+    )
     unsupported_policy: Literal["drop", "mark"] = Field(
         default="drop",
         description="What happens to an answer sentence no source supports: drop it from the answer, or keep "

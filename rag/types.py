@@ -7,8 +7,12 @@ eval reports and the UI share.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, Field
+
+Verdict = Literal["supported", "contradicted", "not_addressed"]
+"""What a passage says of a claim: it states it, it states the opposite, or it does not speak to it."""
 
 
 class Paper(BaseModel):
@@ -113,6 +117,10 @@ class SentenceCheck(BaseModel):
         description="Written in code from the cited paper, not by the model: its record (authors, schedule) or "
         "its title with an abstract sentence quoted.",
     )
+    verdict: Verdict | None = Field(
+        default=None,
+        description="The support judge's reading of the cited abstract (rag.judge); None when not judged.",
+    )
 
 
 class Answer(BaseModel):
@@ -137,6 +145,44 @@ class Answer(BaseModel):
 History = Sequence[tuple[str, str | Answer]]
 """Earlier turns of a conversation as (question, answer) pairs, oldest first. An answer is the `Answer` the bot
 gave (its citations keep the papers it was about in view for a follow-up) or its text."""
+
+
+class PaperVerdict(BaseModel):
+    """What one paper's abstract says of a claim, with the sentence that decides it."""
+
+    paper_id: str
+    title: str
+    verdict: Verdict
+    sentence: str = Field(default="", description="The abstract sentence the verdict rests on, quoted as written.")
+    number: int = Field(default=0, description="The paper's [n] among the papers checked.")
+    confidence: float = Field(default=0.0, description="Judge probability of the verdict (0..1).")
+    passage: str = Field(default="", description="What the judge read: the title and the sentences most like it.")
+    logprobs: dict[str, float] = Field(
+        default_factory=dict, description="The judge model's label log-probabilities before calibration."
+    )
+
+
+class ClaimCheck(BaseModel):
+    """What `Bot.check(claim)` returns: the collection's verdict on a claim, paper by paper."""
+
+    claim: str
+    verdict: Literal["supported", "contradicted", "not_enough_info"]
+    papers: list[PaperVerdict] = Field(
+        default_factory=list,
+        description="Papers that decide the claim first (supporting or contradicting), then the silent ones.",
+    )
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        """The documented JSON shape of `rag check --json`."""
+        return {
+            "claim": self.claim,
+            "verdict": self.verdict,
+            "papers": [
+                {"paper_id": p.paper_id, "title": p.title, "verdict": p.verdict, "sentence": p.sentence}
+                for p in self.papers
+            ],
+        }
 
 
 class Restart(BaseModel):

@@ -1,0 +1,115 @@
+"""Claim checking: what the collection says of a claim, paper by paper (`Bot.check`, `rag check`).
+
+retrieve the papers closest to the claim -> show the judge each paper's title and its abstract sentences most
+like the claim -> a verdict per paper (supported / contradicted / not addressed) with the sentence it rests on
+-> the claim's verdict: that of the most confident deciding paper, or "not_enough_info" when none decides.
+
+The passage is a few sentences, not the whole abstract, because every token costs prefill on a CPU (about 2 s
+a paper instead of 9 s), and the sentence that decides a claim is nearly always one of those most like it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from rag.cite import Evidence, build_evidence
+from rag.judge import Judge, Judgement
+from rag.settings import Settings
+from rag.types import ClaimCheck, Filters, Paper, PaperVerdict, Source
+
+DECIDING = ("supported", "contradicted")
+
+
+def passage_sentences(claim_vector: np.ndarray, evidence: Evidence, count: int) -> list[str]:
+    """The `count` abstract sentences most like the claim, in the order the abstract has them (the title and
+    author lines of the evidence are left out: the passage gets the title separately)."""
+    body = evidence.sentences[evidence.abstract_start :]
+    vectors = evidence.vectors[evidence.abstract_start :]
+    if not body:
+        return []
+    similarity = vectors @ claim_vector
+    best = sorted(np.argsort(-similarity)[:count].tolist())
+    return [body[index] for index in best]
+
+
+def format_passage(title: str, sentences: Sequence[str]) -> str:
+    return f"{title}\n{' '.join(sentences)}".strip()
+
+
+def overall_verdict(papers: Sequence[PaperVerdict]) -> str:
+    """The claim's verdict: the most confident paper that decides it, else not_enough_info."""
+    deciding = [paper for paper in papers if paper.verdict in DECIDING]
+    if not deciding:
+        return "not_enough_info"
+    return max(deciding, key=lambda paper: paper.confidence).verdict
+
+
+def order_papers(papers: Sequence[PaperVerdict]) -> list[PaperVerdict]:
+    """Deciding papers first, most confident first; then the silent ones in retrieval order."""
+    deciding = sorted((p for p in papers if p.verdict in DECIDING), key=lambda p: -p.confidence)
+    return deciding + [paper for paper in papers if paper.verdict not in DECIDING]
+
+
+class ClaimChecker:
+    """Judges a claim against the best retrieved papers."""
+
+    def __init__(self, judge: Judge, embedder, settings: Settings, sentence_vectors=None):
+        self.judge = judge
+        self.embedder = embedder
+        self.settings = settings
+        self.sentence_vectors = sentence_vectors if sentence_vectors is not None else embedder
+
+    def check(self, claim: str, retriever, k: int | None = None, filters: Filters | None = None) -> ClaimCheck:
+        started = time.perf_counter()
+        sources = retriever.search(claim, k=k or self.settings.check_papers, filters=filters)
+        retrieved = time.perf_counter()
+        papers = self.judge_sources(claim, sources) if sources and retriever.is_relevant(sources) else []
+        papers = order_papers(papers)
+        timings = {"retrieve": retrieved - started, "judge": time.perf_counter() - retrieved}
+        timings["total"] = time.perf_counter() - started
+        return ClaimCheck(
+            claim=claim,
+            verdict=overall_verdict(papers),
+            papers=papers,
+            timings={key: round(value, 3) for key, value in timings.items()},
+        )
+
+    def judge_sources(self, claim: str, sources: Sequence[Source]) -> list[PaperVerdict]:
+        evidence = build_evidence(sources, self.sentence_vectors)
+        claim_vector = np.asarray(self.embedder.embed([claim])[0], dtype=np.float32)
+        count = self.settings.judge_passage_sentences
+        shown = [(source, passage_sentences(claim_vector, evidence[source.number], count)) for source in sources]
+        shown = [(source, sentences) for source, sentences in shown if sentences]
+        passages = [format_passage(source.title, sentences) for source, sentences in shown]
+        judgements = self.judge.judge_many([(claim, passage) for passage in passages])
+        verdicts = []
+        for (source, sentences), passage, judgement in zip(shown, passages, judgements, strict=True):
+            verdict = self.paper_verdict(source, judgement, sentences, claim_vector, evidence[source.number])
+            verdicts.append(verdict.model_copy(update={"passage": passage, "logprobs": dict(judgement.logprobs)}))
+        return verdicts
+
+    def check_paper(self, claim: str, paper: Paper) -> PaperVerdict | None:
+        """`claim` judged against one given paper, shown as `check` shows it (None: the paper has no text)."""
+        verdicts = self.judge_sources(claim, [Source(number=1, paper=paper, score=1.0)])
+        return verdicts[0] if verdicts else None
+
+    @staticmethod
+    def paper_verdict(
+        source: Source, judgement: Judgement, sentences: Sequence[str], claim_vector: np.ndarray, evidence: Evidence
+    ) -> PaperVerdict:
+        """The verdict with its deciding sentence: the passage sentence most like the claim."""
+        body = evidence.sentences[evidence.abstract_start :]
+        vectors = evidence.vectors[evidence.abstract_start :]
+        shown = [index for index, sentence in enumerate(body) if sentence in sentences]
+        best = max(shown, key=lambda index: float(vectors[index] @ claim_vector))
+        return PaperVerdict(
+            paper_id=source.paper_id,
+            title=source.title,
+            verdict=judgement.verdict,
+            sentence=body[best],
+            number=source.number,
+            confidence=round(judgement.confidence, 4),
+        )

@@ -1,0 +1,338 @@
+"""The support judge and claim checking: decision logic on scripted log-probabilities, the KV-cache reuse on a
+fake llama.cpp model, answer sentences removed when contradicted, `Bot.check` and `rag check --json`, and the
+claim-set metrics. The integration tests at the end run the real default model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+
+import numpy as np
+import pytest
+
+from eval.claims import ClaimRow, fit_bias, macro_f1, rationale_recall, stratified, support_vs_contradict
+from rag.answer import Answerer
+from rag.cite import build_evidence
+from rag.claims import overall_verdict, passage_sentences
+from rag.judge import Judgement, LlamaJudge, SimilarityJudge, decide, label_logprobs
+from rag.settings import Settings
+from rag.types import PaperVerdict, Source
+from tests.test_answer import FakeGenerator, FakeRetriever, run
+
+# --- decision logic ----------------------------------------------------------------------------------------
+
+
+def test_the_highest_label_wins_and_probabilities_sum_to_one():
+    judgement = decide({"supported": -0.5, "contradicted": -2.0, "not_addressed": -3.0}, {})
+    assert judgement.verdict == "supported"
+    assert math.isclose(sum(judgement.probabilities.values()), 1.0)
+    assert judgement.confidence == max(judgement.probabilities.values())
+
+
+def test_the_bias_moves_the_choice():
+    logprobs = {"supported": -0.5, "contradicted": -1.0, "not_addressed": -3.0}
+    assert decide(logprobs, {}).verdict == "supported"
+    assert decide(logprobs, {"contradicted": 1.0}).verdict == "contradicted"
+    assert decide(logprobs, {"not_addressed": 3.0}).verdict == "not_addressed"
+
+
+def test_a_near_tie_is_not_a_contradiction():
+    logprobs = {"supported": -1.2, "contradicted": -1.0, "not_addressed": -1.1}
+    assert decide(logprobs, {}, min_margin=0.0).verdict == "contradicted"
+    assert decide(logprobs, {}, min_margin=0.5).verdict == "not_addressed"
+    clear = {"supported": -3.0, "contradicted": -0.2, "not_addressed": -3.0}
+    assert decide(clear, {}, min_margin=0.5).verdict == "contradicted"
+
+
+def test_no_finite_score_reads_as_not_addressed():
+    assert decide({}, {}).verdict == "not_addressed"
+
+
+def test_label_logprobs_are_a_log_softmax_over_the_vocabulary():
+    logits = np.array([0.0, 2.0, 1.0, -1.0])
+    result = label_logprobs(logits, {"supported": 1, "contradicted": 2, "not_addressed": 3})
+    expected = logits - np.log(np.exp(logits).sum())
+    assert result == pytest.approx(
+        {"supported": expected[1], "contradicted": expected[2], "not_addressed": expected[3]}
+    )
+
+
+# --- llama.cpp mechanics, on a fake model ------------------------------------------------------------------
+
+
+class FakeLlama:
+    """Enough of llama_cpp.Llama for LlamaJudge: a token per character, a KV cache that records evaluations."""
+
+    def __init__(self, favourite: str):
+        self.input_ids = np.zeros(4096, dtype=np.intc)
+        self.n_tokens = 0
+        self.evaluated: list[int] = []
+        self.favourite = favourite
+        self.metadata = {"tokenizer.chat_template": ""}
+
+    def tokenize(self, data: bytes, add_bos=False, special=True):
+        return [ord(ch) for ch in data.decode()]
+
+    def eval(self, tokens):
+        self.input_ids[self.n_tokens : self.n_tokens + len(tokens)] = tokens
+        self.n_tokens += len(tokens)
+        self.evaluated.append(len(tokens))
+
+    def n_vocab(self):
+        return 256
+
+
+class ScriptedLlamaJudge(LlamaJudge):
+    """LlamaJudge with a plain-text template, no KV snapshots, and logits favouring one label's first token."""
+
+    def format(self, messages):
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+    def session(self):
+        return contextlib.nullcontext()
+
+    def _last_logits(self):
+        logits = np.zeros(256)
+        logits[ord(self.llm.favourite[0])] = 5.0
+        return logits
+
+
+def test_the_judge_reads_the_labels_first_tokens_and_reuses_the_cached_prefix(tmp_path):
+    llm = FakeLlama(favourite="Contradicts")
+    judge = ScriptedLlamaJudge(llm, Settings(data_dir=tmp_path))
+    first = judge.judge("X needs Y.", "X works without Y.")
+    second = judge.judge("X needs Z.", "X works without Y.")
+    assert first.verdict == second.verdict == "contradicted"
+    assert llm.evaluated[1] < llm.evaluated[0] / 2  # the second claim re-evaluates only what differs
+
+
+def test_labels_must_start_with_different_tokens(tmp_path, monkeypatch):
+    from rag import judge as judge_module
+
+    monkeypatch.setitem(judge_module.JUDGE_LABEL_WORDS, "not_addressed", "Never")
+    judge = ScriptedLlamaJudge(FakeLlama(favourite="Supports"), Settings(data_dir=tmp_path))
+    judge.label_tokens()  # "Supports", "Contradicts", "Never": distinct first characters
+    monkeypatch.setitem(judge_module.JUDGE_LABEL_WORDS, "not_addressed", "Silent")
+    judge._label_tokens = None
+    with pytest.raises(ValueError, match="share a first token"):
+        judge.label_tokens()
+
+
+# --- answers: a contradicted sentence goes --------------------------------------------------------------------
+
+
+class ScriptedJudge:
+    """Judges by a rule on the claim text: contradicted when it contains `bad`; records what it was shown."""
+
+    detects_contradiction = True
+
+    def __init__(self, bad: str):
+        self.bad = bad
+        self.seen: list[tuple[str, str]] = []
+
+    def judge(self, claim, passage):
+        return self.judge_many([(claim, passage)])[0]
+
+    def judge_many(self, pairs):
+        self.seen.extend(pairs)
+        verdicts = ["contradicted" if self.bad in claim else "supported" for claim, _ in pairs]
+        return [Judgement(verdict, {verdict: 0.9}) for verdict in verdicts]
+
+
+ANSWER = (
+    "ViLT processes visual inputs without convolution [2]. "
+    "ViLT is up to tens of times slower than previous VLP models [2]."
+)
+
+
+def test_a_contradicted_sentence_is_removed_and_a_supported_one_stays(papers, tmp_path, word_embedder):
+    judge = ScriptedJudge(bad="slower")
+    settings = Settings(data_dir=tmp_path, judge_max_sentences=2)
+    answerer = Answerer(FakeGenerator(ANSWER), word_embedder, settings, judge=judge)
+    _, answer = run(answerer, "How fast is ViLT?", FakeRetriever(papers))
+    assert "without convolution" in answer.text
+    assert "slower" not in answer.text
+    kept, removed = answer.sentences
+    assert kept.verdict == "supported" and not kept.dropped
+    assert removed.verdict == "contradicted" and removed.dropped and not removed.supported
+    assert all(passage.startswith("ViLT: Vision-and-Language") for _, passage in judge.seen)  # the cited paper
+    assert "judge" in answer.timings
+
+
+def test_a_contradicted_premise_of_the_question_is_corrected_from_the_source(papers, tmp_path, word_embedder):
+    judge = ScriptedJudge(bad="slower")
+    answer_text = "ViLT is up to tens of times slower than previous VLP models [2]."
+    answerer = Answerer(FakeGenerator(answer_text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    _, answer = run(answerer, "Why is ViLT slower than previous VLP models?", FakeRetriever(papers))
+    assert not answer.declined
+    assert "slower" not in answer.text
+    assert answer.text.startswith("The question's premise does not hold: “ViLT” states that")
+    assert "tens of times faster than previous VLP models [2]" in answer.text
+    correction = next(check for check in answer.sentences if check.composed)
+    assert correction.citations == [2] and correction.verdict == "contradicted"
+
+
+def test_only_the_first_sentences_are_judged(papers, tmp_path, word_embedder):
+    judge = ScriptedJudge(bad="slower")
+    answerer = Answerer(FakeGenerator(ANSWER), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    _, answer = run(answerer, "How fast is ViLT?", FakeRetriever(papers))
+    assert len(judge.seen) == 1 and "slower" in answer.text  # the default judges the first sentence only
+
+
+def test_answers_are_not_judged_when_the_setting_is_off(papers, tmp_path, word_embedder):
+    judge = ScriptedJudge(bad="slower")
+    settings = Settings(data_dir=tmp_path, judge_answers=False)
+    _, answer = run(
+        Answerer(FakeGenerator(ANSWER), word_embedder, settings, judge=judge), "How fast?", FakeRetriever(papers)
+    )
+    assert "slower" in answer.text and not judge.seen
+    assert all(check.verdict is None for check in answer.sentences)
+
+
+def test_a_judge_blind_to_negation_leaves_answers_as_verified(papers, tmp_path, word_embedder):
+    judge = SimilarityJudge(word_embedder, Settings(data_dir=tmp_path))
+    answerer = Answerer(FakeGenerator(ANSWER), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    _, answer = run(answerer, "How fast is ViLT?", FakeRetriever(papers))
+    assert "slower" in answer.text  # similarity cannot see the contradiction; it does not pretend to
+
+
+# --- claim checking --------------------------------------------------------------------------------------------
+
+
+def test_the_passage_is_the_sentences_most_like_the_claim_in_abstract_order(papers, word_embedder):
+    source = Source(number=1, paper=papers[1], score=1.0)
+    evidence = build_evidence([source], word_embedder)[1]
+    vector = word_embedder.embed(["faster VLP models"])[0]
+    chosen = passage_sentences(vector, evidence, 2)
+    body = evidence.sentences[evidence.abstract_start :]
+    assert len(chosen) == 2 and chosen[-1].startswith("ViLT is up to tens of times faster")
+    assert [body.index(sentence) for sentence in chosen] == sorted(body.index(sentence) for sentence in chosen)
+
+
+def verdict(kind: str, confidence: float) -> PaperVerdict:
+    return PaperVerdict(paper_id=kind, title=kind, verdict=kind, confidence=confidence)
+
+
+def test_the_claims_verdict_is_the_most_confident_deciding_paper():
+    assert overall_verdict([]) == "not_enough_info"
+    assert overall_verdict([verdict("not_addressed", 0.9)]) == "not_enough_info"
+    assert overall_verdict([verdict("supported", 0.6), verdict("contradicted", 0.8)]) == "contradicted"
+    assert overall_verdict([verdict("supported", 0.9), verdict("contradicted", 0.8)]) == "supported"
+
+
+class AlwaysJudge:
+    detects_contradiction = True
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def judge_many(self, pairs):
+        return [Judgement(self.kind, {self.kind: 0.8}, {self.kind: -0.2}) for _ in pairs]
+
+
+def test_bot_check_reports_each_paper_with_its_deciding_sentence(settings, papers):
+    from rag import Bot
+
+    bot = Bot(settings)
+    bot.index.ingest(papers)
+    bot.__dict__["judge"] = AlwaysJudge("contradicted")
+    result = bot.check("ViLT is slower than previous VLP models.", k=2)
+    assert result.verdict == "contradicted"
+    assert result.papers and all(paper.verdict == "contradicted" for paper in result.papers)
+    abstracts = {paper.id: paper.abstract for paper in papers}
+    assert all(paper.sentence and paper.sentence in abstracts[paper.paper_id] for paper in result.papers)
+    shape = result.as_json()
+    assert set(shape) == {"claim", "verdict", "papers"}
+    assert set(shape["papers"][0]) == {"paper_id", "title", "verdict", "sentence"}
+
+
+def test_rag_check_json(settings, papers, capsys, monkeypatch):
+    from rag import Bot
+    from rag.cli import main
+
+    Bot(settings).index.ingest(papers)
+    for name, value in {
+        "RAG_DATA_DIR": str(settings.data_dir),
+        "RAG_EMBEDDING_MODEL": settings.embedding_model,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RAG_SENTENCE_VECTORS_AT_INGEST", "false")
+    code = main(
+        [
+            "check",
+            "ViLT processes visual inputs without convolution",
+            "--collection",
+            "test",
+            "--backend",
+            "extractive",
+            "--json",
+        ]
+    )
+    shape = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert shape["claim"].startswith("ViLT") and shape["verdict"] in {"supported", "contradicted", "not_enough_info"}
+    assert all(set(paper) == {"paper_id", "title", "verdict", "sentence"} for paper in shape["papers"])
+
+
+def test_an_empty_claim_is_a_one_line_error(capsys):
+    from rag.cli import main
+
+    assert main(["check", "   "]) == 2
+    assert capsys.readouterr().err.startswith("rag: error:")
+
+
+# --- claim-set metrics -----------------------------------------------------------------------------------------
+
+
+def test_macro_f1_on_a_hand_computed_example():
+    gold = ["supported", "supported", "contradicted", "not_enough_info"]
+    predicted = ["supported", "contradicted", "contradicted", "supported"]
+    # supported: tp 1, fp 1, fn 1 -> 0.5; contradicted: tp 1, fp 1 -> 2/3; nei: 0
+    assert macro_f1(gold, predicted) == pytest.approx((0.5 + 2 / 3 + 0) / 3, abs=1e-4)
+
+
+def test_the_fitted_bias_undoes_a_constant_preference():
+    gold = ["supported", "contradicted"] * 10
+    logprobs = [
+        {"supported": -0.1, "contradicted": -1.0 if g == "supported" else -0.5, "not_addressed": -9.0} for g in gold
+    ]
+    assert support_vs_contradict(gold, logprobs, {}) == 0.5  # the model always prefers "supported"
+    bias = fit_bias(gold, logprobs)
+    assert support_vs_contradict(gold, logprobs, bias) == 1.0
+
+
+def test_stratified_sampling_balances_the_labels():
+    rows = [
+        ClaimRow(id=str(i), claim="c", gold_ids=["1"], verdict=v)
+        for i, v in enumerate(["SUPPORT"] * 10 + ["CONTRADICT"] * 3)
+    ]
+    picked = stratified(rows, 6)
+    assert sorted(row.verdict for row in picked) == ["CONTRADICT"] * 3 + ["SUPPORT"] * 3
+
+
+def test_rationale_recall_counts_gold_sentences_in_the_passage():
+    row = ClaimRow(
+        id="1", claim="c", gold_ids=["7"], verdict="SUPPORT", evidence={"7": {"label": "SUPPORT", "sentences": [0, 2]}}
+    )
+    assert rationale_recall(row, "7", ["A one.", "B two.", "C three."], "Title\nA one. C three.") == 1.0
+    assert rationale_recall(row, "7", ["A one.", "B two.", "C three."], "Title\nA one. B two.") == 0.5
+    assert rationale_recall(row, "8", ["A one."], "x") is None
+
+
+# --- the real model -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_the_real_judge_separates_support_from_contradiction(real_settings):
+    from rag import Bot
+
+    bot = Bot(real_settings)
+    passage = (
+        "A randomised trial of a daily walking programme\n"
+        "Daily walking lowered resting blood pressure in older adults, and heart rate did not change."
+    )
+    supported = bot.judge.judge("Daily walking lowers blood pressure in older adults.", passage)
+    contradicted = bot.judge.judge("Daily walking raises blood pressure in older adults.", passage)
+    assert supported.verdict == "supported"
+    assert contradicted.verdict != "supported"
