@@ -80,6 +80,7 @@ __all__ = [
     "benchmark_retrieval",
     "benchmark_settings",
     "check",
+    "claim_of",
     "ingest",
     "search",
 ]
@@ -91,6 +92,7 @@ _LAZY = {
     "search": "rag.api",
     "ingest": "rag.api",
     "check": "rag.api",
+    "claim_of": "rag.claims",
     "RetrievalBenchmark": "rag.benchmark",
     "benchmark_retrieval": "rag.benchmark",
     "benchmark_settings": "rag.benchmark",

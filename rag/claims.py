@@ -10,6 +10,7 @@ a paper instead of 9 s), and the sentence that decides a claim is nearly always 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
@@ -21,6 +22,19 @@ from rag.settings import Settings
 from rag.types import ClaimCheck, Filters, Paper, PaperVerdict, Source
 
 DECIDING = ("supported", "contradicted")
+
+_CLAIM_PREFIX = re.compile(
+    r"^\s*(?:(?:check|claim|verify|fact[- ]?check)\s*:\s*|is it (?:true|the case|correct) that\s+)", re.IGNORECASE
+)
+
+
+def claim_of(message: str) -> str | None:
+    """The claim a chat message asks to check ("Is it true that X?", "check: X", "claim: X"), else None."""
+    match = _CLAIM_PREFIX.match(message)
+    if not match:
+        return None
+    claim = message[match.end() :].strip().rstrip("?").strip()
+    return claim[:1].upper() + claim[1:] if claim else None
 
 
 def passage_sentences(claim_vector: np.ndarray, evidence: Evidence, count: int) -> list[str]:

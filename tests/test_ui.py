@@ -190,6 +190,41 @@ def test_chat_turn_streams_growing_text_then_the_linked_answer(fake_bot):
     assert turns[0]["answer"].citations
 
 
+def test_is_it_true_that_checks_the_claim_and_shows_papers_with_their_sentences(fake_bot):
+    states = run_turn(fake_bot, "Is it true that ViLT processes visual inputs without convolution?")
+    chat, turns, finished = states[-1]
+    assert finished and fake_bot.calls[-1]["claim"] == "ViLT processes visual inputs without convolution"
+    content = chat[-1]["content"]
+    assert "The collection supports this claim." in content
+    assert "**Supports it**" in content and "ViLT: Vision-and-Language" in content and "“" in content
+    assert turns[-1]["answer"] is None  # a check is not an answer: follow-ups do not take it as history
+
+
+def test_an_ordinary_question_is_not_taken_for_a_claim():
+    from rag import claim_of
+
+    assert claim_of("check: ViLT is fast") == "ViLT is fast"
+    assert claim_of("is it true that aspirin lowers fever?") == "Aspirin lowers fever"
+    assert claim_of("How fast is ViLT?") is None
+    assert claim_of("Is it true that") is None
+
+
+def test_the_footer_says_what_the_judge_removed(papers):
+    from rag import SentenceCheck
+    from ui.render import judge_note
+
+    answer = Answer(
+        question="q",
+        text="A [1].",
+        sentences=[
+            SentenceCheck(text="A [1].", citations=[1], supported=True, verdict="supported"),
+            SentenceCheck(text="B [1].", dropped=True, verdict="contradicted"),
+        ],
+    )
+    assert judge_note(answer) == "2 sentences judged against the cited abstract, 1 removed as contradicted"
+    assert judge_note(Answer(question="q", text="A.")) == ""
+
+
 def test_a_restart_clears_the_withdrawn_text_and_says_why(papers, evil_paper):
     bot = FakeBot([*papers, evil_paper], Settings(backend="extractive"), withdrawn="Bananas grow on trees.")
     states = run_turn(bot, "How does ViLT avoid convolution for vision?")

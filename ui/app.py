@@ -26,7 +26,7 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio reads it
 import gradio as gr
 
-from rag import Answer, Bot, Filters, RagError, Restart, Settings
+from rag import Answer, Bot, Filters, RagError, Restart, Settings, claim_of
 from ui import render
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,14 @@ def chat_turn(
     try:
         if warmup.error:
             raise RagError(warmup.error)
+        if claim := claim_of(question):  # "Is it true that ...?": the papers for and against, not an answer
+            chat[-1]["content"] = render.render_note("Checking the claim against the closest papers…")
+            yield chat, turns, False
+            result = bot.check(claim, k=k, filters=filters)
+            turns[-1]["shown"] = result.verdict
+            chat[-1]["content"] = render.render_check(result)
+            yield chat, turns, True
+            return
         stream = bot.ask_stream(question, history=_history(turns[:-1]), k=k, filters=filters)
         chat[-1]["content"] = render.render_streaming("")
         yield chat, turns, False

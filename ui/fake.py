@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from rag import Answer, Citation, Filters, Paper, RagError, Restart, Settings, Source
+from rag import Answer, Citation, ClaimCheck, Filters, Paper, PaperVerdict, RagError, Restart, Settings, Source
 
 WORD = re.compile(r"[a-z0-9]+")
 
@@ -22,7 +22,7 @@ def _words(text: str) -> set[str]:
 
 
 class FakeBot:
-    """Duck-typed `rag.Bot`: `ensure_index`, `embedder`, `generator`, `search`, `ask_stream`."""
+    """Duck-typed `rag.Bot`: `ensure_index`, `embedder`, `generator`, `search`, `ask_stream`, `check`."""
 
     def __init__(
         self,
@@ -89,6 +89,27 @@ class FakeBot:
             Source(number=rank, paper=paper, score=score, dense_score=score, passage=paper.abstract)
             for rank, (score, paper) in enumerate(scored[: k or self.settings.top_k], start=1)
         ]
+
+    def check(self, claim: str, k: int | None = None, filters: Filters | None = None) -> ClaimCheck:
+        """The best papers, each "supported" when it shares most of the claim's words, with its first sentence."""
+        self.calls.append({"claim": claim, "k": k, "filters": filters})
+        wanted = _words(claim)
+        papers = []
+        for source in self.search(claim, k=k, filters=filters):
+            shared = len(wanted & _words(source.paper.abstract)) / max(1, len(wanted))
+            verdict = "supported" if shared >= 0.5 else "not_addressed"
+            sentence = source.paper.abstract.split(". ")[0]
+            papers.append(
+                PaperVerdict(
+                    paper_id=source.paper_id,
+                    title=source.title,
+                    verdict=verdict,
+                    sentence=sentence,
+                    number=source.number,
+                )
+            )
+        overall = "supported" if any(paper.verdict == "supported" for paper in papers) else "not_enough_info"
+        return ClaimCheck(claim=claim, verdict=overall, papers=papers)
 
     def ask_stream(
         self,

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from rag import Answer, Source
+from rag import Answer, ClaimCheck, Source
 
 CITATION_GROUP = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 """A citation marker as the answer stage writes it: [3] or [1, 2]."""
@@ -89,8 +89,49 @@ def answer_footer(answer: Answer, turn: int) -> str:
     if not answer.declined:
         count = len(answer.citations)
         parts.append(f"{count} paper{'s' if count != 1 else ''} cited")
+    if note := judge_note(answer):
+        parts.append(note)
     copy = f'<a class="copy-answer" href="#copy-{turn}" title="Copy the answer with its references">Copy</a>'
     return f'<div class="answer-meta">{escape(" · ".join(parts))} {copy}</div>'
+
+
+CHECK_VERDICTS = {
+    "supported": "The collection supports this claim.",
+    "contradicted": "The collection contradicts this claim.",
+    "not_enough_info": "The collection does not settle this claim.",
+}
+PAPER_VERDICTS = {
+    "supported": "Supports it",
+    "contradicted": "Contradicts it",
+    "not_addressed": "Related, silent on it",
+}
+
+
+def render_check(result: ClaimCheck) -> str:
+    """A claim check as chat Markdown: the verdict, then each paper under what it says, with its deciding
+    sentence quoted."""
+    lines = [f'<div class="verdict {escape(result.verdict)}">{escape(CHECK_VERDICTS[result.verdict])}</div>', ""]
+    if not result.papers:
+        lines.append("No paper in the collection is about this claim.")
+    for verdict, heading in PAPER_VERDICTS.items():
+        papers = [paper for paper in result.papers if paper.verdict == verdict]
+        if papers:
+            lines.append(f"**{heading}**")
+        for paper in papers:
+            lines.append(f"- [{paper.number}] *{escape(paper.title)}*: “{escape(paper.sentence)}”")
+        if papers:
+            lines.append("")
+    return "\n".join(lines).strip()
+
+
+def judge_note(answer: Answer) -> str:
+    """What the support judge did to the answer, for the footer ("" when it judged nothing)."""
+    judged = [check for check in answer.sentences if check.verdict is not None and not check.composed]
+    if not judged:
+        return ""
+    removed = sum(check.verdict == "contradicted" for check in judged)
+    note = f"{len(judged)} sentence{'s' if len(judged) != 1 else ''} judged against the cited abstract"
+    return note + (f", {removed} removed as contradicted" if removed else "")
 
 
 STOPPED_NOTE = '<div class="stopped">Stopped: the answer above is incomplete.</div>'
