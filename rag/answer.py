@@ -11,9 +11,9 @@ Rules it keeps, whatever the model or the texts say:
   leaves out papers far below the lead one (`weak_source_margin`). When that lean answer is declined, the
   model is asked again with every paper in view (the 1.5B model declines, or answers with a claim no source
   supports, some questions with one paper that it answers with three). The declined text was already
-  streamed, so a `Restart` item tells the caller to withdraw it. In the full eval 11 of 145 questions are
-  asked twice, at the same correctness as with every paper, and the first token comes a fifth sooner
-  (bench/first_token.py).
+  streamed, so a `Restart` item tells the caller to withdraw it. Few questions are asked twice, answers are
+  as often correct as with every paper in the first prompt, and the first token comes sooner
+  (bench/first_token.py compares the two).
 * **Every sentence backed.** The model's text is streamed as it comes; then `rag.cite.verify_answer` checks
   each sentence against the source it cites, fixes or removes citations, and drops unsupported sentences.
 * **Refusals.** An answer is declined (`declined=True`, text `DECLINE_TEXT`) when, after verification, no

@@ -20,7 +20,7 @@ EXAMPLES = """examples:
   rag ingest zotero.bib arxiv-metadata.json    BibTeX, CSL-JSON, arXiv snapshot: told apart by content
   rag search "diffusion models" --year-from 2021 --category cs.LG
   rag ask "Which papers make metric learning robust to noise, and how?"
-  rag ask "Who moderated the session where GLSearch was presented?" --json
+  rag ask "When were the talks on graph neural networks presented?" --json
   rag search "feature pyramids for detection" --k 5
   rag check "Residual connections slow down training" --json
   rag chat                                    open the chat on http://127.0.0.1:7860

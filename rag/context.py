@@ -83,10 +83,9 @@ _UNIT_WORDS = 3
 
 def quantity_units(text: str) -> set[str]:
     """The words that say what a text's numbers count: the first `_UNIT_WORDS` content words after each number
-    or "how many" ("5 billion image-text pairs" -> image, text, pair; "how many GPUs" -> gpu), stemmed, scale
-    words left out. A source sentence whose figure counts what the question counts holds the figure asked for
-    ("400 million (image, text) pairs"), where one with another figure ("1.28 million training examples") does
-    not."""
+    or "how many" ("3 million text pairs" -> text, pair; "how many GPUs" -> gpu), stemmed, scale words left
+    out. A source sentence whose figure counts what the question counts holds the figure asked for ("800
+    thousand text pairs"), where one with another figure ("1.5 million training steps") does not."""
     units: set[str] = set()
     for match in _QUANTITY.finditer(text):
         following = re.sub(r"[-/]", " ", text[match.end() : match.end() + 60]).lower()
@@ -96,18 +95,18 @@ def quantity_units(text: str) -> set[str]:
 
 
 _NAME_NUMBER = re.compile(r"(?<=[A-Za-z])-\d+(?:\.\d+)?\b")
-"""The number of a name: CIFAR-10, top-1, ResNet-50, GPT-2."""
+"""The number of a name: Set-10, Model-50, Stage-2."""
 
 
 def figures_in(text: str) -> set[str]:
-    """The numbers a text states (`numbers_in`), less those that are part of a name ("CIFAR-10", "top-1")."""
+    """The numbers a text states (`numbers_in`), less those that are part of a name ("Set-10", "Model-50")."""
     return numbers_in(_NAME_NUMBER.sub(" ", text))
 
 
 def holds_figure(sentence: str, question: str) -> bool:
     """True when `sentence` states one of the question's figures or a figure that counts what the question's
-    numbers count (`quantity_units`): the sentence that answers "how many GPUs", or corrects "5 billion pairs".
-    A shared dataset name is not a shared figure: "on CIFAR-10" is in the answer and in many other sentences."""
+    numbers count (`quantity_units`): the sentence that answers "how many GPUs", or corrects "3 million pairs".
+    A shared dataset name is not a shared figure: "on Set-10" is in the answer and in many other sentences."""
     return bool(quantity_units(sentence) & quantity_units(question) or figures_in(sentence) & figures_in(question))
 
 
@@ -177,10 +176,10 @@ def lead_figure(
     chosen sentence already holds the figure, and when the question quotes a title that is not the lead
     paper's (the model would then put the figure on the quoted paper).
 
-    The figure sentence rarely resembles the question ("we obtain up to a 75times speedup over existing
-    solutions" for "how big a speedup is reported for nearest-neighbour queries limited to a numeric range?"),
-    so it loses to the paper's topic sentence; and a false premise ("Why was CLIP trained on 5 billion
-    image-text pairs?") is corrected only if the prompt shows the true figure.
+    The figure sentence rarely resembles the question ("we obtain up to a 20times speedup over existing
+    solutions" for a question that describes the task in its own words and asks how big the speedup is), so it
+    loses to the paper's topic sentence; and a false premise ("Why was XNet trained on 5 billion images?") is
+    corrected only if the prompt shows the true figure.
     """
     if not sources or not (asks_quantity(question) or states_quantity(question)):
         return None
@@ -207,7 +206,7 @@ _QUOTED_TITLE = re.compile(r"[\"'“‘]([A-Z][^\"'“”‘’]{8,}?)[\"'”’
 
 
 def quotes_another_title(question: str, title: str) -> bool:
-    """True when the question quotes a title ('Attention Is All You Need') that is not `title`."""
+    """True when the question quotes a title ('A Quoted Paper Title') that is not `title`."""
     quoted = [match.group(1).strip(" .").lower() for match in _QUOTED_TITLE.finditer(question)]
     return any(name not in title.lower() and title.lower() not in name for name in quoted)
 

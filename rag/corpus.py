@@ -88,7 +88,7 @@ _VALID_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
 def normalise_title(title: str) -> str:
     """The key duplicates are recognised by: case, accents, punctuation and spacing do not count.
 
-    Pages print the same title as "Poincaré ResNet", "Poincare ResNet" or "... Representations." with a
+    Pages print the same title as "Über Networks", "Uber Networks" or "... Representations." with a
     trailing period; all of them name one paper.
     """
     if not title.isascii():  # most titles are ASCII: skip the per-character accent stripping for them
@@ -105,14 +105,14 @@ _NAMED_ACRONYM = re.compile(rf"\b(?:{_NAMING_VERBS}){_ACRONYM_AFTER}")
 _CAPITALISED_NAME = r"[A-Z][\w-]*(?:\s+(?:(?:of|for|and|in|with)\s+)?[A-Z][\w-]*)*"
 _COINED_PHRASE = re.compile(rf"\b(?:{_NAMING_VERBS})\s+(?:an?\s+|the\s+)?({_CAPITALISED_NAME})")
 _CODE_REPOSITORY = re.compile(r"github\.com/[\w.-]+/([A-Za-z][A-Za-z0-9]*)(?![\w-])")
-"""A released code repository, whose name is often the method's: "github.com/OpenAI/CLIP"."""
+"""A released code repository, whose name is often the method's: "github.com/org/XNet"."""
 
 
 def coined_names(abstract: str, strict: bool = False) -> list[str]:
-    """The names an abstract gives its own method, acronyms first: "This architecture, called a Feature Pyramid
-    Network (FPN)" -> ["FPN", "Feature Pyramid Network"]; "a new attribution method called Integrated Gradients"
-    -> ["Integrated Gradients"]. Only coined names: "feature pyramid networks (FPN) are widely exploited" merely
-    uses another paper's name. A code repository named like a method ("github.com/OpenAI/CLIP": one word with
+    """The names an abstract gives its own method, acronyms first: "This architecture, called a Cross Pooling
+    Network (XPN)" -> ["XPN", "Cross Pooling Network"]; "a new attribution method called Path Scores" -> ["Path
+    Scores"]. Only coined names: "cross pooling networks (XPN) are widely exploited" merely uses another
+    paper's name. A code repository named like a method ("github.com/org/XNet": one word with
     an inner capital or a digit) counts too. Researchers know papers by these names more than by their titles.
     `strict` takes acronyms only after a naming verb ("called", "dubbed", ...), not after "propose": "we propose
     a novel generative adversarial network (GAN)" and "this survey presents ... Deep Neural Network (DNN)"
@@ -142,7 +142,7 @@ def paper_id_for(title: str) -> str:
 
 
 def _repair_mojibake(text: str) -> str:
-    """Undo UTF-8 that was once decoded as Windows-1252/1250 ("Leal-TaixĂ©" -> "Leal-Taixé").
+    """Undo UTF-8 that was once decoded as Windows-1252/1250 ("JosĂ©" -> "José").
 
     Only words holding a typical marker character are tried, and a repair is kept only when the word
     re-encodes and decodes as strict UTF-8, which legitimate text like "Jürgen" or "Äpfel" never does.
@@ -210,7 +210,7 @@ _CHROME_LINES = re.compile(
 """Whole lines of site chrome, matched on the entire line: a title that merely contains these words stays."""
 
 _GLUED_CHROME = re.compile(r"^(?:Get trending papers in your email inbox(?: once a day)?!\s*|Subscribe(?=[^\sa-z]))")
-"""Chrome glued onto the first title when a page was copied ("SubscribeFeature Pyramid Networks ...").
+"""Chrome glued onto the first title when a page was copied ("SubscribeSparse Routing Networks ...").
 Only stripped before the first abstract, and "Subscribe" only when a non-lowercase character follows without a
 space, which a real title ("Subscriber Churn ...") does not do."""
 
@@ -440,7 +440,7 @@ def _record_to_paper(record: dict[str, Any], source: str) -> tuple[Paper, list[s
     """One JSONL object or CSV row as a Paper, plus notes on what had to be guessed.
 
     BEIR keeps extra fields under "metadata"; they are looked up there too. A row without a title gets one
-    from the start of its text (BEIR corpora such as FiQA have no titles), so no row with text is lost.
+    from the start of its text (some BEIR corpora have no titles), so no row with text is lost.
     """
     metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
     merged = {**metadata, **record}

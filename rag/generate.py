@@ -462,7 +462,7 @@ class ExtractiveGenerator:
 
     No model, so it is instant and always available: the fallback when no LLM can run, and the backend the
     unit tests use. Words are compared after lower-casing, dropping stopwords and a plural 's'; each shared
-    word counts by its rarity among the candidate sentences, so 'ViLT' outweighs 'learning'. A sentence that
+    word counts by its rarity among the candidate sentences, so 'XNet' outweighs 'learning'. A sentence that
     shares no word with the question is never used; when none does, the answer is the stage's decline text.
     """
 

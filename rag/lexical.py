@@ -1,8 +1,8 @@
 """BM25 over the same chunks the dense index holds, so exact names, acronyms and numbers are found.
 
-Dense MiniLM embeddings blur rare tokens ("GLSearch", "CIFAR-10", "2.46%") and know nothing of author names;
+Dense MiniLM embeddings blur rare tokens ("XNet", "Set-10", "2.46%") and know nothing of author names;
 BM25 matches them exactly. The tokeniser keeps such compound tokens whole *and* emits their parts, so the
-query "ResNet" still matches a chunk that says "ResNet-50". Scoring is done by `bm25s` (sparse, precomputed),
+query "Model" still matches a chunk that says "Model-50". Scoring is done by `bm25s` (sparse, precomputed),
 which indexes a few thousand chunks in tens of milliseconds and scores one query in well under a millisecond.
 """
 
@@ -27,7 +27,7 @@ without would you your yours
 """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
-# A word, optionally joined to more words/numbers by - . / + (ResNet-50, CIFAR-10, 2.46, seq2seq, C++), and a
+# A word, optionally joined to more words/numbers by - . / + (Model-50, Set-10, 2.46, abc2vec, C++), and a
 # trailing % for percentages. Apostrophes end a token ("model's" -> "model").
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-./+][a-z0-9]+)*\+*%?")
 _PARTS = re.compile(r"[a-z0-9]+")
@@ -74,7 +74,7 @@ class BM25Index:
     """BM25 (Lucene variant) over chunks; `search` returns (chunk id, score) best first, only positive scores.
 
     `extra_text` maps a paper id to text indexed with every chunk of that paper (session, moderator, time
-    slot), so metadata questions ("who moderated the session where GLSearch was presented") match lexically.
+    slot), so metadata questions ("who moderated the session where XNet was presented") match lexically.
     """
 
     def __init__(

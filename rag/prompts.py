@@ -31,14 +31,14 @@ concrete behaviour (grounding, a citation after *every* sentence with the exact 
 decline sentence, false-premise correction, injection resistance). The length cap keeps decoding
 (~14 tok/s) short. Kept free of per-question text so its tokens are a stable, cacheable prefix.
 The refusal rule comes last and starts "Only if": placed earlier and worded "if the sources
-do not answer", the 1.5B model refused questions its sources answered ("How much faster is ViLT ...?"
+do not answer", the 1.5B model refused questions its sources answered ("How much faster is XNet ...?"
 with "up to tens of times faster" in source [1]). Over-answering is the cheaper error here, because
 verification drops claims no source supports, and a hallucinated number is one no source contains.
 Rule 3 and the "no source is about" wording of the refusal rule: known-item questions paraphrase an abstract
-("Which architecture swaps the linear filter of a convolution for a tiny MLP ...?") and the model refused them
-with the matching paper as source [1]. On 44 hard eval questions (the 20 answerable ones it refused, the 12
-unanswerable ones that reach the model, 12 it answered) this raised correct from 0.43 to 0.57 and refusal
-precision from 0.38 to 0.59, for one more unanswerable question answered (recall 0.92 -> 0.83 on that subset)."""
+("Which architecture replaces X with Y ...?", describing a method instead of naming it) and the model refused
+them with the matching paper as source [1]. On a set of hard eval questions (answerable ones it had refused,
+unanswerable ones that reach the model, and some it answered) the two changes raised correct answers and refusal
+precision, at the cost of answering slightly more of the unanswerable ones."""
 
 SOURCE_TEMPLATE = "[{number}] {title}{authors}\n{passage}"
 """One numbered source: the [n] label the model must cite, the title (often the fact asked for), a short
@@ -81,7 +81,7 @@ JUDGE_LABEL_WORDS = {"supported": "Supports", "contradicted": "Contradicts", "no
 """The one-word replies the support judge chooses between (`rag.judge`); only their first tokens are read,
 so each must start with a different token. Verb forms ("Supports", not "Yes"): asked "is the claim true?", the
 1.5B model's Yes/No margin separated supported from contradicted claims no better than chance, while the
-verbs separated them (SciFact probe, shared/benchmarks/scifact/README.md)."""
+verbs separated them (a probe on expert-labelled claims from outside this project's field)."""
 
 JUDGE_SYSTEM_PROMPT = (
     "You check a claim against a passage from a research abstract. Reply with one word:\n"

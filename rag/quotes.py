@@ -32,7 +32,7 @@ _CONTRIBUTION = re.compile(
     r"design|call|name|dub|show|demonstrate|achieve)",
     re.IGNORECASE,
 )
-"""An abstract's own-contribution sentence ("we propose a weighted bi-directional feature pyramid (BiFPN)")."""
+"""An abstract's own-contribution sentence ("we propose a weighted two-way pooling network (XNet)")."""
 
 
 def best_sentences(
@@ -44,7 +44,7 @@ def best_sentences(
 ) -> dict[int, str]:
     """Each source's abstract sentence that best says what the paper does about the question: scored as passages
     are chosen, plus `lead_source_bonus` for a contribution sentence ("we propose ..."), since the sentence most
-    like the question is often the abstract's background ("Feature pyramids are a basic component ...")."""
+    like the question is often the abstract's background ("Pooling is a basic component of ...")."""
     scored = [
         (
             score + (settings.lead_source_bonus if _CONTRIBUTION.search(evidence[number].sentences[index]) else 0.0),
@@ -100,11 +100,11 @@ def figure_quote(
     """`checks` with the model's refusal replaced by the figure the evidence clearly holds, when there is one.
 
     A refusal is honoured unless the evidence clearly holds the answer. Clearly, for this rule: the question
-    names the best-retrieved paper ("LightHGNN", "CLIP") and asks for or states a quantity, and that paper's
-    abstract has a sentence with a figure that counts what the question counts (`holds_figure`). "Why does
-    LightHGNN run ten times slower than the networks it is distilled from?" is then answered with the sentence
-    "LightHGNNs can run 100times faster than HGNNs", quoted and cited, where the 1.5B model declined the false
-    premise. "How many GPUs were used to train CLIP?" is still declined: no CLIP sentence counts GPUs.
+    names the best-retrieved paper ("XNet") and asks for or states a quantity, and that paper's abstract has a
+    sentence with a figure that counts what the question counts (`holds_figure`). "Why does XNet run ten times
+    slower than the networks it is distilled from?" is then answered with the sentence "XNets can run 100times
+    faster than the networks they are distilled from", quoted and cited, where the 1.5B model declined the false
+    premise. "How many GPUs were used to train XNet?" is still declined when no XNet sentence counts GPUs.
     Answers with a supported claim are left as they are.
     """
     if not sources or any(check.supported and not check.dropped for check in checks):
@@ -126,8 +126,8 @@ def figure_quote(
 
 def titles_in(sentence: str, evidence: dict[int, Evidence]) -> dict[int, str]:
     """The sources a sentence names by a name (`cite.named_papers`) or by its full title, however short. A name
-    inside another paper's longer title ("Parameter-Inverted Image Pyramid Networks for Visual Perception ...")
-    names only that paper."""
+    inside another paper's longer title ("Sparse Routing" inside "Sparse Routing Networks for Visual Perception")
+    names only the paper with the longer title."""
     found = named_papers(sentence, evidence)
     lowered = sentence.lower()
     for number, item in evidence.items():
@@ -149,9 +149,9 @@ def titles_in(sentence: str, evidence: dict[int, Evidence]) -> dict[int, str]:
 def expand_bare_titles(
     checks: Sequence[SentenceCheck], question: str, evidence: dict[int, Evidence], best: dict[int, str]
 ) -> list[SentenceCheck]:
-    """For questions about several papers: a sentence that only names papers ("Scalable Forward-Forward
-    Algorithm Layer Collaboration in the Forward-Forward Algorithm [1].") or says of them no more than the
-    question ("“Show and Tell” [1] generates natural-language descriptions of images ...") is replaced, per
+    """For questions about several papers: a sentence that only names papers ("Sparse Routing for
+    Vision Layer Pruning in Language Models [1].") or says of them no more than the question ("“XNet” [1]
+    generates descriptions of images ..." for "which papers describe images?") is replaced, per
     named paper, by the title and that paper's best abstract sentence (`best_sentences`), cited. The 1.5B model
     often answers "which papers ..., and how?" with titles alone; the abstract says the how. A paper whose
     sentence the answer already holds is only named."""
@@ -180,6 +180,6 @@ def expand_bare_titles(
 
 def _says_more(text: str, known: str) -> bool:
     """Whether `text` has a content word that `known` lacks, words compared on their first five letters (so
-    "generates" is "generate", and a title's "Unified Embedding" says nothing the title did not)."""
+    "generates" is "generate", and a title's "Sparse Embedding" says nothing the title did not)."""
     known_prefixes = {word[:5] for word in re.findall(r"[\w-]+", known.lower())}  # stopwords too ("propose")
     return any(term[:5] not in known_prefixes for term in key_terms(text))

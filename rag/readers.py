@@ -60,7 +60,7 @@ MISSING_SHOWN = 5
 """Entries without an abstract named in the summary problem; the rest are counted."""
 
 _SIMPLE_ID = re.compile(r"^[\w.:/+-]{1,120}$")
-"""A citation key or arXiv id usable as a paper id as it is ("vaswani2017attention", "hep-th/9901001")."""
+"""A citation key or arXiv id usable as a paper id as it is ("doe2020example", "hep-th/9901001")."""
 
 # --- detection -----------------------------------------------------------------------------------------------
 

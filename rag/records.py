@@ -2,18 +2,18 @@
 
 Authors and schedules are structured fields of `Paper`, and the 1.5B model copies them badly: it names the
 first of six authors, leaves out the day of a "Thu 21 July, 13:55 - 14:00" slot, or declines although its
-source shows the slot (eval q094, q101, q104, q105). So when a question asks for them, the answer stage appends
+source shows the slot. So when a question asks for them, the answer stage appends
 them as sentences composed in code from the record of the paper the answer is about, each with its [n]. They
 are exact by construction and as checkable as the rest: the same fields are in the source the user opens.
 
 Which paper the answer is about, in this order: a paper whose time slot the question gives ("Which talk had
-the 13:05 slot?"), a paper the question names by title or short name ("When was the AGNAS paper presented?"),
+the 13:05 slot?"), a paper the question names by title or short name ("When was the XNet paper presented?"),
 then the papers the verified answer cites. A question that names no paper and whose answer cites none gets
 nothing added, so an unanswerable question stays declined, and a paper without the asked field (no authors on
 a listing page) adds nothing either.
 
 A paper's name is part of its record too: when the answer names a paper by its title and the abstract coins a
-name for the method ("a new attribution method called Integrated Gradients"), the name is added after the
+name for the method ("a new attribution method called Path Scores"), the name is added after the
 title (`with_method_names`), since researchers ask for and remember papers by those names.
 """
 
@@ -58,7 +58,7 @@ def _normalised(text: str) -> str:
 
 
 def names_paper(question: str, paper: Paper) -> bool:
-    """True when the question contains the paper's title or its short name ("ViLT", "AGNAS"), as whole words."""
+    """True when the question contains the paper's title or its short name ("XNet", "Zeta9"), as whole words."""
     words = _normalised(question)
     names = {_normalised(paper.title), _normalised(short_name(paper.title))}
     return any(len(name.strip()) >= 4 and name in words for name in names)
@@ -127,13 +127,13 @@ _MODERATED_BY = re.compile(
 
 
 def _stated_moderators(text: str) -> set[str]:
-    """Names the text says moderated a session ("moderated by Guojun Zhang", "Guojun Zhang moderated")."""
+    """Names the text says moderated a session ("moderated by Jane Doe", "Jane Doe moderated")."""
     return {_normalised(first or second) for first, second in _MODERATED_BY.findall(text)}
 
 
 def contradicted_fields(question: str, paper: Paper) -> set[str]:
-    """Record fields the question states a wrong value for, a premise to correct: "Guojun Zhang moderated the
-    session where ViLT was presented, right?" (its moderator is Razvan Pascanu), "Since it was presented on
+    """Record fields the question states a wrong value for, a premise to correct: "Jane Doe moderated the
+    session where XNet was presented, right?" (its moderator is John Roe), "Since it was presented on
     Tuesday 20 July, ..." (it was on 21 July)."""
     fields = set()
     moderators = _stated_moderators(question)
@@ -160,7 +160,7 @@ def _already_said(answer_text: str, paper: Paper, fields: set[str]) -> bool:
 
 def without_contradictions(checks: Sequence[SentenceCheck], sources: Sequence[Source]) -> list[SentenceCheck]:
     """`checks` with every answer sentence that misstates the record of each paper it cites dropped ("Yes,
-    Guojun Zhang moderated the session where ViLT was presented [3]." when [3]'s moderator is Razvan Pascanu).
+    Jane Doe moderated the session where XNet was presented [3]." when [3]'s moderator is John Roe).
     Support scores cannot catch it: the sentence shares its words with a source that says otherwise."""
     by_number = {source.number: source for source in sources}
     return [check.model_copy(update={"dropped": True}) if _misstates(check, by_number) else check for check in checks]
@@ -182,7 +182,7 @@ def _start_minute(paper: Paper) -> int | None:
 
 
 def adjacent_talk(question: str, sources: Sequence[Source]) -> tuple[Source, Source, str] | None:
-    """For "Which paper was presented right after ViLT?": (the named talk, the nearest retrieved talk of its
+    """For "Which paper was presented right after XNet?": (the named talk, the nearest retrieved talk of its
     session in the asked direction, "after" or "before"), or None. The retriever ranks session-mates nearest
     in time first (`rag.retrieve.schedule_neighbours`), so the adjacent talk is among the sources."""
     after, before = bool(_AFTER.search(question)), bool(_BEFORE.search(question))
@@ -225,7 +225,7 @@ def order_check(adjacent: tuple[Source, Source, str]) -> SentenceCheck:
 
 def without_wrong_order(checks: Sequence[SentenceCheck], adjacent: tuple[Source, Source, str]) -> list[SentenceCheck]:
     """`checks` with every sentence that places another talk before/after the named one dropped ("The paper
-    presented right after ViLT is Unifying ... [2]." when the schedule puts Learning Curves there)."""
+    presented right after XNet is “Title A” [2]." when the schedule puts “Title B” there)."""
     anchor, neighbour, _ = adjacent
     allowed = {anchor.number, neighbour.number}
 
@@ -281,8 +281,8 @@ def record_checks(
 
 def with_method_names(checks: Sequence[SentenceCheck], sources: Sequence[Source]) -> list[SentenceCheck]:
     """`checks` with each cited paper's coined name (`corpus.coined_names`) added in brackets after the first
-    place an answer sentence writes its title: "“Axiomatic Attribution for Deep Networks” (Integrated Gradients)
-    [1] ...". Nothing is added for a paper whose name the answer (or its title) already holds, nor a name another
+    place an answer sentence writes its title: "“A Long Descriptive Paper Title” (XNet) [1]
+    ...". Nothing is added for a paper whose name the answer (or its title) already holds, nor a name another
     source's abstract uses too ("we propose a novel generative adversarial network (GAN)" coins nothing)."""
     papers = {source.number: source.paper for source in sources}
 

@@ -88,8 +88,8 @@ def is_declined(answer: str | Answer | None) -> bool:
 
 @lru_cache(maxsize=8192)
 def _names_of(title: str, abstract: str) -> tuple[str, ...]:
-    """The short names a text may call a paper by, as written: the name before its title's colon ("ViLT") and
-    the one-word names its abstract coins ("FPN"), when they look like names rather than words."""
+    """The short names a text may call a paper by, as written: the name before its title's colon ("XNet") and
+    the one-word names its abstract coins ("XPN"), when they look like names rather than words."""
     short = short_name(title)
     names = [short] if short != title and " " not in short and is_name_like(short) else []
     names += [name for name in coined_names(abstract, strict=True) if " " not in name and is_name_like(name)]
@@ -112,7 +112,7 @@ def papers_named_in(text: str, papers: Sequence[Paper], names: bool = True) -> l
 
     A paper is named by its title (written out when it has at least `_TITLE_MIN_WORDS` words, else in
     quotes; case, accents and punctuation do not count) or, with `names`, by a short name only it has, written
-    as a whole word with its own capitals ("ViLT", not "vilt"): a name two papers share names neither."""
+    as a whole word with its own capitals ("XNet", not "xnet"): a name two papers share names neither."""
     owners: dict[str, list[Paper]] = {}
     for paper in papers if names else ():
         for name in paper_names(paper):
@@ -199,7 +199,7 @@ def search_in_view(
     filters: Filters | None = None,
 ) -> list[Source]:
     """Retrieve for the `standalone` question with the papers `in_view` among the sources: first, unless the
-    follow-up `question` names another retrieved paper without referring back ("what about ViLT?")."""
+    follow-up `question` names another retrieved paper without referring back ("what about XNet?")."""
     sources = retriever.search(standalone, k=k, filters=filters)
     kept = [paper for paper in in_view if filters is None or filters.is_empty() or matches_filters(paper, filters)]
     if not kept:
