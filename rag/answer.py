@@ -51,12 +51,13 @@ from rag.cite import (
     without_instructions,
 )
 from rag.claims import format_passage, passage_sentences
-from rag.context import asks_for_several, asks_quantity, build_messages, select_passages
+from rag.context import asks_for_paper, asks_for_several, asks_quantity, build_messages, select_passages
 from rag.embeddings import SentenceVectors
 from rag.generate import GenerationRequest
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
 from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
 from rag.records import complete_from_records, with_method_names
+from rag.retrieve import question_content
 from rag.rewrite import (
     clean_rewrite,
     format_history,
@@ -222,6 +223,7 @@ class Answerer:
         checks = self.judged(question, shown, evidence, checks)
         clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
         checks = self.with_quotes(question, shown, evidence, checks)
+        checks = self.with_identified_paper(question, shown, evidence, checks)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
         text, checks = self.with_records(question, sources, checks)
@@ -308,6 +310,33 @@ class Answerer:
             if correction is not None and not any(c.composed and c.text == correction.text for c in judged):
                 judged.insert(index + 1, correction)
         return judged
+
+    def with_identified_paper(
+        self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
+    ) -> list[SentenceCheck]:
+        """A declined "which paper ...?" answered on evidence: the judge reads the description in the question
+        against the best papers' sentences most like it (`identify_paper_tries`, best first), and the first
+        paper it finds supporting the description is named, cited. The small model declines such questions
+        when the question paraphrases the abstract, even with the matching paper as source [1]; the judge
+        reads the paraphrase as support. A refusal stays when no paper fits."""
+        if has_supported_claim(checks) or not asks_for_paper(question):
+            return checks
+        if not getattr(self.judge, "detects_contradiction", False) or not shown:
+            return checks
+        description = question_content(question)
+        vector = self.question_vector(description)
+        for source in shown[: self.settings.identify_paper_tries]:
+            sentences = passage_sentences(vector, evidence[source.number], self.settings.judge_passage_sentences)
+            if not sentences:
+                continue
+            judgement = self.judge.judge_many([(description, format_passage(source.title, sentences))])[0]
+            if judgement.verdict == "supported":
+                text = f"The paper that fits this description is “{source.title}” [{source.number}]."
+                named = SentenceCheck(
+                    text=text, citations=[source.number], supported=True, composed=True, verdict="supported"
+                )
+                return [*checks, named]
+        return checks
 
     def with_quotes(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

@@ -45,6 +45,22 @@ _ASKS_SEVERAL = re.compile(
 )
 
 
+_ASKS_FOR_PAPER = re.compile(
+    r"\b(?:which|what)\s+(?:[\w-]+\s+){0,2}(?:paper|work|study|article|model|method|architecture|approach|network|"
+    r"technique|framework|system|algorithm|loss|module|benchmark|dataset)\b(?!s)"
+    r"|\b(?:is|was) there (?:a|an|any|some)\s+(?:[\w-]+\s+){0,2}(?:paper|work|study|article|method|model)\b"
+    r"|\bwhat(?:'s| is| was)\s+(?:it|that|this|the \w+)\s+(?:[\w-]+\s+){0,3}(?:called|named)\b"
+    r"|\b(?:looking for|remember|recall)\b[^?]{0,40}\b(?:paper|work|study|method|model)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_paper(question: str) -> bool:
+    """True when the question describes one paper and asks which it is ("Which model predicts ...?", "Is there
+    a paper that ...?", "What is that architecture called?"): naming the paper is the answer."""
+    return bool(_ASKS_FOR_PAPER.search(question)) and not asks_for_several(question)
+
+
 def asks_metadata(question: str) -> bool:
     """True when the question is about people, sessions or times, so authors and schedules earn their tokens."""
     return bool(_ASKS_METADATA.search(question))

@@ -284,6 +284,14 @@ class Settings(BaseSettings):
         description="Sentences of the cited abstract (those most like the answer sentence) the judge reads: an "
         "answer sentence paraphrases one or two source sentences, and each sentence shown costs prefill.",
     )
+    identify_paper_tries: int = Field(
+        default=2,
+        ge=0,
+        le=5,
+        description="When the model declines a question that describes one paper ('Which model ...?'), how many "
+        "of the best papers the judge reads against the description, best first; the first it finds supporting "
+        "is named. 0: the refusal stands.",
+    )
     judge_passage_sentences: int = Field(
         default=3,
         ge=1,

@@ -336,3 +336,60 @@ def test_the_real_judge_separates_support_from_contradiction(real_settings):
     contradicted = bot.judge.judge("Daily walking raises blood pressure in older adults.", passage)
     assert supported.verdict == "supported"
     assert contradicted.verdict != "supported"
+
+
+class PassageJudge:
+    """Supports a claim only against a passage from the paper whose title starts with `title`."""
+
+    detects_contradiction = True
+
+    def __init__(self, title: str):
+        self.title = title
+        self.seen: list[tuple[str, str]] = []
+
+    def judge_many(self, pairs):
+        self.seen.extend(pairs)
+        return [
+            Judgement("supported" if passage.startswith(self.title) else "not_addressed", {"supported": 0.9})
+            for _, passage in pairs
+        ]
+
+
+def test_a_declined_which_paper_question_names_the_paper_the_judge_finds_described(papers, tmp_path, word_embedder):
+    from rag.prompts import DECLINE_TEXT
+
+    judge = PassageJudge("ViLT")
+    retriever = FakeRetriever([papers[1], papers[0], papers[2]])
+    answerer = Answerer(FakeGenerator(DECLINE_TEXT), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    _, answer = run(answerer, "Which model processes visual inputs without any convolution?", retriever)
+    assert not answer.declined
+    assert "“ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision” [1]" in answer.text
+    assert [citation.paper_id for citation in answer.citations] == ["vilt"]
+    assert judge.seen[0][0] == "model processes visual inputs without any convolution"  # without the question frame
+
+
+def test_the_refusal_stands_when_no_paper_fits_or_the_question_asks_for_no_paper(papers, tmp_path, word_embedder):
+    from rag.prompts import DECLINE_TEXT
+
+    for question, title in [("Which model runs on a toaster?", "Nothing"), ("How fast is ViLT?", "ViLT")]:
+        judge = PassageJudge(title)
+        answerer = Answerer(FakeGenerator(DECLINE_TEXT), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+        _, answer = run(answerer, question, FakeRetriever(papers))
+        assert answer.declined and answer.text == DECLINE_TEXT
+
+
+@pytest.mark.parametrize(
+    ("question", "asks"),
+    [
+        ("Which model predicts depth from a stereo pair?", True),
+        ("Is there a paper that pre-trains on fractal images?", True),
+        ("What's that architecture called?", True),
+        ("Which papers study graph depth?", False),
+        ("How many parameters does XNet have?", False),
+        ("What accuracy does the model reach?", False),
+    ],
+)
+def test_questions_that_ask_which_paper(question, asks):
+    from rag.context import asks_for_paper
+
+    assert asks_for_paper(question) is asks
