@@ -32,7 +32,8 @@ SCHEDULE_FIELDS = frozenset({MODERATOR, ROOM, SESSION, TIME})
 _ASKS = {
     AUTHORS: re.compile(
         r"\bwho\b[^?]*\b(?:wrote|write|written|authored|co-?authored|authors?)\b|\bauthors? of\b"
-        r"|\bwhose (?:paper|work)\b"
+        r"|\bwhose (?:paper|work|names?)\b|\bauthor list\b|\bwho (?:is|are|was|were) behind\b"
+        r"|\b(?:which|what) (?:researchers|people|authors|team|group)\b|\b(?:researchers|people|team) behind\b"
     ),
     MODERATOR: re.compile(r"\bwho (?:moderated|chaired|was the moderator|is the moderator)\b|\bwhich moderator\b"),
     ROOM: re.compile(r"\b(?:which|what) room\b|\bwhere was\b[^?]*\b(?:presented|held|given)\b"),

@@ -39,6 +39,9 @@ def sources_of(papers: list[Paper]) -> list[Source]:
         ("When was the ViLT talk scheduled?", {TIME}),
         ("At what time was ViLT presented, and in which session?", {TIME, SESSION}),
         ("Which paper did Massimiliano Pontil co-author, and when was it presented?", {TIME}),
+        ("Which researchers are behind XNet?", {AUTHORS}),
+        ("Whose names open and close the author list of the XNet paper?", {AUTHORS}),
+        ("Who is behind the XNet measure?", {AUTHORS}),
         # mentioned, not asked
         ("Which two talks in the session moderated by Razvan Pascanu deal with metric learning?", set()),
         ("Which paper did Mohit Bansal co-author?", set()),
