@@ -208,6 +208,11 @@ class QuestionResult(BaseModel):
         default=None, description="Seconds for the whole question (the scored turn in a conversation)."
     )
     stage_timings: dict[str, float] = Field(default_factory=dict, description="Answer.timings from the bot.")
+    judged: list[dict] = Field(
+        default_factory=list,
+        description="The answer sentences the support judge read: {text, verdict, dropped, composed}, so a run "
+        "shows what the judge removed and what it added.",
+    )
 
     @property
     def retrieved_titles(self) -> list[str]:
@@ -348,6 +353,11 @@ def ask_question(bot, question: EvalQuestion, *, k: int, run_hash: str) -> Quest
         first_token=first_token if first_token is not None else total,
         total=total,
         stage_timings=dict(final.timings),
+        judged=[
+            {"text": check.text, "verdict": check.verdict, "dropped": check.dropped, "composed": check.composed}
+            for check in final.sentences
+            if check.verdict is not None
+        ],
     )
 
 

@@ -253,7 +253,7 @@ class Settings(BaseSettings):
         "never finds a contradiction); 'off' uses similarity everywhere.",
     )
     judge_bias: dict[str, float] = Field(
-        default_factory=lambda: {"supported": 0.0, "contradicted": 0.0, "not_addressed": 0.0},
+        default_factory=lambda: {"supported": 0.0, "contradicted": 1.0, "not_addressed": 0.75},
         description="Added to each label's log-probability before the judge chooses: a small model prefers one "
         "label whatever it reads. Fitted with `rag eval --claims ... --fit-bias` on expert-labelled claims from "
         "outside this project's field, never on the bot's own questions.",
