@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from rag import Bot, ClaimCheck, CorpusError, Paper, Settings, benchmark_settings
 
@@ -33,6 +33,10 @@ CLAIM_LABELS = ("supported", "contradicted", "not_enough_info")
 
 
 class ClaimRow(BaseModel):
+    """One claim line; ids may be numbers (SciFact's own files) or strings (its BEIR export)."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
     id: str
     claim: str
     gold_ids: list[str]
@@ -155,15 +159,23 @@ def fit_bias(gold: Sequence[str], logprobs: Sequence[dict[str, float]], step: fl
 
 def summarise(results: Sequence[ClaimResult], bias: dict[str, float]) -> dict:
     """Figures of a run; the judge-only verdicts are recomputed under `bias` from the raw log-probabilities."""
-    judged = [result for result in results if result.judge_logprobs]
+    judged = [result for result in results if result.judge_verdict is not None]
     summary: dict = {"claims": len(results)}
     if judged:
         gold = [result.gold for result in judged]
-        predicted = [biased_verdict(result.judge_logprobs, bias) for result in judged]
+        predicted = [biased_verdict(r.judge_logprobs, bias) if r.judge_logprobs else r.judge_verdict for r in judged]
         recalls = [result.rationale_recall for result in judged if result.rationale_recall is not None]
+        two_way = [
+            (g, p) for g, p in zip(gold, predicted, strict=True) if g != "not_enough_info" and p != "not_enough_info"
+        ]
+        with_logprobs = [result for result in judged if result.judge_logprobs]
         summary["judge_only"] = {
             "claims": len(judged),
-            "support_vs_contradict_accuracy": support_vs_contradict(gold, [r.judge_logprobs for r in judged], bias),
+            "support_vs_contradict_accuracy": support_vs_contradict(
+                [r.gold for r in with_logprobs], [r.judge_logprobs for r in with_logprobs], bias
+            )
+            if with_logprobs
+            else accuracy([g for g, _ in two_way], [p for _, p in two_way]),
             "accuracy": accuracy(gold, predicted),
             "macro_f1": macro_f1(gold, predicted),
             "rationale_recall": round(statistics.fmean(recalls), 4) if recalls else None,
@@ -238,12 +250,13 @@ def run_claims(
     say: Callable[[str], None] = print,
 ) -> dict:
     """Judge-only and (unless `judge_only_run`) end-to-end runs; results.jsonl and report.md under `out`.
-    Rerunning with the same `out` resumes: claims already in results.jsonl are not asked again."""
+    Rerunning with the same `out` resumes: what a claim already has in results.jsonl is not asked again (a
+    judge-only result gets its end-to-end part added; the last line of a claim wins)."""
     rows = stratified(load_claims(claims_path), limit)
     abstracts = load_abstracts(corpus_path)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "results.jsonl"
-    done = {}
+    done: dict[str, ClaimResult] = {}
     if log.is_file():
         for line in log.read_text(encoding="utf-8").splitlines():
             if line.strip():
@@ -256,10 +269,13 @@ def run_claims(
     results = []
     with log.open("a", encoding="utf-8") as handle:
         for position, row in enumerate(rows, start=1):
-            if row.id in done:
-                results.append(done[row.id])
+            earlier = done.get(row.id)
+            if earlier is not None and (judge_only_run or earlier.e2e_verdict is not None):
+                results.append(earlier)
                 continue
-            fields = {"id": row.id, "gold": row.label} | judge_only(bot, row, abstracts)
+            fields = (
+                earlier.model_dump() if earlier else {"id": row.id, "gold": row.label} | judge_only(bot, row, abstracts)
+            )
             if not judge_only_run:
                 fields |= end_to_end(bot, row)
             result = ClaimResult.model_validate(fields)

@@ -199,7 +199,7 @@ def run_claim_set(args: argparse.Namespace) -> int:
     """`rag eval --claims FILE --corpus CORPUS`: the support judge alone, then `Bot.check` end to end."""
     import json
 
-    from eval.claims import ClaimResult, fit_bias, run_claims, summarise
+    from eval.claims import ClaimResult, fit_bias, load_claims, run_claims, stratified, summarise
 
     if not args.corpus:
         raise RagError("--claims needs --corpus: the abstracts the claims are about (corpus.jsonl).")
@@ -210,8 +210,10 @@ def run_claim_set(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary, indent=2))
     if args.fit_bias:
-        results = [ClaimResult.model_validate_json(line) for line in (out / "results.jsonl").open() if line.strip()]
-        judged = [result for result in results if result.judge_logprobs]
+        chosen = {row.id for row in stratified(load_claims(args.claims), args.limit)}
+        lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
+        results = {result.id: result for result in map(ClaimResult.model_validate_json, filter(None, lines))}
+        judged = [result for key, result in results.items() if key in chosen and result.judge_logprobs]
         bias = fit_bias([result.gold for result in judged], [result.judge_logprobs for result in judged])
         print(f"fitted bias: {json.dumps(bias)}  (RAG_JUDGE_BIAS='{json.dumps(bias)}')")
         print(json.dumps(summarise(judged, bias).get("judge_only"), indent=2))

@@ -393,3 +393,33 @@ def test_questions_that_ask_which_paper(question, asks):
     from rag.context import asks_for_paper
 
     assert asks_for_paper(question) is asks
+
+
+def test_a_claim_run_writes_both_parts_and_resumes_the_end_to_end_part(settings, tmp_path):
+    from eval.claims import ClaimResult, run_claims
+
+    corpus = tmp_path / "corpus.jsonl"
+    abstracts = [
+        ("1", "Walking and blood pressure", ["Daily walking lowered blood pressure.", "Heart rate did not change."]),
+        ("2", "Coffee and sleep", ["Evening coffee shortened sleep.", "Morning coffee did not."]),
+    ]
+    corpus.write_text(
+        "\n".join(json.dumps({"id": i, "title": t, "text": " ".join(s), "sentences": s}) for i, t, s in abstracts)
+    )
+    claims = tmp_path / "claims.jsonl"
+    rows = [
+        {"id": 1, "claim": "Walking lowers blood pressure.", "gold_ids": [1], "verdict": "SUPPORT",
+         "evidence": {"1": {"label": "SUPPORT", "sentences": [0]}}},
+        {"id": 2, "claim": "Evening coffee lengthens sleep.", "gold_ids": [2], "verdict": "CONTRADICT",
+         "evidence": {"2": {"label": "CONTRADICT", "sentences": [0]}}},
+    ]  # fmt: skip
+    claims.write_text("\n".join(json.dumps(row) for row in rows))
+    out = tmp_path / "run"
+    judged = run_claims(claims, corpus, settings, out, judge_only_run=True, say=lambda _: None)
+    assert judged["judge_only"]["claims"] == 2 and "end_to_end" not in judged
+    both = run_claims(claims, corpus, settings, out, say=lambda _: None)
+    assert both["end_to_end"]["claims"] == 2 and both["judge_only"]["claims"] == 2
+    lines = [ClaimResult.model_validate_json(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    last = {result.id: result for result in lines}
+    assert all(result.judge_logprobs is not None and result.e2e_verdict for result in last.values())
+    assert (out / "report.md").read_text().startswith("# Claim checking")
