@@ -95,6 +95,17 @@ def has_supported_claim(checks: Sequence[SentenceCheck]) -> bool:
     return any(check.supported and not check.dropped for check in checks)
 
 
+def describes(judgement) -> bool:
+    """True when the judge reads a question's description of a paper as that paper's: "Supports" is its most
+    likely label before the calibration bias. The bias is fitted on claims written to be checked, half of them
+    false by design; a question's description is written to match its paper, so the model's own label order is
+    the better reading here (uncalibrated, the judge named 4 of 6 described papers it had declined)."""
+    logprobs = judgement.logprobs
+    if not logprobs:
+        return judgement.verdict == "supported"
+    return max(logprobs, key=logprobs.__getitem__) == "supported"
+
+
 def premise_correction(
     question: str, contradicted: SentenceCheck, passage: Sequence[str], source: Source
 ) -> SentenceCheck | None:
@@ -318,7 +329,7 @@ class Answerer:
         against the best papers' sentences most like it (`identify_paper_tries`, best first), and the first
         paper it finds supporting the description is named, cited. The small model declines such questions
         when the question paraphrases the abstract, even with the matching paper as source [1]; the judge
-        reads the paraphrase as support. A refusal stays when no paper fits."""
+        reads the paraphrase as support (`describes`). A refusal stays when no paper fits."""
         if has_supported_claim(checks) or not asks_for_paper(question):
             return checks
         if not getattr(self.judge, "detects_contradiction", False) or not shown:
@@ -330,7 +341,7 @@ class Answerer:
             if not sentences:
                 continue
             judgement = self.judge.judge_many([(description, format_passage(source.title, sentences))])[0]
-            if judgement.verdict == "supported":
+            if describes(judgement):
                 text = f"The paper that fits this description is “{source.title}” [{source.number}]."
                 named = SentenceCheck(
                     text=text, citations=[source.number], supported=True, composed=True, verdict="supported"

@@ -129,6 +129,8 @@ class LlamaJudge:
         self._formatter = None
         self._cache: KVSnapshot | None = None
         """The judge's own KV cache, as the last session left it."""
+        self._memo: dict[tuple[str, str], dict[Verdict, float]] = {}
+        """Label log-probabilities of recent (claim, passage) pairs, oldest first."""
 
     @classmethod
     def for_generator(cls, generator: Any, settings: Settings) -> LlamaJudge | None:
@@ -143,12 +145,17 @@ class LlamaJudge:
         return self.judge_many([(claim, passage)])[0]
 
     def judge_many(self, pairs: Sequence[tuple[str, str]]) -> list[Judgement]:
-        """Each (claim, passage) judged in one session of the judge's cache."""
-        prompts = [self.tokenize(self.format(judge_messages(claim, passage))) for claim, passage in pairs]
-        if not prompts:
-            return []
-        with self.lock, self.session():
-            return [self._decide(label_logprobs(self._eval_last(tokens), self.label_tokens())) for tokens in prompts]
+        """Each (claim, passage) judged in one session of the judge's cache; a pair judged before is not
+        evaluated again (a declined answer is asked twice, and both tries judge the same papers)."""
+        new = [pair for pair in dict.fromkeys(pairs) if pair not in self._memo]
+        if new:
+            prompts = [self.tokenize(self.format(judge_messages(claim, passage))) for claim, passage in new]
+            with self.lock, self.session():
+                for pair, tokens in zip(new, prompts, strict=True):
+                    self._memo[pair] = label_logprobs(self._eval_last(tokens), self.label_tokens())
+            while len(self._memo) > _MEMO_SIZE:
+                self._memo.pop(next(iter(self._memo)))
+        return [self._decide(self._memo[pair]) for pair in pairs]
 
     def warm_up(self) -> None:
         """Evaluate the judge's fixed prefix once, so the first judgement pays only for its own claim."""
@@ -213,6 +220,9 @@ class LlamaJudge:
 
         pointer = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(pointer, shape=(self.llm.n_vocab(),)).copy()
+
+
+_MEMO_SIZE = 256
 
 
 def judge_messages(claim: str, passage: str) -> list[dict[str, str]]:

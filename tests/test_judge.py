@@ -107,6 +107,24 @@ def test_the_judge_reads_the_labels_first_tokens_and_reuses_the_cached_prefix(tm
     assert llm.evaluated[1] < llm.evaluated[0] / 2  # the second claim re-evaluates only what differs
 
 
+def test_a_pair_judged_before_is_not_evaluated_again(tmp_path):
+    llm = FakeLlama(favourite="Supports")
+    judge = ScriptedLlamaJudge(llm, Settings(data_dir=tmp_path))
+    judge.judge_many([("A claim.", "A passage."), ("A claim.", "A passage.")])
+    evaluations = len(llm.evaluated)
+    assert evaluations == 1
+    assert judge.judge("A claim.", "A passage.").verdict == "supported" and len(llm.evaluated) == evaluations
+
+
+def test_a_description_is_read_by_the_models_own_label_order():
+    from rag.answer import describes
+
+    raw = {"supported": -0.8, "contradicted": -1.4, "not_addressed": -1.2}
+    calibrated = decide(raw, {"contradicted": 1.0, "not_addressed": 0.75})
+    assert calibrated.verdict != "supported" and describes(calibrated)
+    assert not describes(decide({"supported": -2.0, "contradicted": -1.4, "not_addressed": -0.3}, {}))
+
+
 def test_labels_must_start_with_different_tokens(tmp_path, monkeypatch):
     from rag import judge as judge_module
 
