@@ -99,7 +99,8 @@ def describes(judgement) -> bool:
     """True when the judge reads a question's description of a paper as that paper's: "Supports" is its most
     likely label before the calibration bias. The bias is fitted on claims written to be checked, half of them
     false by design; a question's description is written to match its paper, so the model's own label order is
-    the better reading here (uncalibrated, the judge named 4 of 6 described papers it had declined)."""
+    the better reading here: of four described papers the model had declined, the calibrated judge named
+    none and the uncalibrated label order three."""
     logprobs = judgement.logprobs
     if not logprobs:
         return judgement.verdict == "supported"
