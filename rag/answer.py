@@ -111,13 +111,13 @@ def premise_correction(
     question: str, contradicted: SentenceCheck, passage: Sequence[str], source: Source
 ) -> SentenceCheck | None:
     """When a contradicted sentence repeats what the question assumes (at least `_PREMISE_TERMS` of the
-    question's key terms, and half of them: a short question such as "How fast is X?" assumes nothing), the
+    question's key terms, and half of them, in a question that presupposes (`_PRESUPPOSES`)), the
     answer says that the source states otherwise, quoting the passage sentence closest to the claim. A
     contradicted sentence the model added on its own is only dropped: the question did not carry that error."""
     asked = key_terms(question)
     claimed = key_terms(contradicted.text)
     shared = len(asked & claimed)
-    if not passage or shared < _PREMISE_TERMS or shared < len(asked) / 2:
+    if not passage or not _PRESUPPOSES.search(question) or shared < _PREMISE_TERMS or shared < len(asked) / 2:
         return None
     deciding = max(passage, key=lambda sentence: len(key_terms(sentence) & claimed))
     name = short_name(source.title)
@@ -135,6 +135,14 @@ def _lowered(sentence: str) -> str:
 
 
 _PREMISE_TERMS = 3
+_PRESUPPOSES = re.compile(
+    r"^\W*(?:why|how come|given that|since|considering that|now that)\b"
+    r"|,?\s*(?:right|correct|true|isn't it|aren't they|didn't they|wasn't it|no)\s*\?",
+    re.IGNORECASE,
+)
+"""Question shapes that take a claim for granted ("Why did X need Y?", "Given that X, ...", "X did Y, right?"):
+only these carry a premise to correct. A sentence that merely restates another question is dropped, not
+answered with "the premise does not hold"."""
 
 
 # --- the stage -------------------------------------------------------------------------------------------

@@ -191,6 +191,15 @@ def test_a_contradicted_premise_of_the_question_is_corrected_from_the_source(pap
     assert correction.citations == [2] and correction.verdict == "contradicted"
 
 
+def test_a_question_without_a_premise_gets_no_premise_correction(papers, tmp_path, word_embedder):
+    judge = ScriptedJudge(bad="slower")
+    answer_text = "ViLT is up to tens of times slower than previous VLP models [2]."
+    answerer = Answerer(FakeGenerator(answer_text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    _, answer = run(answerer, "How much slower is ViLT than previous VLP models?", FakeRetriever(papers))
+    assert "premise" not in answer.text and "slower" not in answer.text
+    assert not any(check.composed for check in answer.sentences)
+
+
 def test_only_the_first_sentences_are_judged(papers, tmp_path, word_embedder):
     judge = ScriptedJudge(bad="slower")
     answerer = Answerer(FakeGenerator(ANSWER), word_embedder, Settings(data_dir=tmp_path), judge=judge)
