@@ -355,12 +355,12 @@ def test_the_real_judge_separates_support_from_contradiction(real_settings):
     from rag import Bot
 
     bot = Bot(real_settings)
-    passage = (
-        "A randomised trial of a daily walking programme\n"
-        "Daily walking lowered resting blood pressure in older adults, and heart rate did not change."
+    passage = (  # unlike the judge's worked examples, so the test does not read one of them back
+        "A field trial of a nitrogen fertiliser on wheat\n"
+        "The fertiliser increased grain yield by a fifth, while plant height did not change."
     )
-    supported = bot.judge.judge("Daily walking lowers blood pressure in older adults.", passage)
-    contradicted = bot.judge.judge("Daily walking raises blood pressure in older adults.", passage)
+    supported = bot.judge.judge("The fertiliser raises the grain yield of wheat.", passage)
+    contradicted = bot.judge.judge("The fertiliser reduces the grain yield of wheat.", passage)
     assert supported.verdict == "supported"
     assert contradicted.verdict != "supported"
 
