@@ -509,16 +509,10 @@ class _RowCollector:
         self.papers.append(self._unique_id(paper, line))
 
     def _unique_id(self, paper: Paper, line: int) -> Paper:
-        """Same id and title is a duplicate (merged later); same id, another title is a clash: suffix it."""
-        key = normalise_title(paper.title)
-        known = self._title_by_id.get(paper.id)
-        if known is None or known == key:
-            self._title_by_id[paper.id] = key
-            return paper
-        new_id = _free_id(paper.id, self._title_by_id)
-        self.problem(line, f"id {paper.id!r} already used by another title; kept as {new_id!r}")
-        self._title_by_id[new_id] = key
-        return paper.model_copy(update={"id": new_id})
+        paper, clash = unique_id(paper, self._title_by_id)
+        if clash:
+            self.problem(line, clash)
+        return paper
 
     def problem(self, line: int | None, message: str) -> None:
         if line is None:
@@ -535,6 +529,21 @@ class _RowCollector:
             self.problems.append(f"{self.path}: {len(lines)} row(s) with {note} ({self.unit}s {shown}); kept")
         missing = len(self._notes.get("no text", ()))
         return FileLoad(path=self.path, papers=self.papers, problems=self.problems, missing_abstracts=missing)
+
+
+def unique_id(paper: Paper, title_by_id: dict[str, str]) -> tuple[Paper, str | None]:
+    """`paper`, with its id suffixed when another title already has it, and the one-line problem to report.
+
+    Same id and title is a duplicate (merged later); same id, another title is a clash (a reused row id or
+    citation key). `title_by_id` (id -> normalised title) records what each file has seen so far."""
+    key = normalise_title(paper.title)
+    known = title_by_id.get(paper.id)
+    if known is None or known == key:
+        title_by_id[paper.id] = key
+        return paper, None
+    new_id = _free_id(paper.id, title_by_id)
+    title_by_id[new_id] = key
+    return paper.model_copy(update={"id": new_id}), f"id {paper.id!r} already used by another title; kept as {new_id!r}"
 
 
 def _free_id(paper_id: str, taken: dict[str, Any] | set[str]) -> str:

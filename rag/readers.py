@@ -42,14 +42,13 @@ from rag.corpus import (
     FileLoad,
     _clean,
     _clean_line,
-    _free_id,
     _one_line,
     _read_text,
-    normalise_title,
     paper_id_for,
     read_csv,
     read_jsonl,
     read_page,
+    unique_id,
 )
 from rag.types import Paper
 
@@ -193,16 +192,10 @@ class _Entries:
         self.papers.append(self._unique_id(paper, where))
 
     def _unique_id(self, paper: Paper, where: str) -> Paper:
-        """The same key for another title (a duplicate citation key) gets a suffix; the same title is merged."""
-        key = normalise_title(paper.title)
-        known = self._title_by_id.get(paper.id)
-        if known is None or known == key:
-            self._title_by_id[paper.id] = key
-            return paper
-        new_id = _free_id(paper.id, self._title_by_id)
-        self.problem(where, f"id {paper.id!r} already used by another title; kept as {new_id!r}")
-        self._title_by_id[new_id] = key
-        return paper.model_copy(update={"id": new_id})
+        paper, clash = unique_id(paper, self._title_by_id)
+        if clash:
+            self.problem(where, clash)
+        return paper
 
     def finish(self, extra_problems: list[str] | None = None) -> FileLoad:
         problems = [*(extra_problems or []), *self.problems]
