@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check", parents=[common, filters], help="Which papers support or contradict a claim, with the sentence."
     )
-    check.add_argument("claim")
+    check.add_argument("claim", help="The claim, as a sentence: 'Strided convolutions can replace max-pooling'.")
     search = commands.add_parser("search", parents=[common, filters], help="Show the most relevant papers.")
     search.add_argument("query")
     chat = commands.add_parser("chat", parents=[common], help="Start the Gradio chat (127.0.0.1 by default).")
@@ -198,13 +198,6 @@ def format_sources(answer) -> str:
     return "\n".join(lines)
 
 
-VERDICT_HEADINGS = {
-    "supported": "Supports it",
-    "contradicted": "Contradicts it",
-    "not_addressed": "Related, silent on it",
-}
-
-
 def _check(args: argparse.Namespace) -> int:
     result = _bot(args).check(args.claim, k=args.k, filters=_filters(args))
     if args.json:
@@ -216,17 +209,12 @@ def _check(args: argparse.Namespace) -> int:
 
 def format_check(result) -> str:
     """The verdict, then the papers grouped by what they say, each with its deciding sentence quoted."""
-    overall = {"supported": "Supported", "contradicted": "Contradicted", "not_enough_info": "Not enough information"}
-    lines = [f"Verdict: {overall[result.verdict]}"]
+    lines = [result.summary()]
     if not result.papers:
         lines.append("No paper in the collection is about this claim.")
-    for verdict, heading in VERDICT_HEADINGS.items():
-        papers = [paper for paper in result.papers if paper.verdict == verdict]
-        if papers:
-            lines.append(f"\n{heading}:")
-        for paper in papers:
-            lines.append(f" [{paper.number}] {paper.title}")
-            lines.append(f"      “{paper.sentence}”")
+    for heading, papers in result.groups():
+        lines.append(f"\n{heading}:")
+        lines += [f" [{paper.number}] {paper.title}\n      “{paper.sentence}”" for paper in papers]
     return "\n".join(lines)
 
 

@@ -162,6 +162,15 @@ class PaperVerdict(BaseModel):
     )
 
 
+CLAIM_SUMMARIES = {
+    "supported": "The collection supports this claim.",
+    "contradicted": "The collection contradicts this claim.",
+    "not_enough_info": "The collection does not settle this claim.",
+}
+GROUPS = {"supported": "Supports it", "contradicted": "Contradicts it", "not_addressed": "Related, silent on it"}
+"""How a claim check's papers are grouped and headed, in the order a reader wants them."""
+
+
 class ClaimCheck(BaseModel):
     """What `Bot.check(claim)` returns: the collection's verdict on a claim, paper by paper."""
 
@@ -172,6 +181,15 @@ class ClaimCheck(BaseModel):
         description="Papers that decide the claim first (supporting or contradicting), then the silent ones.",
     )
     timings: dict[str, float] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The verdict as one sentence a person reads (the same in the CLI and the chat)."""
+        return CLAIM_SUMMARIES[self.verdict]
+
+    def groups(self) -> list[tuple[str, list[PaperVerdict]]]:
+        """(heading, papers) for each verdict some paper has: supporting, contradicting, then silent."""
+        grouped = [(heading, [p for p in self.papers if p.verdict == verdict]) for verdict, heading in GROUPS.items()]
+        return [(heading, papers) for heading, papers in grouped if papers]
 
     def as_json(self) -> dict:
         """The documented JSON shape of `rag check --json`."""

@@ -450,3 +450,18 @@ def test_a_claim_run_writes_both_parts_and_resumes_the_end_to_end_part(settings,
     last = {result.id: result for result in lines}
     assert all(result.judge_logprobs is not None and result.e2e_verdict for result in last.values())
     assert (out / "report.md").read_text().startswith("# Claim checking")
+
+
+def test_a_check_reads_deciding_papers_first_in_the_cli_text():
+    from rag.cli import format_check
+    from rag.types import ClaimCheck
+
+    papers = [
+        PaperVerdict(paper_id="a", title="Silent", verdict="not_addressed", sentence="S.", number=1),
+        PaperVerdict(paper_id="b", title="Against", verdict="contradicted", sentence="C.", number=2),
+    ]
+    result = ClaimCheck(claim="x", verdict="contradicted", papers=papers)
+    assert [heading for heading, _ in result.groups()] == ["Contradicts it", "Related, silent on it"]
+    text = format_check(result)
+    assert text.startswith("The collection contradicts this claim.")
+    assert text.index("[2] Against") < text.index("[1] Silent") and "“C.”" in text

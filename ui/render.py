@@ -95,32 +95,16 @@ def answer_footer(answer: Answer, turn: int) -> str:
     return f'<div class="answer-meta">{escape(" · ".join(parts))} {copy}</div>'
 
 
-CHECK_VERDICTS = {
-    "supported": "The collection supports this claim.",
-    "contradicted": "The collection contradicts this claim.",
-    "not_enough_info": "The collection does not settle this claim.",
-}
-PAPER_VERDICTS = {
-    "supported": "Supports it",
-    "contradicted": "Contradicts it",
-    "not_addressed": "Related, silent on it",
-}
-
-
 def render_check(result: ClaimCheck) -> str:
     """A claim check as chat Markdown: the verdict, then each paper under what it says, with its deciding
     sentence quoted."""
-    lines = [f'<div class="verdict {escape(result.verdict)}">{escape(CHECK_VERDICTS[result.verdict])}</div>', ""]
+    lines = [f'<div class="verdict {escape(result.verdict)}">{escape(result.summary())}</div>', ""]
     if not result.papers:
         lines.append("No paper in the collection is about this claim.")
-    for verdict, heading in PAPER_VERDICTS.items():
-        papers = [paper for paper in result.papers if paper.verdict == verdict]
-        if papers:
-            lines.append(f"**{heading}**")
-        for paper in papers:
-            lines.append(f"- [{paper.number}] *{escape(paper.title)}*: “{escape(paper.sentence)}”")
-        if papers:
-            lines.append("")
+    for heading, papers in result.groups():
+        lines.append(f"**{heading}**")
+        lines += [f"- [{paper.number}] *{escape(paper.title)}*: “{escape(paper.sentence)}”" for paper in papers]
+        lines.append("")
     return "\n".join(lines).strip()
 
 
