@@ -1,12 +1,14 @@
 """Does the prompt hold the answer? Fact recall of the prompt the model sees, and its size, per question type.
 
-    .venv/bin/python bench/context.py [--set answer_sources=4 --set context_words=120 ...]
+    .venv/bin/python bench/context.py [--questions FILE ...] [--set answer_sources=4 --set context_words=120 ...]
 
 For every answerable question of the eval set, this runs retrieval and the answer stage's source preparation
 (`Answerer.prepare_sources` + `build_messages`) without calling the model, then checks each `must_include`
 group against the user message. A fact the prompt lacks is one the model cannot state, so this is the ceiling
 of fact accuracy for the current context settings, measured in seconds instead of a 20-minute model run; the
 prompt's token count (the model's own tokenizer) is what prefill, and so time to first token, pays for.
+A conversation's earlier turns are asked first with the extractive backend, so its follow-up is rewritten and
+retrieved with the previous answer's papers in view, as in the chat (the model's own rewrite may differ).
 Writes bench/results/context.md.
 """
 
@@ -21,11 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval.harness import load_questions  # noqa: E402
+from eval.harness import ask_history, load_questions  # noqa: E402
 from eval.metrics import satisfies  # noqa: E402
+from rag.answer import passage_focus  # noqa: E402
 from rag.api import Bot  # noqa: E402
 from rag.cite import without_instructions  # noqa: E402
 from rag.context import build_messages  # noqa: E402
+from rag.rewrite import papers_in_view, search_in_view  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "context.md"
@@ -44,16 +48,20 @@ def token_counter(settings: Settings):
         return lambda text: round(1.3 * len(text.split()))
 
 
-def measure(settings: Settings, show_misses: bool = False) -> dict[str, dict[str, float]]:
+def measure(settings: Settings, paths: list[str], show_misses: bool = False) -> dict[str, dict[str, float]]:
     bot = Bot(settings.model_copy(update={"backend": "extractive"}))
     count = token_counter(settings)
     per_type: dict[str, list[tuple[bool, int]]] = defaultdict(list)
-    for question in load_questions():
+    questions = [question for path in paths for question in load_questions(path)]
+    for question in questions:
         if question.type == "unanswerable":
             continue
-        standalone = without_instructions(question.question)
-        sources = bot.retriever.search(standalone)
-        shown, _ = bot.answerer.prepare_sources(standalone, sources)
+        history = ask_history(bot, question.turns[:-1], k=settings.top_k) if question.turns else []
+        in_view = papers_in_view(question.question, history, bot.retriever, None, None)
+        standalone = without_instructions(bot.answerer.standalone_question(question.question, history, in_view))
+        sources = search_in_view(bot.retriever, standalone, question.question, in_view)
+        focus = passage_focus(question.question, standalone)
+        shown, _ = bot.answerer.prepare_sources(standalone, sources, focus=focus)
         messages = build_messages(standalone, shown, settings)
         user = messages[-1]["content"]
         found = satisfies(user, question.must_include)
@@ -74,13 +82,18 @@ def measure(settings: Settings, show_misses: bool = False) -> dict[str, dict[str
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", default=[], help="a setting override, name=value")
+    parser.add_argument(
+        "--questions", action="append", help="a question set (JSONL; repeatable); default eval/questions.jsonl"
+    )
     parser.add_argument("--misses", action="store_true", help="print the prompt of each question it misses")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
     settings = Settings(**overrides)
-    rows = measure(settings, args.misses)
+    paths = args.questions or [str(ROOT / "eval" / "questions.jsonl")]
+    rows = measure(settings, paths, args.misses)
     lines = [
-        f"Prompt fact recall, eval set answerable questions; overrides: {overrides or 'none'}",
+        f"Prompt fact recall, answerable questions of {', '.join(Path(path).parent.name for path in paths)}; "
+        f"overrides: {overrides or 'none'}",
         "",
         "| type | n | facts in prompt | user-message tokens p50 |",
         "|---|---|---|---|",

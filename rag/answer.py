@@ -107,6 +107,15 @@ def describes(judgement) -> bool:
     return max(logprobs, key=logprobs.__getitem__) == "supported"
 
 
+def passage_focus(question: str, standalone: str) -> str:
+    """The text that picks which abstract sentences the model sees. A follow-up is rewritten to name its
+    subject so that retrieval finds the paper again, but the subject's words then pull that paper's topic
+    sentence, which the previous answer already gave, while the follow-up's own words ask for something else
+    ("which framework did they plug it into?"). So a rewritten follow-up's sentences are picked by the
+    follow-up as asked, and any other question's by the question."""
+    return question if standalone != question and question.strip() else standalone
+
+
 def premise_correction(
     question: str, contradicted: SentenceCheck, passage: Sequence[str], source: Source
 ) -> SentenceCheck | None:
@@ -206,7 +215,8 @@ class Answerer:
             yield self._finish(answer, clock)
             return
 
-        shown, evidence = self.prepare_sources(standalone, sources)
+        focus = passage_focus(question, standalone)
+        shown, evidence = self.prepare_sources(standalone, sources, focus=focus)
         clock.lap("prepare")
         lean = len(shown) < len(sources[: self.shown_count(standalone)])  # weak papers were left out
         answer, streamed = yield from self.attempt(answer, standalone, sources, shown, evidence, clock)
@@ -216,7 +226,7 @@ class Answerer:
             timings.pop("first_token", None)  # the first token that counts is one the user keeps
             for stage in ("generate", "verify"):
                 timings[f"lean_{stage}"] = timings.pop(stage)
-            shown, evidence = self.prepare_sources(standalone, sources, every_paper=True)
+            shown, evidence = self.prepare_sources(standalone, sources, every_paper=True, focus=focus)
             answer, _ = yield from self.attempt(answer, standalone, sources, shown, evidence, clock)
         yield self._finish(answer, clock)
 
@@ -414,14 +424,16 @@ class Answerer:
         return rewrite or heuristic_rewrite(question, history, in_view)
 
     def prepare_sources(
-        self, question: str, sources: Sequence[Source], every_paper: bool = False
+        self, question: str, sources: Sequence[Source], every_paper: bool = False, focus: str | None = None
     ) -> tuple[list[Source], dict[int, Evidence]]:
-        """The papers shown to the model, with their passages chosen, and their embedded evidence. Papers far
-        below the lead one are left out (`weak_source_margin`), unless `every_paper`."""
+        """The papers shown to the model, with their passages chosen (by `focus`, default the question; see
+        `passage_focus`), and their embedded evidence. Papers far below the lead one are left out
+        (`weak_source_margin`), unless `every_paper`."""
         shown = list(sources[: self.shown_count(question)])
         evidence = build_evidence(shown, self.sentence_vectors)
         settings = self.settings.model_copy(update={"weak_source_margin": None}) if every_paper else self.settings
-        return select_passages(self.question_vector(question), question, shown, evidence, settings), evidence
+        focus = focus or question
+        return select_passages(self.question_vector(focus), focus, shown, evidence, settings), evidence
 
     def shown_count(self, question: str) -> int:
         """How many of the retrieved papers go into the prompt: more when the question asks for several."""

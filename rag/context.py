@@ -162,9 +162,11 @@ def select_passages(
     if figure is not None:
         chosen[kept[0].number].append(figure)
     words = {(number, index): len(evidence[number].sentences[index].split()) for _, number, index in candidates}
-    budget = settings.context_words * len(kept) // max(len(sources), 1)  # a dropped paper takes its share along
+    budget = passage_budget(len(kept), len(sources), settings)
     budget -= sum(words[number, index] for number, indexes in chosen.items() for index in indexes)
     floor = min((score for score, number, index in candidates if chosen[number][0] == index), default=0.0)
+    if len(kept) == 1:
+        floor = -np.inf  # a paper alone has no weaker paper to be compared with: its next best sentences go in
     for score, number, index in candidates:  # then any sentence as relevant as the weakest paper's best
         if score < floor:
             break
@@ -177,6 +179,14 @@ def select_passages(
         for number, indexes in chosen.items()
     }
     return [source.model_copy(update={"passage": passages[source.number]}) for source in kept]
+
+
+def passage_budget(kept: int, retrieved: int, settings: Settings) -> int:
+    """Words of abstract text for the `kept` papers: their share of `context_words` (a paper left out takes
+    its share along, saving prefill), but at least `min_paper_words` each. A paper kept alone is usually the one
+    asked about, and its one best sentence rarely holds every fact a detail or follow-up question asks for."""
+    share = settings.context_words * kept // max(retrieved, 1)
+    return max(share, settings.min_paper_words * kept)
 
 
 def lead_figure(
@@ -236,9 +246,8 @@ def without_weak_sources(
     tokens, ~1 s before the first answer token) for little gain. A paper whose best sentence is nearly as
     question-like as the lead's may hold the answer, so it stays; a paper with no scored sentence goes. With
     fewer papers in view the 1.5B model declines some questions it answers with three, so the answer stage asks
-    again with every paper when this lean prompt's answer is declined (`rag.answer`). Note that
-    `select_passages` adds sentences only as good as the weakest kept paper's best, so a lead paper left alone
-    shows just its one best sentence.
+    again with every paper when this lean prompt's answer is declined (`rag.answer`). A paper kept alone
+    gets at least `min_paper_words` of its abstract (`passage_budget`).
     """
     if settings.weak_source_margin is None:
         return list(sources)

@@ -195,6 +195,13 @@ class Settings(BaseSettings):
         "best sentence of each of the answer_sources papers first, then the next most question-like sentences "
         "that fit (at most passage_sentences per paper).",
     )
+    min_paper_words: int = Field(
+        default=60,
+        ge=0,
+        description="Least words of abstract text each paper in the prompt gets (see context_words): when weak "
+        "papers are left out, the papers kept get at least this much, so a paper kept alone shows more than its "
+        "one most question-like sentence.",
+    )
     answer_sources_several: int = Field(
         default=4,
         ge=1,

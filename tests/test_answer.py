@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.answer import Answerer
+from rag.answer import Answerer, passage_focus
 from rag.cite import parse_citations, split_sentences
 from rag.context import (
     asks_authors,
@@ -135,7 +135,7 @@ def test_timings_cover_every_stage(ordered, answer_settings, word_embedder):
 
 
 def test_prompt_holds_few_sources_and_few_sentences(ordered, tmp_path, word_embedder):
-    settings = Settings(data_dir=tmp_path, answer_sources=2, context_words=30, passage_sentences=2)
+    settings = Settings(data_dir=tmp_path, answer_sources=2, context_words=30, passage_sentences=2, min_paper_words=0)
     generator = FakeGenerator("ViLT processes visual inputs without convolution [2].")
     question = "Which model processes visual inputs without convolution?"
     _, answer = run(Answerer(generator, word_embedder, settings), question, FakeRetriever(ordered))
@@ -156,7 +156,9 @@ def test_prompt_holds_few_sources_and_few_sentences(ordered, tmp_path, word_embe
 
 @pytest.mark.parametrize(("words", "per_paper"), [(0, [1, 1, 1]), (1000, [2, 2, 2])])
 def test_word_budget_and_per_paper_cap(ordered, tmp_path, word_embedder, words, per_paper):
-    settings = Settings(data_dir=tmp_path, answer_sources=3, context_words=words, passage_sentences=2)
+    settings = Settings(
+        data_dir=tmp_path, answer_sources=3, context_words=words, passage_sentences=2, min_paper_words=0
+    )
     generator = FakeGenerator("FPN runs at 5 FPS on a GPU [3].")
     run(Answerer(generator, word_embedder, settings), "What does FPN build?", FakeRetriever(ordered))
     assert [len(split_sentences(source.passage)) for source in generator.requests[0].sources] == per_paper
@@ -305,7 +307,7 @@ def test_the_lead_papers_figure_goes_into_the_prompt(ordered, tmp_path, word_emb
     """The figure sentence rarely resembles the question; for a question about a quantity the lead paper's
     figure is shown anyway, even with no spare words and no number bonus."""
     fpn = next(paper for paper in ordered if paper.id == "fpn")
-    settings = Settings(data_dir=tmp_path, context_words=0, number_sentence_bonus=0.0)
+    settings = Settings(data_dir=tmp_path, context_words=0, number_sentence_bonus=0.0, min_paper_words=0)
     generator = FakeGenerator("FPN builds pyramids [1].")
     run(Answerer(generator, word_embedder, settings), question, FakeRetriever([fpn]))
     assert ("5 FPS" in generator.requests[0].sources[0].passage) is has_figure
@@ -345,7 +347,12 @@ def test_quoted_titles_that_are_not_the_lead_paper():
 @pytest.mark.parametrize(("bonus", "lead_sentences"), [(0.0, 1), (1.0, 2)])
 def test_the_best_paper_gets_the_spare_words(ordered, tmp_path, word_embedder, bonus, lead_sentences):
     settings = Settings(
-        data_dir=tmp_path, answer_sources=3, context_words=60, lead_source_bonus=bonus, weak_source_margin=10.0
+        data_dir=tmp_path,
+        answer_sources=3,
+        context_words=60,
+        lead_source_bonus=bonus,
+        weak_source_margin=10.0,
+        min_paper_words=0,
     )
     generator = FakeGenerator("Noise helps [1].")
     question = "Does adding gradient noise help deep networks and feature pyramids?"
@@ -367,7 +374,7 @@ def test_papers_far_below_the_lead_are_left_out(ordered, tmp_path):
 
 
 def test_papers_far_below_the_lead_stay_out_of_the_prompt(ordered, tmp_path, word_embedder):
-    """Margin 0 leaves the lead paper alone, with its one best sentence; a huge margin keeps every paper."""
+    """Margin 0 leaves the lead paper alone, a huge margin keeps every paper."""
     question = "What does the signal-to-noise ratio distance metric do for deep metric learning?"
     papers = [next(paper for paper in ordered if paper.id == name) for name in ("snr-metric", "vilt", "fpn")]
     for margin, numbers in [(0.0, [1]), (10.0, [1, 2, 3])]:
@@ -375,8 +382,38 @@ def test_papers_far_below_the_lead_stay_out_of_the_prompt(ordered, tmp_path, wor
         answerer = Answerer(FakeGenerator(), word_embedder, settings)
         shown, _ = answerer.prepare_sources(question, FakeRetriever(papers).search(question))
         assert [source.number for source in shown] == numbers
-        if margin == 0.0:
-            assert len(split_sentences(shown[0].passage)) == 1
+
+
+@pytest.mark.parametrize(("min_words", "sentences"), [(0, 1), (60, 3)])
+def test_a_paper_kept_alone_shows_more_than_its_best_sentence(ordered, tmp_path, word_embedder, min_words, sentences):
+    """A lone lead paper's share of context_words is one sentence; min_paper_words gives it its next best ones,
+    the facts a detail or follow-up question asks for."""
+    question = "What does the signal-to-noise ratio distance metric do for deep metric learning?"
+    papers = [next(paper for paper in ordered if paper.id == name) for name in ("snr-metric", "vilt", "fpn")]
+    settings = Settings(
+        data_dir=tmp_path, answer_sources=3, context_words=30, weak_source_margin=0.0, min_paper_words=min_words
+    )
+    shown, _ = Answerer(FakeGenerator(), word_embedder, settings).prepare_sources(
+        question, FakeRetriever(papers).search(question)
+    )
+    assert [source.number for source in shown] == [1]
+    assert len(split_sentences(shown[0].passage)) == sentences
+
+
+def test_a_follow_up_picks_its_sentences_by_what_it_asks(ordered, tmp_path, word_embedder):
+    """A rewritten follow-up names its paper, whose topic sentence the rewrite's words pull; the sentences shown
+    are picked by the follow-up as asked."""
+    assert passage_focus("How fast does it run?", "How fast does FPN run?") == "How fast does it run?"
+    assert passage_focus("How fast does FPN run?", "How fast does FPN run?") == "How fast does FPN run?"
+    fpn = next(paper for paper in ordered if paper.id == "fpn")
+    settings = Settings(data_dir=tmp_path, context_words=0, min_paper_words=0, number_sentence_bonus=0.0)
+    answerer = Answerer(FakeGenerator(), word_embedder, settings)
+    standalone = "Feature pyramids, a basic component of recognition systems: which connections does it use?"
+    sources = FakeRetriever([fpn]).search(standalone)
+    topic, _ = answerer.prepare_sources(standalone, sources)
+    focused, _ = answerer.prepare_sources(standalone, sources, focus="which connections does it use?")
+    assert topic[0].passage.startswith("Feature pyramids are a basic component")
+    assert focused[0].passage.startswith("A top-down architecture with lateral connections")
 
 
 def test_the_lean_first_prompt_is_on_by_default_and_off_spells_every_paper(monkeypatch, tmp_path):
