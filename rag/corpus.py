@@ -102,6 +102,18 @@ _ACRONYM_AFTER = r"\b[^.()]{0,80}\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)"
 _COINED_ACRONYM = re.compile(rf"\b(?:{_NAMING_VERBS}|proposes?|introduces?|presents?){_ACRONYM_AFTER}")
 _NAMED_ACRONYM = re.compile(rf"\b(?:{_NAMING_VERBS}){_ACRONYM_AFTER}")
 """Only after a naming verb: "we propose a novel generative adversarial network (GAN)" is not a new name."""
+_COINED_MIXED_CASE = re.compile(
+    rf"\b(?:{_NAMING_VERBS}|proposes?|introduces?|presents?)\b[^.()]{{0,160}}"
+    r"\(([A-Z][A-Za-z0-9-]*[a-z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)"
+)
+"""A mixed-case acronym further from the verb ("we propose an image pyramid-based framework, Inverse Saliency
+Pyramid Reconstruction Network (InSPyReNet)"): established acronyms are capitals (CNN), coined ones often not."""
+_PROPOSED_NAME = re.compile(
+    r"\b(?:we|this paper|this work)\s+(?:propose|introduce|present)s?\s+(?:an?\s+|the\s+)?"
+    r"([A-Z][a-z]*[A-Z0-9][A-Za-z0-9+-]*)(?![\w(])"
+)
+"""A one-word name right after "we propose" ("we propose XNet that ..."): a word with an inner capital or a
+digit, which no ordinary word has; "-based" or "-like" words describe, they do not name."""
 _CAPITALISED_NAME = r"[A-Z][\w-]*(?:\s+(?:(?:of|for|and|in|with)\s+)?[A-Z][\w-]*)*"
 _COINED_PHRASE = re.compile(rf"\b(?:{_NAMING_VERBS})\s+(?:an?\s+|the\s+)?({_CAPITALISED_NAME})")
 _CODE_REPOSITORY = re.compile(r"github\.com/[\w.-]+/([A-Za-z][A-Za-z0-9]*)(?![\w-])")
@@ -119,6 +131,9 @@ def coined_names(abstract: str, strict: bool = False) -> list[str]:
     use established names."""
     acronyms = _NAMED_ACRONYM if strict else _COINED_ACRONYM
     names = [match.group(1) for match in acronyms.finditer(abstract)]
+    if not strict:
+        names += [match.group(1) for match in _COINED_MIXED_CASE.finditer(abstract)]
+        names += [name for name in _PROPOSED_NAME.findall(abstract) if not re.search(r"-[a-z]+$", name)]
     names += [match.group(1) for match in _COINED_PHRASE.finditer(abstract)]
     names += [name for name in _CODE_REPOSITORY.findall(abstract) if re.search(r".[A-Z]|\d", name)]
     return [name for name in dict.fromkeys(names) if len(name) >= 3]

@@ -552,6 +552,19 @@ def test_a_named_paper_is_relevant_whatever_its_dense_score(fake_retriever, sett
         ("Code: https://github.com/tensorflow/models and github.com/x/Diversity-Driven-Synthesis.", []),
         ("Feature pyramid networks (FPN) are widely exploited in detection.", []),  # used, not coined
         ("We present a new method (AI) here.", []),  # too short to be a name on its own
+        ("In this paper, we propose ClusterNet that uses pairwise constraints.", ["ClusterNet"]),
+        ("We propose GNN-based solvers for scheduling.", []),  # describes, does not name
+        ("We propose Gaussian processes for it.", []),  # an ordinary capitalised word
+        (
+            "Therefore, we propose an image pyramid-based segmentation framework, Inverse Saliency Pyramid "
+            "Reconstruction Network (InSPyReNet), for HR prediction.",
+            ["InSPyReNet"],
+        ),
+        (
+            "Therefore, we propose an image pyramid-based segmentation framework built on a deep convolutional "
+            "neural network (CNN), for HR prediction.",
+            [],  # an established name far from the verb
+        ),
     ],
 )
 def test_coined_names_are_the_names_an_abstract_gives_its_method(abstract, names):
