@@ -107,6 +107,18 @@ def describes(judgement) -> bool:
     return max(logprobs, key=logprobs.__getitem__) == "supported"
 
 
+def _names_paper(source: Source) -> SentenceCheck:
+    text = f"The paper that fits this description is “{source.title}” [{source.number}]."
+    return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="supported")
+
+
+def _first_cited(checks: Sequence[SentenceCheck]) -> int | None:
+    """The paper the answer's first kept, supported sentence cites first."""
+    return next(
+        (check.citations[0] for check in checks if check.supported and not check.dropped and check.citations), None
+    )
+
+
 def passage_focus(question: str, standalone: str) -> str:
     """The text that picks which abstract sentences the model sees. A follow-up is rewritten to name its
     subject so that retrieval finds the paper again, but the subject's words then pull that paper's topic
@@ -344,29 +356,41 @@ class Answerer:
     def with_identified_paper(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
     ) -> list[SentenceCheck]:
-        """A declined "which paper ...?" answered on evidence: the judge reads the description in the question
-        against the best papers' sentences most like it (`identify_paper_tries`, best first), and the first
-        paper it finds supporting the description is named, cited. The small model declines such questions
-        when the question paraphrases the abstract, even with the matching paper as source [1]; the judge
-        reads the paraphrase as support (`describes`). A refusal stays when no paper fits."""
-        if has_supported_claim(checks) or not asks_for_paper(question):
-            return checks
-        if not getattr(self.judge, "detects_contradiction", False) or not shown:
+        """A "which paper ...?" answer whose paper is chosen on evidence. The judge reads the description in the
+        question against a paper's sentences most like it (`describes`).
+
+        * Declined: the best papers are read (`identify_paper_tries`, best first), and the first that fits is
+          named, cited. The small model declines such questions when the question paraphrases the abstract,
+          even with the matching paper as source [1]. A refusal stays when no paper fits.
+        * Answered with another paper than the best-retrieved one: both are read. When the best-retrieved
+          paper fits and the model's does not, the model's sentences about its paper go and the best-retrieved
+          paper is named instead; in every other case the model's choice stands."""
+        if not asks_for_paper(question) or not getattr(self.judge, "detects_contradiction", False) or not shown:
             return checks
         description = question_content(question)
         vector = self.question_vector(description)
-        for source in shown[: self.settings.identify_paper_tries]:
+
+        def fits(source: Source) -> bool:
             sentences = passage_sentences(vector, evidence[source.number], self.settings.judge_passage_sentences)
             if not sentences:
-                continue
-            judgement = self.judge.judge_many([(description, format_passage(source.title, sentences))])[0]
-            if describes(judgement):
-                text = f"The paper that fits this description is “{source.title}” [{source.number}]."
-                named = SentenceCheck(
-                    text=text, citations=[source.number], supported=True, composed=True, verdict="supported"
-                )
-                return [*checks, named]
-        return checks
+                return False
+            return describes(self.judge.judge_many([(description, format_passage(source.title, sentences))])[0])
+
+        if not has_supported_claim(checks):
+            found = next((source for source in shown[: self.settings.identify_paper_tries] if fits(source)), None)
+            return checks if found is None else [*checks, _names_paper(found)]
+        named = _first_cited(checks)
+        lead = shown[0]
+        by_number = {source.number: source for source in shown}
+        if named is None or named == lead.number or named not in by_number or self.settings.identify_paper_tries == 0:
+            return checks
+        if not fits(lead) or fits(by_number[named]):
+            return checks
+        kept = [
+            check.model_copy(update={"dropped": True}) if named in check.citations and not check.dropped else check
+            for check in checks
+        ]
+        return [_names_paper(lead), *kept]
 
     def with_quotes(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

@@ -297,7 +297,8 @@ class Settings(BaseSettings):
         le=5,
         description="When the model declines a question that describes one paper ('Which model ...?'), how many "
         "of the best papers the judge reads against the description, best first; the first it finds supporting "
-        "is named. 0: the refusal stands.",
+        "is named. When the model names another paper than the best-retrieved one, the judge reads both and the "
+        "best-retrieved one replaces it only if it alone fits. 0: neither check runs.",
     )
     judge_passage_sentences: int = Field(
         default=3,

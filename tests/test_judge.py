@@ -405,6 +405,31 @@ def test_the_refusal_stands_when_no_paper_fits_or_the_question_asks_for_no_paper
         assert answer.declined and answer.text == DECLINE_TEXT
 
 
+@pytest.mark.parametrize(("fitting", "named"), [(("ViLT",), "vilt"), (("ViLT", "Feature"), "fpn"), ((), "fpn")])
+def test_a_which_paper_answer_about_another_paper_than_the_best_retrieved(
+    papers, tmp_path, word_embedder, fitting, named
+):
+    """The model names source [2] although [1] was retrieved first: the best-retrieved paper replaces the model's
+    only when the judge finds the description in it and not in the model's paper."""
+
+    class FittingJudge(PassageJudge):
+        def judge_many(self, pairs):
+            self.seen.extend(pairs)
+            return [
+                Judgement("supported" if passage.startswith(fitting) else "not_addressed", {"supported": 0.9})
+                for _, passage in pairs
+            ]
+
+    vilt, fpn = papers[1], papers[2]
+    generator = FakeGenerator("Feature Pyramid Networks build feature pyramids inside a deep convnet [2].")
+    settings = Settings(data_dir=tmp_path, weak_source_margin=None)
+    answerer = Answerer(generator, word_embedder, settings, judge=FittingJudge(""))
+    question = "Which model processes visual inputs without any convolution?"
+    _, answer = run(answerer, question, FakeRetriever([vilt, fpn]))
+    assert [citation.paper_id for citation in answer.citations] == [named]
+    assert ("The paper that fits this description is “ViLT" in answer.text) is (named == "vilt")
+
+
 @pytest.mark.parametrize(
     ("question", "asks"),
     [
