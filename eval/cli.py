@@ -59,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Question set, JSON lines (default: eval/questions.jsonl). Repeat it to run several sets: each "
         "goes into its own sub-folder of the run folder, and report.md shows them side by side per type.",
     )
-    what.add_argument("--smoke", action="store_true", help="Only questions marked smoke; check the floors.")
+    what.add_argument(
+        "--smoke",
+        action="store_true",
+        help="Only the smoke questions (marked ones; in an unmarked set the first 2 of each type), by default of "
+        "eval/questions.jsonl and ../shared/benchmarks/seed_dev where present; check the floors.",
+    )
     what.add_argument("--types", nargs="+", choices=QUESTION_TYPES, metavar="TYPE", help="Only these types.")
     what.add_argument("--limit", type=int, help="At most this many questions (or BEIR queries).")
     what.add_argument("--retrieval", action="store_true", help="Rankings only: no generation (fast).")
@@ -129,11 +134,18 @@ def make_settings(args: argparse.Namespace):
 def run_question_set(args: argparse.Namespace, command: str) -> int:
     """One question set into the run folder, or several (repeated --questions), each into a sub-folder named
     after its set, with report.md comparing them side by side. Every set must meet the floors."""
-    from eval.harness import DEFAULT_QUESTIONS, load_questions, question_set_names, select_questions, settings_hash
+    from eval.harness import (
+        DEFAULT_QUESTIONS,
+        load_questions,
+        question_set_names,
+        select_questions,
+        settings_hash,
+        smoke_question_files,
+    )
     from eval.report import write_sets_report
     from rag import Bot
 
-    files = args.questions or [DEFAULT_QUESTIONS]
+    files = args.questions or (smoke_question_files() if args.smoke else [DEFAULT_QUESTIONS])
     names = question_set_names(files)
     chosen = {}
     for name, path in zip(names, files, strict=True):

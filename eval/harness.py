@@ -24,6 +24,15 @@ from eval.metrics import Scored, SourceView, Verdicts, cited_numbers, judge
 from rag import Answer, RagError, Restart, Settings
 
 DEFAULT_QUESTIONS = Path(__file__).parent / "questions.jsonl"
+INDEPENDENT_QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "seed_dev" / "questions.jsonl"
+"""The questions written apart from this code (`../shared/benchmarks/seed_dev/`), where the checkout has them."""
+
+
+def smoke_question_files() -> list[Path]:
+    """The sets `rag eval --smoke` draws on by default: ours, and the independent set where it exists."""
+    return [DEFAULT_QUESTIONS, *([INDEPENDENT_QUESTIONS] if INDEPENDENT_QUESTIONS.is_file() else [])]
+
+
 RESULTS_LOG = "results.jsonl"
 
 QuestionType = Literal["known_item", "detail", "multi", "author_meta", "conversation", "unanswerable", "adversarial"]
@@ -153,14 +162,34 @@ def select_questions(
     types: Iterable[str] | None = None,
     limit: int | None = None,
 ) -> list[EvalQuestion]:
-    """The smoke subset and/or the given types, in file order, at most `limit` of them."""
+    """The smoke subset and/or the given types, in file order, at most `limit` of them. A set that marks no
+    question `smoke` (one written elsewhere) gives its first `SMOKE_PER_TYPE` questions of each type, so the
+    smoke run draws on every set it is given without anyone picking the questions the bot passes."""
     wanted_types = set(types or ())
+    in_smoke = smoke_subset(questions) if smoke else set(range(len(questions)))
     chosen = [
         question
-        for question in questions
-        if (not smoke or question.smoke) and (not wanted_types or question.type in wanted_types)
+        for index, question in enumerate(questions)
+        if index in in_smoke and (not wanted_types or question.type in wanted_types)
     ]
     return chosen[:limit] if limit is not None else chosen
+
+
+SMOKE_PER_TYPE = 2
+"""Questions of each type a set without `smoke` marks gives to the smoke run."""
+
+
+def smoke_subset(questions: Sequence[EvalQuestion]) -> set[int]:
+    """Positions of the smoke questions: the marked ones, else the first `SMOKE_PER_TYPE` of each type."""
+    if any(question.smoke for question in questions):
+        return {index for index, question in enumerate(questions) if question.smoke}
+    seen: dict[str, int] = {}
+    chosen = set()
+    for index, question in enumerate(questions):
+        seen[question.type] = seen.get(question.type, 0) + 1
+        if seen[question.type] <= SMOKE_PER_TYPE:
+            chosen.add(index)
+    return chosen
 
 
 def settings_hash(settings: Settings, mode: Mode, k: int) -> str:
