@@ -27,8 +27,8 @@ from eval.harness import ask_history, load_questions  # noqa: E402
 from eval.metrics import satisfies  # noqa: E402
 from rag.answer import passage_focus  # noqa: E402
 from rag.api import Bot  # noqa: E402
-from rag.cite import without_instructions  # noqa: E402
 from rag.context import build_messages  # noqa: E402
+from rag.injection import without_instructions  # noqa: E402
 from rag.rewrite import papers_in_view, search_in_view  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, Field
 
-from eval.retrieval import mrr, normalise_title, recall_at_k
+from eval.retrieval import mrr, recall_at_k
+from rag import normalise_title
 
 OVERALL = "overall"
 """Name of the group that pools every question type."""

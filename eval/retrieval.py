@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
-import unicodedata
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from rag import CorpusError, Paper, Settings, benchmark_retrieval
+from rag import CorpusError, Paper, Settings, benchmark_retrieval, normalise_title
 from rag import benchmark_settings as bench_settings  # noqa: F401 - eval.cli and bench/ use this name
 
 CUTOFFS = (1, 5, 10)
@@ -174,12 +172,6 @@ def _split_metrics(rankings, golds, queries: Sequence[BeirQuery]) -> dict:
 
 
 # --- the project's own question set -------------------------------------------------------------------------
-def normalise_title(title: str) -> str:
-    """Lowercase ASCII letters and digits separated by single spaces, for matching titles across sources."""
-    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
-    return " ".join(re.findall(r"[a-z0-9]+", ascii_title.lower()))
-
-
 class QuestionScore(BaseModel):
     """Retrieval on the project's question set: metrics per question type and off-topic detection."""
 

@@ -10,7 +10,8 @@ The heavy machinery (torch, sentence-transformers, chromadb, the generator) is i
 
 `__all__` is the public API: the faces (`rag/cli.py`, `ui/`, `eval/`) import nothing else from `rag`
 (tests/test_architecture.py checks it). `benchmark_retrieval` ranks a BEIR-style corpus in a collection of its
-own, for eval and bench; `rag.integrations.langchain` adapts the bot and its search to LangChain.
+own, for eval and bench; `normalise_title` is the key titles are matched by (the corpus's duplicate rule),
+for eval's gold titles; `rag.integrations.langchain` adapts the bot and its search to LangChain.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ __all__ = [
     "check",
     "claim_of",
     "ingest",
+    "normalise_title",
     "search",
 ]
 
@@ -93,6 +95,7 @@ _LAZY = {
     "ingest": "rag.api",
     "check": "rag.api",
     "claim_of": "rag.claims",
+    "normalise_title": "rag.text",
     "RetrievalBenchmark": "rag.benchmark",
     "benchmark_retrieval": "rag.benchmark",
     "benchmark_settings": "rag.benchmark",

@@ -1,5 +1,5 @@
 """The answer stage: follow-up rewriting (`rag.rewrite`) -> retrieval -> relevance gate -> prompt
-(`rag.context`) -> streamed generation -> citation verification (`rag.cite`) -> quotes (`rag.quotes`) and
+(`rag.context`) -> streamed generation -> citation verification (`rag.verify`) -> quotes (`rag.quotes`) and
 records (`rag.records`) -> `Answer`.
 
 Rules it keeps, whatever the model or the texts say:
@@ -14,7 +14,7 @@ Rules it keeps, whatever the model or the texts say:
   streamed, so a `Restart` item tells the caller to withdraw it. Few questions are asked twice, answers are
   as often correct as with every paper in the first prompt, and the first token comes sooner
   (bench/first_token.py compares the two).
-* **Every sentence backed.** The model's text is streamed as it comes; then `rag.cite.verify_answer` checks
+* **Every sentence backed.** The model's text is streamed as it comes; then `rag.verify.verify_answer` checks
   each sentence against the source it cites, fixes or removes citations, and drops unsupported sentences.
 * **Refusals.** An answer is declined (`declined=True`, text `DECLINE_TEXT`) when, after verification, no
   sentence makes a claim a source supports. That covers the model's own refusal ("The collection does not
@@ -38,22 +38,13 @@ from contextlib import closing
 
 import numpy as np
 
-from rag.cite import (
-    Evidence,
-    answer_text,
-    build_evidence,
-    is_decline,
-    key_terms,
-    parse_citations,
-    remove_citations,
-    short_name,
-    verify_answer,
-    without_instructions,
-)
 from rag.claims import format_passage, passage_sentences
 from rag.context import asks_for_paper, asks_for_several, asks_quantity, build_messages, select_passages
 from rag.embeddings import SentenceVectors
+from rag.evidence import Evidence, build_evidence
 from rag.generate import GenerationRequest
+from rag.injection import without_instructions
+from rag.markers import parse_citations, remove_citations
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
 from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
 from rag.records import complete_from_records, with_method_names
@@ -67,7 +58,9 @@ from rag.rewrite import (
     search_in_view,
 )
 from rag.settings import Settings
+from rag.text import is_decline, key_terms, short_name
 from rag.types import Answer, Citation, Filters, History, Paper, Restart, SentenceCheck, Source
+from rag.verify import answer_text, verify_answer
 
 ANSWER_STOPS = ["\n\nQuestion:", "\nSources:"]
 """Where a model that starts a new exchange on its own is cut off."""

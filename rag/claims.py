@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.cite import Evidence, build_evidence
+from rag.evidence import Evidence, build_evidence
 from rag.judge import Judge, Judgement
 from rag.settings import Settings
 from rag.types import ClaimCheck, Filters, Paper, PaperVerdict, Source

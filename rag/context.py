@@ -16,9 +16,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.cite import Evidence, key_terms, numbers_in
+from rag.evidence import Evidence
 from rag.prompts import ANSWER_PROMPT, SEVERAL_PAPERS_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
 from rag.settings import Settings
+from rag.text import figures_in, key_terms, numbers_in
 from rag.types import Source
 
 # --- what the question asks for ----------------------------------------------------------------------------
@@ -108,15 +109,6 @@ def quantity_units(text: str) -> set[str]:
         words = [word for word in re.findall(r"[a-z][a-z0-9]*", following) if word not in _SCALE_WORDS]
         units |= {term for word in words[:_UNIT_WORDS] for term in key_terms(word)}
     return units
-
-
-_NAME_NUMBER = re.compile(r"(?<=[A-Za-z])-\d+(?:\.\d+)?\b")
-"""The number of a name: Set-10, Model-50, Stage-2."""
-
-
-def figures_in(text: str) -> set[str]:
-    """The numbers a text states (`numbers_in`), less those that are part of a name ("Set-10", "Model-50")."""
-    return numbers_in(_NAME_NUMBER.sub(" ", text))
 
 
 def holds_figure(sentence: str, question: str) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from rag.errors import CorpusError
+from rag.text import normalise_title
 from rag.types import Paper
 
 PAGE_SUFFIXES = (".txt",)
@@ -77,24 +78,11 @@ class FileLoad(BaseModel):
 
 # --- text normalisation ------------------------------------------------------------------------------------
 
-_NON_WORD = re.compile(r"[\W_]+")
 _HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MOJIBAKE_MARK = re.compile(r"[ÂÃÄÅĂĹâ]")
 _MOJIBAKE_CODECS = ("cp1252", "cp1250")
 _VALID_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
-
-
-def normalise_title(title: str) -> str:
-    """The key duplicates are recognised by: case, accents, punctuation and spacing do not count.
-
-    Pages print the same title as "Über Networks", "Uber Networks" or "... Representations." with a
-    trailing period; all of them name one paper.
-    """
-    if not title.isascii():  # most titles are ASCII: skip the per-character accent stripping for them
-        decomposed = unicodedata.normalize("NFKD", title)
-        title = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return _NON_WORD.sub(" ", title.casefold()).strip()
 
 
 _NAMING_VERBS = r"called|named|dubbed|termed|coined"

@@ -20,7 +20,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from typing import Any, Protocol
 
 from rag.errors import BackendError
 from rag.settings import Settings
+from rag.text import key_terms, split_prose
 from rag.types import Source
 
 
@@ -441,21 +441,6 @@ def _error_message(error: Any) -> str:
 
 # --- extractive (no LLM) ------------------------------------------------------------------------------------
 
-_WORD = re.compile(r"[a-z0-9][a-z0-9\-]*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
-_STOPWORDS = frozenset(
-    re.findall(
-        r"\w+",
-        """a about above after again all also am an and any are as at be been being below between both but by
-        can could did do does doing done during each few for from further had has have having he her here hers
-        him his how i if in into is it its itself just me more most my no nor not now of off on once only or
-        other our ours out over own paper papers same she should so some such than that the their them then
-        there these they this those through to too under until up very was we were what when where which while
-        who whom why will with would you your yours propose proposed present show shows use used using work
-        approach method new""",
-    )
-)
-
 
 class ExtractiveGenerator:
     """Answers with the source sentences that share the most words with the question, each cited as [n].
@@ -486,43 +471,30 @@ class ExtractiveGenerator:
 
     def select(self, question: str, sources: list[Source]) -> list[tuple[str, int]]:
         """The best (sentence, source number) pairs, best first, at most `settings.extractive_sentences`."""
-        question_terms = content_terms(question)
+        question_terms = _terms(question)
         candidates = [
             (sentence, source, position)
             for source in sources
-            for position, sentence in enumerate(split_text(source.paper.abstract or source.passage))
+            for position, sentence in enumerate(split_prose(source.paper.abstract or source.passage))
         ]
         if not question_terms or not candidates:
             return []
-        sentence_terms = [content_terms(sentence) for sentence, _, _ in candidates]
+        sentence_terms = [_terms(sentence) for sentence, _, _ in candidates]
         weight = _rarity_weights(sentence_terms)
         scored = []
         for (sentence, source, position), terms in zip(candidates, sentence_terms, strict=True):
             shared = terms & question_terms
             if not shared:
                 continue
-            title_bonus = 0.5 * len(content_terms(source.paper.title) & question_terms)
+            title_bonus = 0.5 * len(_terms(source.paper.title) & question_terms)
             score = sum(weight[term] for term in shared) / math.sqrt(len(terms)) + title_bonus
             scored.append((-score, source.number, position, sentence))
         scored.sort()
         return [(sentence, number) for _, number, _, sentence in scored[: self.settings.extractive_sentences]]
 
 
-def content_terms(text: str) -> set[str]:
-    """Lower-cased words of `text` without stopwords, with a plural 's' removed."""
-    terms = set()
-    for word in _WORD.findall(text.lower()):
-        if word in _STOPWORDS or len(word) < 2:
-            continue
-        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        terms.add(word)
-    return terms
-
-
-def split_text(text: str) -> list[str]:
-    """Sentences of an abstract (a light splitter: abstracts are edited prose)."""
-    return [sentence.strip() for sentence in _SENTENCE_END.split(text or "") if sentence.strip()]
+def _terms(text: str) -> set[str]:
+    return key_terms(text, style="extractive")
 
 
 def _rarity_weights(term_sets: list[set[str]]) -> dict[str, float]:

@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -40,8 +39,10 @@ import numpy as np
 
 from rag.embeddings import SentenceVectors
 from rag.errors import IndexError_
+from rag.records import paper_sentences
 from rag.settings import Settings
-from rag.types import Chunk, IngestReport, Paper, Source
+from rag.text import sentences_within
+from rag.types import Chunk, IngestReport, Paper
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ OPTIONAL_FIELDS = ("session", "room", "moderator", "day", "time_slot", "year", "
 HASHED_WHEN_SET = ("category",)
 """Paper fields added after indexes were built: left out of the content hash while unset, so adding a field
 does not make every stored paper look changed (and re-embedded) on the next ingest."""
-
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 
 
 class EmbedderLike(Protocol):
@@ -85,7 +84,7 @@ def chunk_paper(paper: Paper, settings: Settings) -> list[Chunk]:
     pathological 10 MB abstract chunks in well under a second.
     """
     header = chunk_header(paper)
-    sentences = split_sentences(paper.abstract, settings.chunk_chars)
+    sentences = sentences_within(paper.abstract, settings.chunk_chars)
     groups = _group_sentences(sentences, settings.chunk_chars, settings.chunk_overlap_sentences)
     return [
         Chunk(
@@ -105,30 +104,6 @@ def chunk_header(paper: Paper) -> str:
     if paper.authors:
         header += f" Authors: {', '.join(paper.authors)}."
     return header
-
-
-def split_sentences(text: str, max_chars: int) -> list[str]:
-    """Sentences of `text`; one longer than `max_chars` (a run-on, a missing full stop) is cut at spaces."""
-    sentences: list[str] = []
-    for sentence in _SENTENCE_BREAK.split(" ".join(text.split())):
-        if sentence:
-            sentences.extend(_cut_long(sentence, max_chars))
-    return sentences
-
-
-def _cut_long(sentence: str, max_chars: int) -> list[str]:
-    if len(sentence) <= max_chars:
-        return [sentence]
-    pieces: list[str] = []
-    start = 0
-    while start < len(sentence):
-        end = min(start + max_chars, len(sentence))
-        if end < len(sentence):
-            space = sentence.rfind(" ", start + 1, end)
-            end = space if space > start else end
-        pieces.append(sentence[start:end].strip())
-        start = end
-    return [piece for piece in pieces if piece]
 
 
 def _group_sentences(sentences: list[str], max_chars: int, overlap: int) -> list[list[str]]:
@@ -175,10 +150,8 @@ def content_hash(paper: Paper, settings: Settings) -> str:
 
 
 def evidence_sentences(papers: Iterable[Paper]) -> list[str]:
-    """The sentences the answer stage embeds for each paper it shows (`rag.cite.build_evidence`)."""
-    from rag.cite import source_sentences
-
-    return [text for paper in papers for text in source_sentences(Source(number=1, paper=paper, score=0.0))]
+    """The sentences the answer stage embeds for each paper it shows (`rag.evidence.build_evidence`)."""
+    return [text for paper in papers for text in paper_sentences(paper)]
 
 
 # --- stored metadata <-> Paper ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The support judge: does a passage support a claim, contradict it, or not address it?
 
-Similarity checks (`rag.cite`) cannot tell "X works without Y" from "X needs Y": both sentences share their
+Similarity checks (`rag.verify`) cannot tell "X works without Y" from "X needs Y": both sentences share their
 words with the source. The local model can read the difference. It is asked for one label word, and its
 next-token log-probabilities over the three label words are read directly: one forward pass, no sampling,
 no parsing of free text. A small model prefers one label whatever it reads, so a per-label bias
@@ -35,6 +35,7 @@ from rag.prompts import (
     JUDGE_SYSTEM_PROMPT,
 )
 from rag.settings import Settings
+from rag.text import split_sentences
 from rag.types import Verdict
 
 VERDICTS: tuple[Verdict, ...] = ("supported", "contradicted", "not_addressed")
@@ -281,8 +282,6 @@ class SimilarityJudge:
         self.settings = settings
 
     def judge(self, claim: str, passage: str) -> Judgement:
-        from rag.cite import split_sentences
-
         sentences = split_sentences(passage)
         if not sentences:
             return Judgement("not_addressed", {"supported": 0.0, "contradicted": 0.0, "not_addressed": 1.0})

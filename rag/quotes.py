@@ -13,18 +13,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.cite import (
-    Evidence,
-    is_decline,
-    key_terms,
-    named_papers,
-    numbers_in,
-    remove_citations,
-    short_name,
-    with_citations,
-)
+from rag.attribution import named_papers
 from rag.context import asks_quantity, holds_figure, scored_sentences, states_quantity
+from rag.evidence import Evidence
+from rag.markers import remove_citations, with_citations
 from rag.settings import Settings
+from rag.text import is_decline, key_terms, numbers_in, short_name
 from rag.types import SentenceCheck, Source
 
 _CONTRIBUTION = re.compile(
@@ -125,9 +119,9 @@ def figure_quote(
 
 
 def titles_in(sentence: str, evidence: dict[int, Evidence]) -> dict[int, str]:
-    """The sources a sentence names by a name (`cite.named_papers`) or by its full title, however short. A name
-    inside another paper's longer title ("Sparse Routing" inside "Sparse Routing Networks for Visual Perception")
-    names only the paper with the longer title."""
+    """The sources a sentence names by a name (`rag.attribution.named_papers`) or by its full title, however
+    short. A name inside another paper's longer title ("Sparse Routing" inside "Sparse Routing Networks for
+    Visual Perception") names only the paper with the longer title."""
     found = named_papers(sentence, evidence)
     lowered = sentence.lower()
     for number, item in evidence.items():

@@ -12,6 +12,10 @@ then the papers the verified answer cites. A question that names no paper and wh
 nothing added, so an unanswerable question stays declined, and a paper without the asked field (no authors on
 a listing page) adds nothing either.
 
+The record as sentences ("XNet was written by ...", "XNet was presented as a talk in the session ...",
+`authors_sentence`, `schedule_sentence`, `paper_sentences`) is also what a claim about it is checked against
+(`rag.evidence`), and what ingest embeds ahead of time; this module imports nothing of the answer stage.
+
 A paper's name is part of its record too: when the answer names a paper by its title and the abstract coins a
 name for the method ("a new attribution method called Path Scores"), the name is added after the
 title (`with_method_names`), since researchers ask for and remember papers by those names.
@@ -19,11 +23,14 @@ title (`with_method_names`), since researchers ask for and remember papers by th
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Sequence
 
-from rag.cite import authors_sentence, schedule_sentence, short_name, with_citations
-from rag.corpus import coined_names, normalise_title
+from rag.corpus import coined_names
+from rag.injection import looks_like_instruction, safe_sentences
+from rag.markers import with_citations
+from rag.text import as_words, clock_times, short_name, slot_start, start_minute
 from rag.types import Paper, SentenceCheck, Source
 
 AUTHORS, MODERATOR, ROOM, SESSION, TIME, TITLE = "authors", "moderator", "room", "session", "time", "title"
@@ -43,8 +50,56 @@ _ASKS = {
         r"|\bwhat time\b|\b(?:which|what) (?:day|date|time|slot)\b"
     ),
 }
-_CLOCK = re.compile(r"(?<![-–:\d]\s)(?<![-–:\d])\b(\d{1,2}):(\d{2})\b")
-"""A clock time that is not the end of a range: in "the 13:05 - 13:25 slot" only 13:05 is a start."""
+
+
+def header_sentences(paper: Paper) -> list[str]:
+    """A paper's title, authors and schedule as sentences (the record a claim about them is checked against),
+    without any that read like instructions to a model."""
+    lines = [paper.title, authors_sentence(paper), schedule_sentence(paper)]
+    return [line for line in lines if line.strip() and not looks_like_instruction(line)]
+
+
+def paper_sentences(paper: Paper, passage: str = "") -> list[str]:
+    """The sentences a paper can back a claim with: its record (`header_sentences`), then its abstract's (else
+    `passage`'s) sentences without injected instructions. Ingest embeds them ahead of time; verification
+    (`rag.evidence`) reads the same list."""
+    return header_sentences(paper) + safe_sentences(paper.abstract or passage)
+
+
+def authors_sentence(paper: Paper, name: str | None = None) -> str:
+    """Who wrote a paper, as a sentence: "XNet was written by A. One, B. Two, C. Three."; the paper
+    is called `name` (default: its short name)."""
+    if not paper.authors:
+        return ""
+    return f"{name or short_name(paper.title)} was written by " + ", ".join(paper.authors) + "."
+
+
+_WEEKDAYS = dict(zip(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], calendar.day_name, strict=True))
+
+
+def schedule_sentence(paper: Paper, name: str | None = None) -> str:
+    """Where and when a paper was presented, as a sentence a claim can be compared with: "XNet was presented
+    as a talk in the session Optimisation 3, moderated by Jane Doe, on Tuesday 20 July, at 7:00 - 7:20 PDT."
+    Answers say "was scheduled on Tuesday ...", so a "Day: Tue" label scored below the support threshold for a
+    correct claim. (The prompt keeps compact "Session: ...; time: ..." labels instead, see
+    `rag.context.format_source`: there every token costs prefill.)"""
+    parts = []
+    if paper.session:
+        parts.append(f"in the session {paper.session}")
+    if paper.moderator:
+        parts.append(f"moderated by {paper.moderator}")
+    if paper.room:
+        parts.append(f"in room {paper.room}")
+    if paper.day:
+        day = re.sub(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun)\b\.?", lambda match: _WEEKDAYS[match.group(1)], paper.day)
+        parts.append(f"on {day}")
+    if paper.time_slot:
+        parts.append(f"at {paper.time_slot}")
+    if paper.year:
+        parts.append(f"in {paper.year}")
+    if not parts:
+        return ""
+    return f"{name or short_name(paper.title)} was presented as a talk " + ", ".join(parts) + "."
 
 
 def asked_fields(question: str) -> set[str]:
@@ -53,23 +108,17 @@ def asked_fields(question: str) -> set[str]:
     return {field for field, pattern in _ASKS.items() if pattern.search(question.lower())}
 
 
-def _normalised(text: str) -> str:
-    """`text` as whole words between spaces, compared the way duplicate titles are (`normalise_title`)."""
-    return f" {normalise_title(text)} "
-
-
 def names_paper(question: str, paper: Paper) -> bool:
     """True when the question contains the paper's title or its short name ("XNet", "Zeta9"), as whole words."""
-    words = _normalised(question)
-    names = {_normalised(paper.title), _normalised(short_name(paper.title))}
+    words = as_words(question)
+    names = {as_words(paper.title), as_words(short_name(paper.title))}
     return any(len(name.strip()) >= 4 and name in words for name in names)
 
 
 def gives_slot(question: str, paper: Paper) -> bool:
     """True when the question gives the clock time the paper's slot starts at ("the 13:05 - 13:25 slot")."""
-    start = _CLOCK.search(paper.time_slot or "")
-    given = {(int(hours), int(minutes)) for hours, minutes in _CLOCK.findall(question)}
-    return bool(start) and (int(start[1]), int(start[2])) in given
+    start = slot_start(paper.time_slot)
+    return start is not None and clock_times(start) <= clock_times(question)
 
 
 def subjects(question: str, sources: Sequence[Source], cited: Sequence[int], limit: int) -> list[Source]:
@@ -83,8 +132,8 @@ def subjects(question: str, sources: Sequence[Source], cited: Sequence[int], lim
 
 
 def _names_place(question: str, paper: Paper) -> bool:
-    words = _normalised(question)
-    return any(place and _normalised(place) in words for place in (paper.session, paper.room))
+    words = as_words(question)
+    return any(place and as_words(place) in words for place in (paper.session, paper.room))
 
 
 def record_sentence(source: Source, fields: set[str]) -> str:
@@ -106,7 +155,7 @@ def _values(paper: Paper, fields: set[str]) -> list[str]:
         MODERATOR: [paper.moderator],
         ROOM: [paper.room],
         SESSION: [paper.session],
-        TIME: [_slot_start(paper), None if _dates(paper.day or "") else paper.day],
+        TIME: [slot_start(paper.time_slot), None if _dates(paper.day or "") else paper.day],
         TITLE: [short_name(paper.title)],
     }
     return [value for field in fields for value in values[field] if value]
@@ -129,7 +178,7 @@ _MODERATED_BY = re.compile(
 
 def _stated_moderators(text: str) -> set[str]:
     """Names the text says moderated a session ("moderated by Jane Doe", "Jane Doe moderated")."""
-    return {_normalised(first or second) for first, second in _MODERATED_BY.findall(text)}
+    return {as_words(first or second) for first, second in _MODERATED_BY.findall(text)}
 
 
 def contradicted_fields(question: str, paper: Paper) -> set[str]:
@@ -138,7 +187,7 @@ def contradicted_fields(question: str, paper: Paper) -> set[str]:
     Tuesday 20 July, ..." (it was on 21 July)."""
     fields = set()
     moderators = _stated_moderators(question)
-    if moderators and paper.moderator and _normalised(paper.moderator) not in moderators:
+    if moderators and paper.moderator and as_words(paper.moderator) not in moderators:
         fields.add(MODERATOR)
     stated, held = _dates(question), _dates(paper.day or "")
     if stated and held and not stated & held:
@@ -146,17 +195,12 @@ def contradicted_fields(question: str, paper: Paper) -> set[str]:
     return fields
 
 
-def _slot_start(paper: Paper) -> str | None:
-    start = _CLOCK.search(paper.time_slot or "")
-    return start[0] if start else None
-
-
 def _already_said(answer_text: str, paper: Paper, fields: set[str]) -> bool:
     """True when the answer states every value of the record's `fields` (a date in any spelling)."""
-    said = _normalised(answer_text)
+    said = as_words(answer_text)
     if TIME in fields and _dates(paper.day or "") and not _dates(paper.day or "") & _dates(answer_text):
         return False
-    return all(_normalised(value) in said for value in _values(paper, fields))
+    return all(as_words(value) in said for value in _values(paper, fields))
 
 
 def without_contradictions(checks: Sequence[SentenceCheck], sources: Sequence[Source]) -> list[SentenceCheck]:
@@ -177,11 +221,6 @@ _BEFORE = re.compile(r"\b(?:before|previous|preceding|earlier)\b", re.IGNORECASE
 _ASKS_TALK = re.compile(r"\b(?:which|what) (?:paper|talk|work|presentation)\b", re.IGNORECASE)
 
 
-def _start_minute(paper: Paper) -> int | None:
-    start = _CLOCK.search(paper.time_slot or "")
-    return int(start[1]) * 60 + int(start[2]) if start else None
-
-
 def adjacent_talk(question: str, sources: Sequence[Source]) -> tuple[Source, Source, str] | None:
     """For "Which paper was presented right after XNet?": (the named talk, the nearest retrieved talk of its
     session in the asked direction, "after" or "before"), or None. The retriever ranks session-mates nearest
@@ -189,16 +228,16 @@ def adjacent_talk(question: str, sources: Sequence[Source]) -> tuple[Source, Sou
     after, before = bool(_AFTER.search(question)), bool(_BEFORE.search(question))
     if after == before or not _ASKS_TALK.search(question):
         return None
-    anchors = [s for s in sources if names_paper(question, s.paper) and _start_minute(s.paper) is not None]
+    anchors = [s for s in sources if names_paper(question, s.paper) and start_minute(s.paper.time_slot) is not None]
     if not anchors or not anchors[0].paper.session:
         return None
-    anchor, start = anchors[0], _start_minute(anchors[0].paper)
+    anchor, start = anchors[0], start_minute(anchors[0].paper.time_slot)
     place = (anchor.paper.session, anchor.paper.day, anchor.paper.room)
     mates = [
         (abs(minute - start), source)
         for source in sources
         if (source.paper.session, source.paper.day, source.paper.room) == place
-        and (minute := _start_minute(source.paper)) is not None
+        and (minute := start_minute(source.paper.time_slot)) is not None
         and (minute > start if after else minute < start)
     ]
     if not mates:

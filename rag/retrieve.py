@@ -27,10 +27,11 @@ from typing import Protocol
 
 import numpy as np
 
-from rag.cite import without_instructions
 from rag.corpus import coined_names
-from rag.lexical import BM25Index, tokenize
+from rag.injection import without_instructions
+from rag.lexical import BM25Index
 from rag.settings import Settings
+from rag.text import as_words, split_prose, start_minute, tokenize
 from rag.types import Chunk, Filters, Paper, Source
 
 
@@ -143,10 +144,6 @@ def metadata_text(paper: Paper) -> str:
         "Year": str(paper.year) if paper.year else None,
     }
     return " ".join(f"{name}: {value}." for name, value in fields.items() if value)
-
-
-def _normalise(text: str) -> str:
-    return " " + " ".join(re.findall(r"\w+", text.casefold())) + " "
 
 
 _QUESTION_WORD = r"(?:which|what|who|whom|whose|when|where|why|how(?:\s+(?:many|much))?)"
@@ -263,12 +260,12 @@ class MetadataMentions:
         self.papers_by_name: dict[str, list[str]] = {}
         for paper_id, paper in papers.items():
             for name in {*paper.authors, paper.moderator or "", paper.session or "", paper.room or ""}:
-                key = _normalise(name)
+                key = as_words(name, fold_accents=False)
                 if len(key) > 6:  # ' ab c ' and shorter would match by accident
                     self.papers_by_name.setdefault(key, []).append(paper_id)
 
     def find(self, query: str) -> list[str]:
-        words = _normalise(query)
+        words = as_words(query, fold_accents=False)
         hits: dict[str, None] = {}
         for name, paper_ids in self.papers_by_name.items():
             if name in words:
@@ -281,12 +278,6 @@ _SCHEDULE_QUESTION = re.compile(
 )
 _EARLIER = re.compile(r"\b(?:before|previous|preceding|earlier)\b", re.IGNORECASE)
 _LATER = re.compile(r"\b(?:after|next|following|followed|later)\b", re.IGNORECASE)
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
-
-
-def _start_minute(slot: str | None) -> int | None:
-    match = _CLOCK.search(slot or "")
-    return int(match.group(1)) * 60 + int(match.group(2)) if match else None
 
 
 def schedule_neighbours(query: str, anchors: Sequence[str], papers: Mapping[str, Paper]) -> list[str]:
@@ -302,11 +293,11 @@ def schedule_neighbours(query: str, anchors: Sequence[str], papers: Mapping[str,
     found: dict[str, float] = {}
     for anchor_id in anchors:
         anchor = papers.get(anchor_id)
-        start = _start_minute(anchor.time_slot) if anchor else None
+        start = start_minute(anchor.time_slot) if anchor else None
         if anchor is None or not anchor.session or start is None:
             continue
         for paper_id, paper in papers.items():
-            minute = _start_minute(paper.time_slot)
+            minute = start_minute(paper.time_slot)
             same = (paper.session, paper.day, paper.room) == (anchor.session, anchor.day, anchor.room)
             if paper_id == anchor_id or not same or minute is None:
                 continue
@@ -329,9 +320,6 @@ class Reranker(Protocol):
     def rerank(self, query: str, sources: list[Source]) -> list[Source]: ...
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
-
-
 class SentenceMaxSimReranker:
     """Scores each paper by its best single sentence's cosine to the query, using the same MiniLM embedder.
 
@@ -348,7 +336,7 @@ class SentenceMaxSimReranker:
     def sentence_vectors(self, paper: Paper) -> np.ndarray:
         vectors = self._cache.get(paper.id)
         if vectors is None:
-            sentences = [paper.title, *(s for s in _SENTENCE_END.split(paper.abstract) if s.strip())]
+            sentences = [paper.title, *split_prose(paper.abstract, next_start="[A-Z0-9(]")]
             vectors = self.embedder.embed(sentences)
             self._cache[paper.id] = vectors
         return vectors

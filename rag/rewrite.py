@@ -21,10 +21,11 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from rag.cite import is_decline, key_terms, parse_citations, remove_citations, short_name, split_sentences
-from rag.corpus import coined_names, normalise_title
+from rag.corpus import coined_names
+from rag.markers import parse_citations, remove_citations
 from rag.prompts import CONDENSE_TURN_TEMPLATE
 from rag.retrieve import is_name_like, matches_filters
+from rag.text import is_decline, key_terms, normalise_title, short_name, split_sentences
 from rag.types import Answer, Filters, History, Paper, Source
 
 HISTORY_ANSWER_SENTENCES = 2

@@ -151,7 +151,7 @@ class WordEmbedder:
 
         import numpy as np
 
-        from rag.cite import key_terms
+        from rag.text import key_terms
 
         self.calls.append(list(texts))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)

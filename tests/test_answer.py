@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from rag.answer import Answerer, passage_focus
-from rag.cite import parse_citations, split_sentences
 from rag.context import (
     asks_authors,
     asks_for_several,
@@ -20,9 +19,11 @@ from rag.context import (
     without_weak_sources,
 )
 from rag.generate import ExtractiveGenerator, GenerationRequest
+from rag.markers import parse_citations
 from rag.prompts import DECLINE_TEXT, SYSTEM_PROMPT
 from rag.rewrite import heuristic_rewrite, needs_rewrite
 from rag.settings import Settings
+from rag.text import split_sentences
 from rag.types import Answer, Paper, Restart, Source
 
 

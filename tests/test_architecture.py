@@ -93,3 +93,32 @@ def test_every_public_name_resolves_and_import_rag_stays_light():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"missing": [], "heavy": []}
+
+
+ANSWER_STAGE = ("answer", "attribution", "claims", "context", "evidence", "generate", "judge", "quotes", "verify")
+TEXT_HELPERS = {
+    "split_sentences", "split_text", "split_prose", "sentences_within", "tokenize", "stem", "key_terms",
+    "content_terms", "numbers_in", "figures_in", "normalise_title", "short_name", "start_minute", "is_decline",
+}  # fmt: skip
+
+
+def test_ingest_does_not_import_the_answer_stage():
+    """Data flows one way: importing the index (ingest) loads no module of the answer stage."""
+    script = "import json, sys\nimport rag.index\nprint(json.dumps(sorted(m for m in sys.modules if m[:4] == 'rag.')))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [name for name in loaded if name.removeprefix("rag.") in ANSWER_STAGE] == []
+
+
+def test_text_helpers_are_defined_only_in_rag_text():
+    """Splitting, tokenising, stemming, normalising and number extraction live in rag/text.py alone: a copy
+    elsewhere in rag/, ui/ or eval/ would miss the next fix."""
+    files = [*(ROOT / "rag").rglob("*.py"), *(ROOT / "ui").glob("*.py"), *(ROOT / "eval").glob("*.py")]
+    copies = [
+        f"{path.relative_to(ROOT)}: {node.name}"
+        for path in files
+        if path != ROOT / "rag" / "text.py"
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in TEXT_HELPERS
+    ]
+    assert copies == []

@@ -16,7 +16,6 @@ from rag.corpus import (
     CorpusLoad,
     load_corpus,
     merge_papers,
-    normalise_title,
     paper_id_for,
     parse_page,
     read_csv,
@@ -25,6 +24,7 @@ from rag.corpus import (
 )
 from rag.errors import CorpusError
 from rag.settings import BUNDLED_CORPUS_DIR
+from rag.text import normalise_title
 from rag.types import Paper
 
 SESSION_PAGE = BUNDLED_CORPUS_DIR / "000_7e744d423e2c9d74.txt"

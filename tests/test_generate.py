@@ -27,7 +27,6 @@ from rag.generate import (
     LlamaCppGenerator,
     TransformersGenerator,
     cached_model,
-    content_terms,
     cut_at_stop,
     load_generator,
     resolve_backend,
@@ -106,10 +105,6 @@ def test_extractive_stream_stops_when_closed(settings, papers):
     next(stream)
     stream.close()
     assert list(stream) == []
-
-
-def test_content_terms_drop_stopwords_and_plurals():
-    assert content_terms("What are the Networks of ViLT?") == {"network", "vilt"}
 
 
 # --- stop strings -------------------------------------------------------------------------------------------

@@ -31,9 +31,9 @@ from rag.index import (
     content_hash,
     evidence_sentences,
     open_index,
-    split_sentences,
 )
 from rag.settings import Settings
+from rag.text import sentences_within
 from rag.types import Paper
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def test_long_abstract_splits_into_overlapping_chunks_that_each_stand_alone(sett
     chunks = chunk_paper(paper, settings)
     assert len(chunks) > 1
     assert [chunk.id for chunk in chunks] == [f"long#{i}" for i in range(len(chunks))]
-    sentences = split_sentences(paper.abstract, settings.chunk_chars)
+    sentences = sentences_within(paper.abstract, settings.chunk_chars)
     covered = []
     for chunk in chunks:
         header, body = chunk.text.split("\n", 1)
@@ -152,7 +152,7 @@ def test_long_abstract_splits_into_overlapping_chunks_that_each_stand_alone(sett
         covered.append(body)
     assert all(sentence in " ".join(covered) for sentence in sentences)  # nothing lost
     for before, after in itertools.pairwise(chunks):  # one sentence of overlap
-        last_sentence = split_sentences(before.text.split("\n", 1)[1], settings.chunk_chars)[-1]
+        last_sentence = sentences_within(before.text.split("\n", 1)[1], settings.chunk_chars)[-1]
         assert after.text.split("\n", 1)[1].startswith(last_sentence)
 
 

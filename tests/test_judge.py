@@ -13,8 +13,8 @@ import pytest
 
 from eval.claims import ClaimRow, fit_bias, macro_f1, rationale_recall, stratified, support_vs_contradict
 from rag.answer import Answerer
-from rag.cite import build_evidence
 from rag.claims import overall_verdict, passage_sentences
+from rag.evidence import build_evidence
 from rag.judge import Judgement, LlamaJudge, SimilarityJudge, decide, label_logprobs
 from rag.settings import Settings
 from rag.types import PaperVerdict, Source

@@ -13,9 +13,10 @@ import zlib
 import numpy as np
 import pytest
 
-from eval.retrieval import load_beir, mrr, ndcg_at_k, normalise_title, recall_at_k, score_rankings
+from eval.retrieval import load_beir, mrr, ndcg_at_k, recall_at_k, score_rankings
+from rag import normalise_title
 from rag.corpus import coined_names
-from rag.lexical import BM25Index, stem, tokenize
+from rag.lexical import BM25Index
 from rag.retrieve import (
     Retriever,
     coined_name_owners,
@@ -29,6 +30,7 @@ from rag.retrieve import (
     schedule_neighbours,
     zscore_fusion,
 )
+from rag.text import stem, tokenize
 from rag.types import Chunk, Filters, Paper, Source
 
 

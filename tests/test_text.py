@@ -1,0 +1,85 @@
+"""The text helpers of rag/text.py: each parameter changes what its callers rely on, and the defaults stay."""
+
+from __future__ import annotations
+
+from rag.text import (
+    as_words,
+    clock_times,
+    figures_in,
+    is_coined,
+    key_terms,
+    normalise_title,
+    numbers_in,
+    sentences_within,
+    short_name,
+    slot_start,
+    split_prose,
+    split_sentences,
+    start_minute,
+)
+
+
+def test_split_prose_splits_before_what_may_open_a_sentence():
+    text = 'XNet is fast. [3] reports more. It (mostly) works. "Quoted" text follows.'
+    assert split_prose(text) == ["XNet is fast.", "[3] reports more.", "It (mostly) works.", '"Quoted" text follows.']
+    # the sentence reranker does not split before a bracket or a quote
+    assert split_prose(text, next_start="[A-Z0-9(]") == [
+        "XNet is fast. [3] reports more.",
+        'It (mostly) works. "Quoted" text follows.',
+    ]
+    assert split_prose("see e.g. the results. and more") == ["see e.g. the results. and more"]
+    assert split_prose("see e.g. the results. and more", next_start=None) == ["see e.g.", "the results.", "and more"]
+    assert split_prose("") == []
+
+
+def test_split_sentences_keeps_abbreviations_and_moves_late_markers_inside():
+    text = "XNet, e.g. Fig. 3, is fast. [1] J. Smith et al. show more.\n- A bullet [2]"
+    assert split_sentences(text) == ["XNet, e.g. Fig. 3, is fast [1].", "J. Smith et al. show more.", "A bullet [2]"]
+
+
+def test_sentences_within_collapses_spaces_and_cuts_long_sentences_at_spaces():
+    assert sentences_within("One  two.\nThree four five six seven.", max_chars=12) == [
+        "One two.",
+        "Three four",
+        "five six",
+        "seven.",
+    ]
+
+
+def test_key_terms_styles_differ_as_their_callers_rely_on():
+    text = "Training 3d networks [2] uses sources"
+    assert key_terms(text) == {"train", "network"}  # overlap: markers out, -ing cut, 'sources' a stopword
+    assert key_terms(text, style="extractive") == {"training", "3d", "network", "use", "source"}
+    assert key_terms("What are the Networks of ViLT?", style="extractive") == {"network", "vilt"}
+
+
+def test_numbers_and_figures():
+    assert numbers_in("1,000 images at 7.0 fps with 3 × 3 kernels on Set10 [2]") == {"1000", "7", "3x3"}
+    assert figures_in("Set-10 reaches 82.5%") == {"82.5"}
+    assert numbers_in("Set-10 reaches 82.5%") == {"10", "82.5"}
+
+
+def test_normalise_title_folds_accents_unless_asked_not_to():
+    assert (
+        normalise_title("Über  Networks: A Study.")
+        == normalise_title("uber networks - a study")
+        == "uber networks a study"
+    )
+    assert normalise_title("José Núñez", fold_accents=False) == "josé núñez"
+    assert as_words("Jane Doe") in as_words("Did Jane Doe moderate?")
+    assert as_words("Jane Do") not in as_words("Did Jane Doe moderate?")
+    assert short_name("XNet: A Long Subtitle") == "XNet"
+    assert short_name("A Title Of Five Words: Sub") == "A Title Of Five Words: Sub"
+
+
+def test_clock_times_read_a_slot_start_not_a_range_end():
+    slot = "Thu 21 July, 13:05 - 13:25 PDT"
+    assert clock_times(slot) == {(13, 5)}
+    assert slot_start(slot) == "13:05"
+    assert start_minute(slot) == 13 * 60 + 5
+    assert start_minute(None) is None and slot_start("") is None
+
+
+def test_is_coined():
+    assert is_coined("XNet") and is_coined("Zeta9")
+    assert not is_coined("Net") and not is_coined("Sparse") and not is_coined("X Net")
