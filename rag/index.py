@@ -376,6 +376,23 @@ class PaperIndex:
             for chunk_id, document, metadata, distance in hits
         ]
 
+    def vectors(self, chunk_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored unit vectors of `chunk_ids` (float32) by id; ids not stored are left out.
+
+        The retriever scores lexical-only candidates by their exact cosine: score fusion needs a dense score for
+        every candidate, and Chroma's nearest neighbours hold only its own top n.
+        """
+        wanted = list(dict.fromkeys(chunk_ids))
+        found: dict[str, np.ndarray] = {}
+        batch = self._max_batch()
+        for start in range(0, len(wanted), batch):
+            result = self._chroma(
+                "read", self._collection.get, ids=wanted[start : start + batch], include=["embeddings"]
+            )
+            vectors = np.asarray(result["embeddings"], dtype=np.float32).reshape(len(result["ids"]), -1)
+            found.update(zip(result["ids"], vectors, strict=True))
+        return found
+
     def chunks(self) -> list[Chunk]:
         """Every stored chunk, ordered by paper and position (the lexical index is built from these)."""
         with self._cache_lock:
@@ -533,7 +550,7 @@ def open_index(settings: Settings, embedder: EmbedderLike) -> PaperIndex:
     try:
         if lock_dir is not None:
             client = _embedded_client(settings.index_dir)
-        collection, rebuilt = _open_collection(client, settings.collection, embedder, location)
+        collection, rebuilt = _open_collection(client, settings, embedder, location)
     except BaseException:
         if lock_dir is not None:
             _release_lock(lock_dir)
@@ -580,10 +597,32 @@ def _server_client(settings: Settings):
         ) from error
 
 
-def _open_collection(client, name: str, embedder: EmbedderLike, location: str):
+def hnsw_configuration(settings: Settings) -> dict[str, Any]:
+    """Chroma's HNSW configuration of a new collection: cosine space and the recall settings."""
+    return {
+        "space": "cosine",
+        "ef_construction": settings.hnsw_ef_construction,
+        "max_neighbors": settings.hnsw_max_neighbors,
+        "ef_search": settings.hnsw_ef_search,
+    }
+
+
+def _tune_search(collection, settings: Settings) -> None:
+    """Set ef_search on an existing collection (the one HNSW setting Chroma lets change after creation), so
+    collections made before the setting, or with another value, search as configured."""
+    try:
+        current = (getattr(collection, "configuration", None) or {}).get("hnsw") or {}
+        if current.get("ef_search") != settings.hnsw_ef_search:
+            collection.modify(configuration={"hnsw": {"ef_search": settings.hnsw_ef_search}})
+    except Exception as error:  # an older server without configuration updates searches with its own value
+        log.warning("could not set ef_search on collection %s: %s", settings.collection, _one_line(error))
+
+
+def _open_collection(client, settings: Settings, embedder: EmbedderLike, location: str):
     """The collection for `embedder`, dropped and recreated when it was built with another model."""
     from chromadb.errors import NotFoundError
 
+    name = settings.collection
     wanted = {"embedding_model": embedder.name, "embedding_dimension": int(embedder.dimension)}
     wanted["rag_schema"] = SCHEMA_VERSION
     try:
@@ -595,6 +634,7 @@ def _open_collection(client, name: str, embedder: EmbedderLike, location: str):
         if existing is not None:
             found = existing.metadata or {}
             if all(found.get(key) == value for key, value in wanted.items()):
+                _tune_search(existing, settings)
                 return existing, None
             if "embedding_model" not in found and existing.count() > 0:
                 raise IndexError_(
@@ -609,7 +649,7 @@ def _open_collection(client, name: str, embedder: EmbedderLike, location: str):
             client.delete_collection(name)
         collection = client.create_collection(
             name,
-            configuration={"hnsw": {"space": "cosine"}},
+            configuration={"hnsw": hnsw_configuration(settings)},
             metadata=wanted,
             embedding_function=None,
             get_or_create=True,

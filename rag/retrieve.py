@@ -2,14 +2,15 @@
 
 Each retriever ranks chunks; a paper is scored by its best chunk, so a paper with many chunks is not counted
 several times. The candidates are the papers of either retriever's top `candidate_chunks` chunks. By default
-(`fusion="zscore"`) every candidate gets both scores: its best cosine and its best BM25 score, both computed
-exactly over every chunk (cosines from the stored chunk vectors, not Chroma's approximate nearest neighbours,
-so a question ranks the same in every process); each is standardised over the candidates and the weighted sum
-orders them. Scores carry more than ranks: a paper far ahead on BM25 (a rare method name) stays ahead, where
-reciprocal rank fusion (`fusion="rrf"`) would flatten it to "rank 1". On a held-out benchmark split z-score
-fusion ranks better than RRF (bench/results/tuning.md). The dense query is the question without its
-interrogative frame ("Which method fuses ..." -> "fuses ..."): MiniLM compares it with abstract sentences,
-which never ask.
+(`fusion="zscore"`) every candidate gets both scores: its best cosine and its best BM25 score. Dense candidates
+come from Chroma's HNSW index (its recall settings: `hnsw_*`, measured against exact search by bench/scale.py),
+so a question costs a graph walk, not a product with every stored vector; a lexical-only candidate's cosine is
+computed exactly from its stored chunk vectors, fetched by id. Each score is standardised over the candidates
+and the weighted sum orders them. Scores carry more than ranks: a paper far ahead on BM25 (a rare method name)
+stays ahead, where reciprocal rank fusion (`fusion="rrf"`) would flatten it to "rank 1". On a held-out
+benchmark split z-score fusion ranks better than RRF (bench/results/tuning.md). The dense query is the question
+without its interrogative frame ("Which method fuses ..." -> "fuses ..."): MiniLM compares it with abstract
+sentences, which never ask.
 
 A third, small ranking lists the papers whose authors, session or moderator the query names verbatim: that is
 what makes "which papers did Jane Doe co-author" work, which neither MiniLM nor a bag of words does
@@ -381,8 +382,7 @@ class _Corpus:
     names: dict[str, set[str]]  # rare paper names (`rare_names`) -> their papers
     owners: dict[str, str]  # names one abstract coins (`coined_name_owners`) -> that paper
     paper_of: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, list[int]] = field(default_factory=dict)  # paper -> its chunks' rows in `bm25` and `matrix`
-    matrix: np.ndarray | None = None  # chunk vectors, one row per `bm25` row (None: ask Chroma)
+    rows: dict[str, list[int]] = field(default_factory=dict)  # paper -> its chunks' rows in `bm25`
 
 
 @dataclass
@@ -443,25 +443,8 @@ class Retriever:
                     coined_name_owners(papers),
                     paper_of,
                     rows,
-                    self._chunk_matrix(bm25.ids),
                 )
             return self._corpus
-
-    def _chunk_matrix(self, chunk_ids: Sequence[str]) -> np.ndarray | None:
-        """The stored vectors of `chunk_ids`, one row each (score fusion), or None to leave dense search to Chroma.
-
-        With every chunk vector in memory, one product gives the exact cosine of every chunk: the dense top n
-        is exact (Chroma's HNSW index is approximate, and its top 50 for the same question differed between two
-        processes for many questions) and lexical-only candidates get their true cosine. None
-        when the index cannot list its vectors or misses one; such candidates then count as the lowest cosine.
-        """
-        listing = getattr(self.index, "chunk_vectors", None)
-        if listing is None or self.settings.fusion != "zscore" or self.settings.retrieval_mode != "hybrid":
-            return None
-        vectors = listing()
-        if not chunk_ids or any(chunk_id not in vectors for chunk_id in chunk_ids):
-            return None
-        return np.stack([np.asarray(vectors[chunk_id], dtype=np.float32) for chunk_id in chunk_ids])
 
     def papers(self) -> dict[str, Paper]:
         return self.corpus().papers
@@ -531,14 +514,11 @@ class Retriever:
         found = _Candidates()
         mode = self.settings.retrieval_mode
         n = self.settings.candidate_chunks
-        cosines = None
+        vector = None
         if mode in ("hybrid", "dense"):
             dense_query = question_content(query) if self.settings.dense_without_question_frame else query
             vector = self.embedder.embed_one(dense_query)
-            # einsum, not `@`: OpenBLAS runs a product this size on threads that keep spinning afterwards and
-            # slow the next MiniLM embedding on 2 cores from ~18 to ~45 ms; einsum's single loop takes ~1.3 ms.
-            cosines = None if corpus.matrix is None else np.einsum("ij,j->i", corpus.matrix, vector)
-            hits = self._dense(vector, n, allowed, corpus, cosines)
+            hits = self._dense(vector, n, allowed)
             for rank, (chunk, cosine) in enumerate(hits, start=1):
                 found.dense_score[chunk.paper_id] = max(found.dense_score.get(chunk.paper_id, -1.0), cosine)
                 found.chunk_score[chunk.id] = found.chunk_score.get(chunk.id, 0.0) + self._rrf(rank, "dense")
@@ -557,7 +537,7 @@ class Retriever:
             found.rankings["metadata"] = [pid for pid in mentioned if allowed is None or pid in allowed]
             found.named.update(mentioned)
         if mode == "hybrid":
-            self._complete_scores(found, corpus, scores, cosines)
+            self._complete_scores(found, corpus, scores, vector)
         terms = set(tokenize(query))
         titled = sorted({pid for term in terms & corpus.names.keys() for pid in corpus.names[term]})
         found.named.update(titled)
@@ -571,45 +551,33 @@ class Retriever:
         found.pick_best_chunks(corpus.paper_of)
         return found
 
-    @staticmethod
-    def _complete_scores(
-        found: _Candidates, corpus: _Corpus, bm25_scores: np.ndarray, cosines: np.ndarray | None
-    ) -> None:
-        """Give every candidate both scores, each its best chunk's from the full BM25 and cosine arrays."""
+    def _complete_scores(self, found: _Candidates, corpus: _Corpus, bm25_scores: np.ndarray, vector) -> None:
+        """Give every candidate both scores: a dense candidate its best chunk's BM25 score (from the full BM25
+        array), a lexical-only candidate its best chunk's exact cosine (its stored vectors, fetched by id)."""
         dense, lexical = found.paper_scores["dense"], found.paper_scores["lexical"]
         for paper_id in found.rankings["dense"]:
             if paper_id not in lexical and paper_id in corpus.rows:
                 lexical[paper_id] = float(bm25_scores[corpus.rows[paper_id]].max())
-        if cosines is None:
+        missing = [pid for pid in found.rankings["lexical"] if pid not in dense and pid in corpus.rows]
+        if vector is None or not missing:
             return
-        for paper_id in found.rankings["lexical"]:
-            if paper_id not in dense and paper_id in corpus.rows:
-                dense[paper_id] = float(cosines[corpus.rows[paper_id]].max())
-                found.dense_score[paper_id] = dense[paper_id]
+        chunk_ids = {pid: [corpus.bm25.ids[row] for row in corpus.rows[pid]] for pid in missing}
+        stored = self.index.vectors(chunk_id for ids in chunk_ids.values() for chunk_id in ids)
+        for paper_id, ids in chunk_ids.items():
+            cosines = [float(np.dot(stored[chunk_id], vector)) for chunk_id in ids if chunk_id in stored]
+            if cosines:
+                dense[paper_id] = found.dense_score[paper_id] = max(cosines)
 
     def _rrf(self, rank: int, retriever: str) -> float:
         weight = self.settings.dense_weight if retriever == "dense" else self.settings.lexical_weight
         return weight / (self.settings.rrf_k + rank)
 
-    def _dense(
-        self, vector: np.ndarray, n: int, allowed: set[str] | None, corpus: _Corpus, cosines: np.ndarray | None
-    ) -> list[tuple[Chunk, float]]:
-        """Nearest chunks by cosine: exact from `cosines` (every chunk's) when given, else Chroma's approximate
-        nearest neighbours; with a filter, only the allowed papers' chunks."""
-        if cosines is None:
-            if allowed is None:
-                return self.index.query(vector, n)
-            return self.index.query(vector, n, where={"paper_id": {"$in": sorted(allowed)}})
-        ids = corpus.bm25.ids
-        if allowed is not None:
-            keep = np.fromiter((paper_id in allowed for paper_id in corpus.bm25.paper_ids), dtype=bool, count=len(ids))
-            cosines = np.where(keep, cosines, -np.inf)
-        n = min(n, int(np.isfinite(cosines).sum()))
-        if n <= 0:
-            return []
-        top = np.argpartition(-cosines, n - 1)[:n]
-        top = top[np.argsort(-cosines[top], kind="stable")]
-        return [(corpus.chunks[ids[row]], float(cosines[row])) for row in top]
+    def _dense(self, vector: np.ndarray, n: int, allowed: set[str] | None) -> list[tuple[Chunk, float]]:
+        """Nearest chunks by cosine from Chroma's HNSW index (each hit's cosine is exact, the set approximate:
+        bench/scale.py measures its recall against exact search); with a filter, only the allowed papers'."""
+        if allowed is None:
+            return self.index.query(vector, n)
+        return self.index.query(vector, n, where={"paper_id": {"$in": sorted(allowed)}})
 
     def _source(self, paper_id: str, score: float, found: _Candidates, corpus: _Corpus) -> Source:
         paper = corpus.papers[paper_id]

@@ -76,6 +76,10 @@ class FakeIndex:
     def chunk_vectors(self):
         return {chunk.id: vector for chunk, vector in zip(self._chunks, self._vectors, strict=True)}
 
+    def vectors(self, chunk_ids):
+        stored = self.chunk_vectors()
+        return {chunk_id: stored[chunk_id] for chunk_id in chunk_ids if chunk_id in stored}
+
     def papers(self):
         return dict(self._papers)
 
@@ -170,27 +174,62 @@ def test_hybrid_scores_a_lexical_only_candidate_by_its_exact_cosine(papers, sett
     assert found.dense_score == dense  # what the relevance threshold and the Source see
 
 
-class ApproximateIndex(FakeIndex):
-    """Like Chroma's HNSW at its worst: the nearest neighbours it returns are the farthest chunks."""
+class NamedBagOfWords(BagOfWordsEmbedder):
+    """The bag-of-words embedder with the name and dimension a real `PaperIndex` records."""
 
-    def query(self, embedding, n, where=None):
-        return list(reversed(super().query(embedding, len(self._chunks), where)))[:n]
+    name = "bag-of-words"
+    dimension = 512
 
 
-def test_hybrid_dense_candidates_are_the_exact_nearest_chunks_not_the_index_approximation(papers, settings):
-    embedder = BagOfWordsEmbedder()
-    index = ApproximateIndex(papers, embedder)
-    query = "annealed Gaussian noise added to the gradient"
-    hybrid = Retriever(index, embedder, settings.model_copy(update={"candidate_chunks": 2}))
-    found = hybrid._candidates(query, hybrid.corpus(), None)
-    vector = embedder.embed_one(query)
-    exact = sorted(zip(index._vectors @ vector, index._chunks, strict=True), key=lambda pair: -pair[0])[:2]
-    assert found.rankings["dense"] == papers_in_rank_order([chunk.id for _, chunk in exact], hybrid.corpus().paper_of)
-    assert found.rankings["dense"][0] == "gradient-noise"
-    assert hybrid.search(query, k=1, filters=Filters(source="004"))[0].paper.sources == ["004.txt"]
-    # Without the stored vectors in memory (dense mode), the index's own answer is all there is.
-    dense = Retriever(index, embedder, settings.model_copy(update={"retrieval_mode": "dense", "candidate_chunks": 2}))
-    assert dense.search(query, k=1)[0].paper_id != "gradient-noise"
+def filler_papers(count: int) -> list[Paper]:
+    """Papers of overlapping vocabulary, so the HNSW graph has near neighbours to confuse."""
+    words = [
+        "graph",
+        "neural",
+        "network",
+        "training",
+        "noise",
+        "gradient",
+        "image",
+        "text",
+        "model",
+        "attention",
+        "pruning",
+        "retrieval",
+    ]
+    return [
+        Paper(
+            id=f"filler-{number}",
+            title=f"Study {number}",
+            abstract=" ".join(words[(number * step) % len(words)] for step in range(1, 9)) + ".",
+        )
+        for number in range(count)
+    ]
+
+
+def test_ann_dense_candidates_agree_with_exact_search_over_every_stored_vector(settings, papers):
+    from rag.index import open_index
+
+    embedder = NamedBagOfWords()
+    with open_index(settings, embedder) as index:
+        index.ingest([*papers, *filler_papers(60)])
+        retriever = Retriever(index, embedder, settings.model_copy(update={"candidate_chunks": 10}))
+        stored = index.chunk_vectors()
+        ids = list(stored)
+        matrix = np.stack([stored[chunk_id] for chunk_id in ids])
+        for query in ("annealed Gaussian noise added to the gradient", "graph attention model", "FPN at 5 FPS"):
+            found = retriever._candidates(query, retriever.corpus(), None)
+            vector = embedder.embed_one(question_content(query))
+            cosines = matrix @ vector
+            tenth = float(np.sort(cosines)[::-1][9])
+            paper_of = {chunk_id: chunk_id.rsplit("#", 1)[0] for chunk_id in ids}
+            # Chunks tied with the tenth may go either way; every chunk above it must be found, none below.
+            above = {paper_of[chunk_id] for chunk_id, cosine in zip(ids, cosines, strict=True) if cosine > tenth + 1e-6}
+            assert above <= set(found.rankings["dense"])
+            assert min(found.dense_score[pid] for pid in found.rankings["dense"]) >= tenth - 1e-6
+            for paper_id, score in found.paper_scores["dense"].items():
+                best = max(float(cosines[row]) for row, chunk_id in enumerate(ids) if paper_of[chunk_id] == paper_id)
+                assert score == pytest.approx(best, abs=1e-5)
 
 
 @pytest.mark.parametrize(
