@@ -52,6 +52,11 @@ SCHEMA_VERSION = 1
 """Bumped when the stored chunk layout changes, so old collections are rebuilt rather than misread."""
 
 LOCK_FILE = "rag.lock"
+DERIVED_DIR = "derived"
+"""Next to the store, per collection: what retrieval derives from the whole collection (the BM25 index, the paper
+catalog), persisted so a process opens it instead of rebuilding it (`rag.retrieve`)."""
+REVISION_KEY = "rag_revision"
+"""Collection metadata key that every ingest which writes changes, so derived files can tell they are stale."""
 SENTENCE_VECTORS_FILE = "sentence-vectors.bin"
 """Next to the store: the answer stage's vectors of source sentences (`rag.embeddings.SentenceVectors`)."""
 OPTIONAL_FIELDS = ("session", "room", "moderator", "day", "time_slot", "year", "category")
@@ -260,6 +265,8 @@ class PaperIndex:
         self._vectors: dict[str, np.ndarray] | None = None
         self._cached_count = -1
         self._closed = False
+        self.derived_dir: Path | None = None
+        """Where retrieval keeps what it derives from this collection (None: keep it in memory only)."""
         self.sentence_vectors = SentenceVectors(embedder, settings.index_dir / SENTENCE_VECTORS_FILE)
         """Vectors of the papers' title, author, schedule and abstract sentences, kept across questions."""
 
@@ -292,6 +299,7 @@ class PaperIndex:
         finally:
             if pending:
                 self._invalidate()
+                self._new_revision()
         if self.settings.sentence_vectors_at_ingest:
             self.sentence_vectors.fill(evidence_sentences(unique.values()), batch=self._step_size())
         notes = [self.rebuilt] if self.rebuilt else []
@@ -324,6 +332,20 @@ class PaperIndex:
         for start in range(0, len(stale), batch):
             self._chroma("delete from", self._collection.delete, ids=stale[start : start + batch])
         return len(records)
+
+    def revision(self) -> str | None:
+        """A token that changes with every ingest that writes (any client of a server), None before the first."""
+        try:
+            metadata = self._client.get_collection(self._collection.name, embedding_function=None).metadata
+        except Exception:  # a server that went away: the count check will fail loudly elsewhere
+            metadata = self._collection.metadata
+        return (metadata or {}).get(REVISION_KEY)
+
+    def _new_revision(self) -> None:
+        import uuid
+
+        metadata = {**(self._collection.metadata or {}), REVISION_KEY: uuid.uuid4().hex}
+        self._chroma("write to", self._collection.modify, metadata=metadata)
 
     def _stored_state(self) -> dict[str, _StoredPaper]:
         stored: dict[str, _StoredPaper] = {}
@@ -557,10 +579,19 @@ def open_index(settings: Settings, embedder: EmbedderLike) -> PaperIndex:
         raise
     index = PaperIndex(client, collection, settings, embedder, location=location)
     index._lock_dir = lock_dir
+    index.derived_dir = derived_dir(settings)
     index.rebuilt = rebuilt
     if rebuilt:
         log.warning(rebuilt)
     return index
+
+
+def derived_dir(settings: Settings) -> Path:
+    """The folder of a collection's derived files: beside the embedded store, or under the data folder for a
+    collection on a server (one per host, port and collection)."""
+    if settings.chroma_host:
+        return settings.data_dir / DERIVED_DIR / f"{settings.chroma_host}-{settings.chroma_port}-{settings.collection}"
+    return settings.index_dir / DERIVED_DIR / settings.collection
 
 
 def _chroma_settings():

@@ -20,10 +20,13 @@ papers become numbered `Source`s.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -33,6 +36,8 @@ from rag.corpus import coined_names
 from rag.lexical import BM25Index, tokenize
 from rag.settings import Settings
 from rag.types import Chunk, Filters, Paper, Source
+
+log = logging.getLogger(__name__)
 
 
 # --- pure pieces (tested on their own) ----------------------------------------------------------------------
@@ -323,6 +328,31 @@ def mentioned_papers(query: str, papers: Mapping[str, Paper]) -> list[str]:
     return MetadataMentions(papers).find(query)
 
 
+def _best(scores: np.ndarray, rows: range) -> float:
+    """The highest of `scores` over a run of rows (0 for none)."""
+    return float(scores[rows.start : rows.stop].max()) if rows else 0.0
+
+
+DERIVED_FORMAT = 1
+"""Bumped when the layout of the derived files changes, so old ones are rebuilt rather than misread."""
+
+
+def read_stamp(folder: Path) -> dict | None:
+    """The stamp saved with a derived folder, or None when it is missing or unreadable."""
+    try:
+        return json.loads((folder / STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_stamp(folder: Path, stamp: dict) -> None:
+    """Written last, after the folder is complete: a crash before it leaves no stamp, so a rebuild."""
+    (folder / STAMP_FILE).write_text(json.dumps(stamp))
+
+
+STAMP_FILE = "stamp.json"
+
+
 # --- reranking hook -----------------------------------------------------------------------------------------
 class Reranker(Protocol):
     """Reorders (and may re-score) the fused papers for a query; gets more candidates than it must return."""
@@ -382,7 +412,6 @@ class _Corpus:
     names: dict[str, set[str]]  # rare paper names (`rare_names`) -> their papers
     owners: dict[str, str]  # names one abstract coins (`coined_name_owners`) -> that paper
     paper_of: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, list[int]] = field(default_factory=dict)  # paper -> its chunks' rows in `bm25`
 
 
 @dataclass
@@ -416,23 +445,14 @@ class Retriever:
 
     # --- corpus state ---------------------------------------------------------------------------------------
     def corpus(self) -> _Corpus:
-        """The chunks, papers and BM25 index, built on first use and again whenever the index has grown."""
+        """The chunks, papers and BM25 index, loaded on first use and again whenever the index has grown."""
         count = self.index.count()
         with self._lock:
             if self._corpus is None or self._corpus.count != count:
                 chunks = {chunk.id: chunk for chunk in self.index.chunks()}
                 papers = self.index.papers()
-                bm25 = BM25Index(
-                    list(chunks.values()),
-                    {paper_id: metadata_text(paper) for paper_id, paper in papers.items()},
-                    k1=self.settings.bm25_k1,
-                    b=self.settings.bm25_b,
-                    stemming=self.settings.bm25_stemming,
-                )
+                bm25 = self._lexical(count, chunks, papers)
                 paper_of = {chunk_id: chunk.paper_id for chunk_id, chunk in chunks.items()}
-                rows: dict[str, list[int]] = {}
-                for row, paper_id in enumerate(bm25.paper_ids):
-                    rows.setdefault(paper_id, []).append(row)
                 self._corpus = _Corpus(
                     count,
                     chunks,
@@ -442,9 +462,44 @@ class Retriever:
                     rare_names(papers, self.settings.rare_title_word_papers),
                     coined_name_owners(papers),
                     paper_of,
-                    rows,
                 )
             return self._corpus
+
+    def _lexical(self, count: int, chunks: Mapping[str, Chunk], papers: Mapping[str, Paper]) -> BM25Index:
+        """The BM25 index of the stored chunks: memory-mapped from the index's derived folder when it was saved
+        for this revision of the collection and these BM25 settings, else built and saved there."""
+        folder = getattr(self.index, "derived_dir", None)
+        stamp = self._stamp(count)
+        if folder is not None and read_stamp(folder / "bm25") == stamp:
+            try:
+                return BM25Index.load(folder / "bm25", mmap=True)
+            except (OSError, ValueError, KeyError) as error:  # damaged files are rebuilt, never fatal
+                log.warning("rebuilding the BM25 index: %s", error)
+        bm25 = BM25Index(
+            list(chunks.values()),
+            {paper_id: metadata_text(paper) for paper_id, paper in papers.items()},
+            k1=self.settings.bm25_k1,
+            b=self.settings.bm25_b,
+            stemming=self.settings.bm25_stemming,
+        )
+        if folder is not None:
+            try:
+                bm25.save(folder / "bm25")
+                write_stamp(folder / "bm25", stamp)
+            except OSError as error:  # a read-only data folder still answers, rebuilding per process
+                log.warning("could not save the BM25 index in %s: %s", folder, error)
+        return bm25
+
+    def _stamp(self, count: int) -> dict:
+        """What derived files must have been built from: this revision and size of the collection, these
+        settings."""
+        revision = getattr(self.index, "revision", None)
+        return {
+            "format": DERIVED_FORMAT,
+            "revision": revision() if callable(revision) else None,
+            "chunks": count,
+            "bm25": [self.settings.bm25_k1, self.settings.bm25_b, self.settings.bm25_stemming],
+        }
 
     def papers(self) -> dict[str, Paper]:
         return self.corpus().papers
@@ -531,7 +586,7 @@ class Retriever:
                 found.chunk_score[chunk_id] = found.chunk_score.get(chunk_id, 0.0) + self._rrf(rank, "lexical")
             found.rankings["lexical"] = papers_in_rank_order([chunk_id for chunk_id, _ in hits], corpus.paper_of)
             found.paper_scores["lexical"] = {
-                paper_id: float(scores[corpus.rows[paper_id]].max()) for paper_id in found.rankings["lexical"]
+                paper_id: _best(scores, corpus.bm25.rows(paper_id)) for paper_id in found.rankings["lexical"]
             }
             mentioned = corpus.mentions.find(query)
             found.rankings["metadata"] = [pid for pid in mentioned if allowed is None or pid in allowed]
@@ -556,12 +611,13 @@ class Retriever:
         array), a lexical-only candidate its best chunk's exact cosine (its stored vectors, fetched by id)."""
         dense, lexical = found.paper_scores["dense"], found.paper_scores["lexical"]
         for paper_id in found.rankings["dense"]:
-            if paper_id not in lexical and paper_id in corpus.rows:
-                lexical[paper_id] = float(bm25_scores[corpus.rows[paper_id]].max())
-        missing = [pid for pid in found.rankings["lexical"] if pid not in dense and pid in corpus.rows]
+            rows = corpus.bm25.rows(paper_id)
+            if paper_id not in lexical and rows:
+                lexical[paper_id] = _best(bm25_scores, rows)
+        missing = [pid for pid in found.rankings["lexical"] if pid not in dense]
         if vector is None or not missing:
             return
-        chunk_ids = {pid: [corpus.bm25.ids[row] for row in corpus.rows[pid]] for pid in missing}
+        chunk_ids = {pid: [corpus.bm25.chunk_id(row) for row in corpus.bm25.rows(pid)] for pid in missing}
         stored = self.index.vectors(chunk_id for ids in chunk_ids.values() for chunk_id in ids)
         for paper_id, ids in chunk_ids.items():
             cosines = [float(np.dot(stored[chunk_id], vector)) for chunk_id in ids if chunk_id in stored]

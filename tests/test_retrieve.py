@@ -670,3 +670,51 @@ def test_the_paper_that_coins_a_name_outranks_papers_that_build_on_it(papers, se
     on = Retriever(index, embedder, settings.model_copy(update={"coined_name_weight": 1.0}))
     sources = on.search(question, k=2)
     assert [source.paper_id for source in sources] == ["clip", "catlip"] and sources[0].named
+
+
+# --- the persisted BM25 index ---------------------------------------------------------------------------------
+def test_bm25_saved_and_memory_mapped_ranks_like_the_built_one(tmp_path):
+    chunks = [
+        Chunk(id="b#1", paper_id="b", index=1, text="Second half about machine translation with attention"),
+        Chunk(id="a#0", paper_id="a", index=0, text="ResNet-50 on ImageNet with label smoothing"),
+        Chunk(id="b#0", paper_id="b", index=0, text="A transformer for machine translation"),
+        Chunk(id="c#0", paper_id="c", index=0, text="ResNet variants for CIFAR-10"),
+    ]
+    built = BM25Index(chunks, {"b": "Session: Translation."})
+    built.save(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25", mmap=True)
+    assert isinstance(loaded.papers, np.memmap)
+    for query in ("resnet-50", "machine translation", "translation session", "cifar"):
+        assert loaded.search(query, 5) == built.search(query, 5)
+        assert loaded.search(query, 5, paper_ids={"b"}) == built.search(query, 5, paper_ids={"b"})
+    assert [loaded.chunk_id(row) for row in loaded.rows("b")] == ["b#0", "b#1"]
+    assert loaded.rows("missing") == range(0) and len(loaded) == 4
+    BM25Index([]).save(tmp_path / "empty")
+    assert BM25Index.load(tmp_path / "empty").search("anything", 5) == []
+
+
+def test_retriever_saves_bm25_beside_the_collection_and_reopening_loads_it(settings, papers, monkeypatch):
+    from rag.index import open_index
+
+    embedder = NamedBagOfWords()
+    with open_index(settings, embedder) as index:
+        index.ingest(papers[:3])
+        first = Retriever(index, embedder, settings)
+        expected = first.search("annealed Gaussian noise added to the gradient", k=2)
+        folder = index.derived_dir / "bm25"
+        assert (folder / "stamp.json").exists()
+
+        def no_building(*args, **kwargs):
+            raise AssertionError("the saved index should have been loaded")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(BM25Index, "__init__", no_building)
+            again = Retriever(index, embedder, settings).search("annealed Gaussian noise added to the gradient", k=2)
+            assert again == expected
+        stamp = (folder / "stamp.json").read_text()
+        index.ingest(papers)  # a new revision: the saved index is stale and rebuilt with the new papers
+        grown = Retriever(index, embedder, settings)
+        assert {grown.corpus().bm25.paper_of_row(row) for row in range(len(grown.corpus().bm25))} == {
+            paper.id for paper in papers
+        }
+        assert (folder / "stamp.json").read_text() != stamp
