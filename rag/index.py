@@ -415,6 +415,42 @@ class PaperIndex:
             found.update(zip(result["ids"], vectors, strict=True))
         return found
 
+    def papers_by_id(self, paper_ids: Iterable[str]) -> dict[str, Paper]:
+        """The stored papers among `paper_ids`, read from their chunk-0 records (what a question returns)."""
+        wanted = [f"{paper_id}#0" for paper_id in dict.fromkeys(paper_ids)]
+        found: dict[str, Paper] = {}
+        batch = self._max_batch()
+        for start in range(0, len(wanted), batch):
+            result = self._chroma(
+                "read", self._collection.get, ids=wanted[start : start + batch], include=["metadatas"]
+            )
+            for metadata in result["metadatas"]:
+                paper = paper_from_metadata(metadata)
+                found[paper.id] = paper
+        return found
+
+    def chunk_texts(self, chunk_ids: Iterable[str]) -> dict[str, str]:
+        """The stored texts of `chunk_ids` that exist, by id."""
+        wanted = list(dict.fromkeys(chunk_ids))
+        found: dict[str, str] = {}
+        batch = self._max_batch()
+        for start in range(0, len(wanted), batch):
+            result = self._chroma(
+                "read", self._collection.get, ids=wanted[start : start + batch], include=["documents"]
+            )
+            found.update(zip(result["ids"], result["documents"], strict=True))
+        return found
+
+    def stream_papers(self) -> Iterator[Paper]:
+        """Every stored paper, one page of records at a time and not cached (derived files are built from it)."""
+        for _, metadata, _ in self._scan(include=["metadatas"], where={"chunk": 0}):
+            yield paper_from_metadata(metadata)
+
+    def stream_chunks(self) -> Iterator[Chunk]:
+        """Every stored chunk, one page at a time and not cached."""
+        for chunk_id, metadata, document in self._scan(include=["documents", "metadatas"]):
+            yield _chunk_from_record(chunk_id, document, metadata)
+
     def chunks(self) -> list[Chunk]:
         """Every stored chunk, ordered by paper and position (the lexical index is built from these)."""
         with self._cache_lock:

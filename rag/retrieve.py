@@ -23,14 +23,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from rag.catalog import Catalog
 from rag.cite import without_instructions
 from rag.corpus import coined_names
 from rag.lexical import BM25Index, tokenize
@@ -345,9 +347,15 @@ def read_stamp(folder: Path) -> dict | None:
         return None
 
 
-def write_stamp(folder: Path, stamp: dict) -> None:
-    """Written last, after the folder is complete: a crash before it leaves no stamp, so a rebuild."""
-    (folder / STAMP_FILE).write_text(json.dumps(stamp))
+def write_stamp(folder: Path, stamp: dict | None) -> None:
+    """Written last, after the files are complete (and removed first, with None): a crash in between leaves no
+    stamp, so a rebuild."""
+    path = folder / STAMP_FILE
+    if stamp is None:
+        path.unlink(missing_ok=True)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stamp))
 
 
 STAMP_FILE = "stamp.json"
@@ -402,16 +410,12 @@ class SentenceMaxSimReranker:
 # --- the retriever ------------------------------------------------------------------------------------------
 @dataclass
 class _Corpus:
-    """What the retriever keeps from the index between questions; rebuilt when the chunk count changes."""
+    """What the retriever keeps between questions: the BM25 index (memory-mapped) and the paper catalog (sqlite),
+    both persisted beside the collection; reloaded when the chunk count changes."""
 
     count: int
-    chunks: dict[str, Chunk]
-    papers: dict[str, Paper]
     bm25: BM25Index
-    mentions: MetadataMentions
-    names: dict[str, set[str]]  # rare paper names (`rare_names`) -> their papers
-    owners: dict[str, str]  # names one abstract coins (`coined_name_owners`) -> that paper
-    paper_of: dict[str, str] = field(default_factory=dict)
+    catalog: Catalog
 
 
 @dataclass
@@ -424,15 +428,61 @@ class _Candidates:
     dense_score: dict[str, float] = field(default_factory=dict)
     best_chunk: dict[str, str] = field(default_factory=dict)
     named: set[str] = field(default_factory=set)
+    texts: dict[str, str] = field(default_factory=dict)  # chunk id -> text, for the chunks Chroma returned
 
-    def pick_best_chunks(self, paper_of: Mapping[str, str]) -> None:
+    def pick_best_chunks(self) -> None:
         """The passage of each paper: its chunk with the highest fused chunk score."""
         for chunk_id in sorted(self.chunk_score, key=self.chunk_score.__getitem__, reverse=True):
-            self.best_chunk.setdefault(paper_of.get(chunk_id, ""), chunk_id)
+            self.best_chunk.setdefault(paper_of_chunk(chunk_id), chunk_id)
+
+
+def paper_of_chunk(chunk_id: str) -> str:
+    """The paper id of a chunk id ('<paper_id>#<index>')."""
+    return chunk_id.rsplit("#", 1)[0]
+
+
+def catalog_keys(paper: Paper) -> Iterator[tuple[str, str, str, int]]:
+    """The look-up rows of one paper: (kind, key, paper id, position).
+
+    mention: its normalised author, moderator, session and room names (`MetadataMentions`); name: its names as
+    BM25 terms (`name_terms`; rare ones point at their papers); coined: the one-word names its abstract coins
+    strictly (`coined_name_owners`), in the order the abstract coins them.
+    """
+    for name in sorted({*paper.authors, paper.moderator or "", paper.session or "", paper.room or ""}):
+        key = _normalise(name)
+        if len(key) > 6:
+            yield ("mention", key, paper.id, 0)
+    for term in sorted(name_terms(paper)):
+        yield ("name", term, paper.id, 0)
+    coined = [name for name in coined_names(paper.abstract, strict=True) if " " not in name and is_name_like(name)]
+    for position, name in enumerate(dict.fromkeys(coined)):
+        yield ("coined", name, paper.id, position)
+
+
+def word_ngrams(text: str, longest: int) -> list[str]:
+    """Every run of 1..`longest` consecutive words of `text`, normalised as `MetadataMentions` keys are, so a key
+    is in the list exactly when `MetadataMentions.find` would see it in `text`."""
+    words = _normalise(text).split()
+    return [
+        " " + " ".join(words[start : start + size]) + " "
+        for size in range(1, min(longest, len(words)) + 1)
+        for start in range(len(words) - size + 1)
+    ]
+
+
+def whole_word_spans(query: str) -> set[str]:
+    """Every substring of `query` bounded on both sides by a character that is not a word character or '-': the
+    strings `owned_papers` could match as a whole word (candidates for the coined-name look-up)."""
+    spans: set[str] = set()
+    for token in query.split():
+        starts = [i for i in range(len(token)) if i == 0 or not re.match(r"[\w-]", token[i - 1])]
+        ends = [j for j in range(1, len(token) + 1) if j == len(token) or not re.match(r"[\w-]", token[j])]
+        spans.update(token[i:j] for i in starts for j in ends if j > i)
+    return spans
 
 
 class Retriever:
-    """Finds the papers for a question. Safe to share between threads (the BM25 rebuild is locked)."""
+    """Finds the papers for a question. Safe to share between threads (loading the derived files is locked)."""
 
     def __init__(self, index, embedder, settings: Settings, reranker: Reranker | None = None):
         self.index = index
@@ -445,50 +495,52 @@ class Retriever:
 
     # --- corpus state ---------------------------------------------------------------------------------------
     def corpus(self) -> _Corpus:
-        """The chunks, papers and BM25 index, loaded on first use and again whenever the index has grown."""
+        """The BM25 index and catalog, loaded on first use and again whenever the index has grown."""
         count = self.index.count()
         with self._lock:
             if self._corpus is None or self._corpus.count != count:
-                chunks = {chunk.id: chunk for chunk in self.index.chunks()}
-                papers = self.index.papers()
-                bm25 = self._lexical(count, chunks, papers)
-                paper_of = {chunk_id: chunk.paper_id for chunk_id, chunk in chunks.items()}
-                self._corpus = _Corpus(
-                    count,
-                    chunks,
-                    papers,
-                    bm25,
-                    MetadataMentions(papers),
-                    rare_names(papers, self.settings.rare_title_word_papers),
-                    coined_name_owners(papers),
-                    paper_of,
-                )
+                bm25, catalog = self._derived(count)
+                self._corpus = _Corpus(count, bm25, catalog)
             return self._corpus
 
-    def _lexical(self, count: int, chunks: Mapping[str, Chunk], papers: Mapping[str, Paper]) -> BM25Index:
-        """The BM25 index of the stored chunks: memory-mapped from the index's derived folder when it was saved
-        for this revision of the collection and these BM25 settings, else built and saved there."""
+    def _derived(self, count: int) -> tuple[BM25Index, Catalog]:
+        """BM25 and catalog: opened from the index's derived folder when they were saved for this revision of the
+        collection and these settings (BM25 memory-mapped), else built from one pass over the store and saved."""
         folder = getattr(self.index, "derived_dir", None)
         stamp = self._stamp(count)
-        if folder is not None and read_stamp(folder / "bm25") == stamp:
+        if folder is not None and read_stamp(folder) == stamp:
             try:
-                return BM25Index.load(folder / "bm25", mmap=True)
-            except (OSError, ValueError, KeyError) as error:  # damaged files are rebuilt, never fatal
-                log.warning("rebuilding the BM25 index: %s", error)
+                return BM25Index.load(folder / "bm25", mmap=True), Catalog.open(folder / "catalog.sqlite")
+            except (OSError, ValueError, KeyError, sqlite3.Error) as error:  # damaged files are rebuilt
+                log.warning("rebuilding the derived retrieval files: %s", error)
+        records, keys, extra = [], [], {}
+        for paper in self._every_paper():
+            records.append(paper.model_copy(update={"abstract": ""}))
+            keys.extend(catalog_keys(paper))
+            extra[paper.id] = metadata_text(paper)
+        settings = self.settings
         bm25 = BM25Index(
-            list(chunks.values()),
-            {paper_id: metadata_text(paper) for paper_id, paper in papers.items()},
-            k1=self.settings.bm25_k1,
-            b=self.settings.bm25_b,
-            stemming=self.settings.bm25_stemming,
+            self._every_chunk(), extra, k1=settings.bm25_k1, b=settings.bm25_b, stemming=settings.bm25_stemming
         )
-        if folder is not None:
-            try:
-                bm25.save(folder / "bm25")
-                write_stamp(folder / "bm25", stamp)
-            except OSError as error:  # a read-only data folder still answers, rebuilding per process
-                log.warning("could not save the BM25 index in %s: %s", folder, error)
-        return bm25
+        if folder is None:
+            return bm25, Catalog.build(records, keys)
+        try:
+            write_stamp(folder, None)  # the old stamp goes first: a crash mid-way leaves files that are rebuilt
+            bm25.save(folder / "bm25")
+            catalog = Catalog.build(records, keys, folder / "catalog.sqlite")
+            write_stamp(folder, stamp)
+            return bm25, catalog
+        except OSError as error:  # a read-only data folder still answers, rebuilding per process
+            log.warning("could not save the derived retrieval files in %s: %s", folder, error)
+            return bm25, Catalog.build(records, keys)
+
+    def _every_paper(self) -> Iterable[Paper]:
+        stream = getattr(self.index, "stream_papers", None)
+        return stream() if callable(stream) else self.index.papers().values()
+
+    def _every_chunk(self) -> list[Chunk]:
+        stream = getattr(self.index, "stream_chunks", None)
+        return list(stream()) if callable(stream) else self.index.chunks()
 
     def _stamp(self, count: int) -> dict:
         """What derived files must have been built from: this revision and size of the collection, these
@@ -502,7 +554,8 @@ class Retriever:
         }
 
     def papers(self) -> dict[str, Paper]:
-        return self.corpus().papers
+        """Every paper of the collection, read from the store (for callers that list them all; search does not)."""
+        return self.index.papers()
 
     # --- search ---------------------------------------------------------------------------------------------
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
@@ -512,14 +565,14 @@ class Retriever:
         corpus = self.corpus()
         allowed = None
         if filters is not None and not filters.is_empty():
-            allowed = {pid for pid, paper in corpus.papers.items() if matches_filters(paper, filters)}
+            allowed = {paper.id for paper in corpus.catalog.every_paper() if matches_filters(paper, filters)}
             if not allowed:
                 return []
         found = self._candidates(query, corpus, allowed)
         fused = self._fuse(found)
         ranked = sorted(fused, key=lambda paper_id: -fused[paper_id])
         pool = max(k, self.settings.rerank_candidates) if self.reranker or self.settings.mmr_lambda else k
-        sources = [self._source(paper_id, fused[paper_id], found, corpus) for paper_id in ranked[:pool]]
+        sources = self._sources(ranked[:pool], fused, found)
         if self.reranker is not None:
             sources = self.reranker.rerank(query, sources)
         if self.settings.mmr_lambda is not None:
@@ -577,34 +630,72 @@ class Retriever:
             for rank, (chunk, cosine) in enumerate(hits, start=1):
                 found.dense_score[chunk.paper_id] = max(found.dense_score.get(chunk.paper_id, -1.0), cosine)
                 found.chunk_score[chunk.id] = found.chunk_score.get(chunk.id, 0.0) + self._rrf(rank, "dense")
-            found.rankings["dense"] = papers_in_rank_order([chunk.id for chunk, _ in hits], corpus.paper_of)
+                found.texts[chunk.id] = chunk.text
+            paper_of = {chunk.id: chunk.paper_id for chunk, _ in hits}
+            found.rankings["dense"] = papers_in_rank_order([chunk.id for chunk, _ in hits], paper_of)
             found.paper_scores["dense"] = dict(found.dense_score)
         if mode in ("hybrid", "lexical"):
             scores = corpus.bm25.scores(query)
             hits = corpus.bm25.top(scores, n, allowed)
             for rank, (chunk_id, _) in enumerate(hits, start=1):
                 found.chunk_score[chunk_id] = found.chunk_score.get(chunk_id, 0.0) + self._rrf(rank, "lexical")
-            found.rankings["lexical"] = papers_in_rank_order([chunk_id for chunk_id, _ in hits], corpus.paper_of)
+            chunk_ids = [chunk_id for chunk_id, _ in hits]
+            found.rankings["lexical"] = papers_in_rank_order(chunk_ids, {cid: paper_of_chunk(cid) for cid in chunk_ids})
             found.paper_scores["lexical"] = {
                 paper_id: _best(scores, corpus.bm25.rows(paper_id)) for paper_id in found.rankings["lexical"]
             }
-            mentioned = corpus.mentions.find(query)
+            mentioned = self._mentioned(query, corpus.catalog)
             found.rankings["metadata"] = [pid for pid in mentioned if allowed is None or pid in allowed]
             found.named.update(mentioned)
         if mode == "hybrid":
             self._complete_scores(found, corpus, scores, vector)
-        terms = set(tokenize(query))
-        titled = sorted({pid for term in terms & corpus.names.keys() for pid in corpus.names[term]})
+        titled = self._titled(query, corpus.catalog)
         found.named.update(titled)
-        owned = [pid for pid in owned_papers(query, corpus.owners) if allowed is None or pid in allowed]
+        owned = [pid for pid in self._owned(query, corpus.catalog) if allowed is None or pid in allowed]
         found.named.update(owned)
         if owned and mode != "dense":  # an exact-name signal, like BM25: dense-only stays MiniLM alone
             found.rankings["coined"] = owned
-        neighbours = schedule_neighbours(query, titled, corpus.papers)
+        neighbours = self._neighbours(query, titled, corpus.catalog)
         if neighbours and mode != "dense":
             found.rankings["schedule"] = [pid for pid in [*titled, *neighbours] if allowed is None or pid in allowed]
-        found.pick_best_chunks(corpus.paper_of)
+        found.pick_best_chunks()
         return found
+
+    # --- catalog look-ups: what `MetadataMentions`, `rare_names` and `owned_papers` do, over the stored rows ---
+    @staticmethod
+    def _mentioned(query: str, catalog: Catalog) -> list[str]:
+        """Papers whose full author name, moderator, session or room the query contains as whole words."""
+        rows = catalog.lookup("mention", word_ngrams(query, catalog.longest("mention")))
+        return list(dict.fromkeys(paper_id for _, paper_id, _ in rows))
+
+    def _titled(self, query: str, catalog: Catalog) -> list[str]:
+        """Papers a rare name the query writes points at (a name of at most `rare_title_word_papers` papers)."""
+        papers_with: dict[str, set[str]] = {}
+        for term, paper_id, _ in catalog.lookup("name", set(tokenize(query))):
+            papers_with.setdefault(term, set()).add(paper_id)
+        limit = self.settings.rare_title_word_papers
+        return sorted({pid for ids in papers_with.values() if len(ids) <= limit for pid in ids})
+
+    @staticmethod
+    def _owned(query: str, catalog: Catalog) -> list[str]:
+        """The papers that alone coin a name the query writes as a whole word, as `owned_papers` orders them."""
+        coiners: dict[str, list[str]] = {}
+        for name, paper_id, _ in catalog.lookup("coined", whole_word_spans(query)):
+            coiners.setdefault(name, []).append(paper_id)
+        owners = {name: ids[0] for name, ids in coiners.items() if len(set(ids)) == 1}
+        return owned_papers(query, owners)
+
+    @staticmethod
+    def _neighbours(query: str, titled: list[str], catalog: Catalog) -> list[str]:
+        """`schedule_neighbours` over the anchors and their session-mates only, read from the catalog."""
+        if not titled or not _SCHEDULE_QUESTION.search(query):
+            return []
+        anchors = catalog.papers(titled)
+        nearby = dict(anchors)
+        for anchor in anchors.values():
+            if anchor.session:
+                nearby.update(catalog.session_mates(anchor))
+        return schedule_neighbours(query, titled, nearby)
 
     def _complete_scores(self, found: _Candidates, corpus: _Corpus, bm25_scores: np.ndarray, vector) -> None:
         """Give every candidate both scores: a dense candidate its best chunk's BM25 score (from the full BM25
@@ -635,17 +726,43 @@ class Retriever:
             return self.index.query(vector, n)
         return self.index.query(vector, n, where={"paper_id": {"$in": sorted(allowed)}})
 
-    def _source(self, paper_id: str, score: float, found: _Candidates, corpus: _Corpus) -> Source:
-        paper = corpus.papers[paper_id]
-        chunk = corpus.chunks.get(found.best_chunk.get(paper_id, f"{paper_id}#0"))
-        return Source(
-            number=1,
-            paper=paper,
-            score=score,
-            dense_score=found.dense_score.get(paper_id),
-            passage=chunk.text if chunk else paper.abstract,
-            named=paper_id in found.named,
-        )
+    def _sources(self, paper_ids: list[str], fused: Mapping[str, float], found: _Candidates) -> list[Source]:
+        """`Source`s of `paper_ids`, their records and best passages read from the store for these papers only."""
+        papers = self._papers_by_id(paper_ids)
+        wanted = [found.best_chunk.get(pid, f"{pid}#0") for pid in paper_ids]
+        texts = {**found.texts, **self._chunk_texts([cid for cid in wanted if cid not in found.texts])}
+        sources = []
+        for paper_id, chunk_id in zip(paper_ids, wanted, strict=True):
+            paper = papers.get(paper_id)
+            if paper is None:  # removed by another client since the derived files were built
+                continue
+            sources.append(
+                Source(
+                    number=1,
+                    paper=paper,
+                    score=fused[paper_id],
+                    dense_score=found.dense_score.get(paper_id),
+                    passage=texts.get(chunk_id) or paper.abstract,
+                    named=paper_id in found.named,
+                )
+            )
+        return sources
+
+    def _papers_by_id(self, paper_ids: list[str]) -> dict[str, Paper]:
+        reader = getattr(self.index, "papers_by_id", None)
+        if callable(reader):
+            return reader(paper_ids)
+        every = self.index.papers()
+        return {pid: every[pid] for pid in paper_ids if pid in every}
+
+    def _chunk_texts(self, chunk_ids: list[str]) -> dict[str, str]:
+        if not chunk_ids:
+            return {}
+        reader = getattr(self.index, "chunk_texts", None)
+        if callable(reader):
+            return reader(chunk_ids)
+        wanted = set(chunk_ids)
+        return {chunk.id: chunk.text for chunk in self.index.chunks() if chunk.id in wanted}
 
     def _mmr(self, sources: list[Source], k: int) -> list[Source]:
         missing = [s.passage for s in sources if s.passage not in self._passage_vectors]

@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 
 from eval.retrieval import load_beir, mrr, ndcg_at_k, normalise_title, recall_at_k, score_rankings
+from rag.catalog import Catalog
 from rag.corpus import coined_names
 from rag.lexical import BM25Index, stem, tokenize
 from rag.retrieve import (
+    MetadataMentions,
     Retriever,
+    catalog_keys,
     coined_name_owners,
     matches_filters,
     mentioned_papers,
@@ -25,8 +28,11 @@ from rag.retrieve import (
     owned_papers,
     papers_in_rank_order,
     question_content,
+    rare_names,
     reciprocal_rank_fusion,
     schedule_neighbours,
+    whole_word_spans,
+    word_ngrams,
     zscore_fusion,
 )
 from rag.types import Chunk, Filters, Paper, Source
@@ -701,8 +707,8 @@ def test_retriever_saves_bm25_beside_the_collection_and_reopening_loads_it(setti
         index.ingest(papers[:3])
         first = Retriever(index, embedder, settings)
         expected = first.search("annealed Gaussian noise added to the gradient", k=2)
-        folder = index.derived_dir / "bm25"
-        assert (folder / "stamp.json").exists()
+        folder = index.derived_dir
+        assert (folder / "stamp.json").exists() and (folder / "bm25").is_dir()
 
         def no_building(*args, **kwargs):
             raise AssertionError("the saved index should have been loaded")
@@ -718,3 +724,64 @@ def test_retriever_saves_bm25_beside_the_collection_and_reopening_loads_it(setti
             paper.id for paper in papers
         }
         assert (folder / "stamp.json").read_text() != stamp
+
+
+# --- the catalog: whole-collection look-ups as stored rows ---------------------------------------------------
+def test_word_ngrams_hold_a_name_exactly_when_the_normalised_query_contains_it():
+    grams = word_ngrams("Which papers did Jane Q. Doe co-author?", 3)
+    assert " jane q doe " in grams and " doe co " in grams and " papers " in grams
+    assert " jane doe " not in grams  # not consecutive
+    assert all(len(gram.split()) <= 3 for gram in grams) and word_ngrams("", 3) == []
+
+
+def test_whole_word_spans_are_the_strings_a_whole_word_match_can_cover():
+    spans = whole_word_spans("Why was (XNet-50) trained, per XNet's authors?")
+    assert {"XNet-50", "(XNet-50)", "XNet", "trained"} <= spans
+    assert "Net" not in spans and "XNet-5" not in spans  # inside a word
+
+
+def test_catalog_lookups_agree_with_the_in_memory_structures(papers, settings):
+    by_id = {paper.id: paper for paper in papers}
+    catalog = Catalog.build(
+        [paper.model_copy(update={"abstract": ""}) for paper in papers],
+        [key for paper in papers for key in catalog_keys(paper)],
+    )
+    retriever = Retriever(None, None, settings)
+    queries = [
+        "which papers did Mukund Sundararajan co-author?",
+        "What did the Deep Learning Algorithms session present?",
+        "Which paper proposes FPN?",
+        "Why was ViLT trained without convolutions?",
+        "who moderated the session where XNet was presented",
+    ]
+    rare = rare_names(by_id, settings.rare_title_word_papers)
+    owners = coined_name_owners(by_id)
+    for query in queries:
+        assert retriever._mentioned(query, catalog) == sorted(MetadataMentions(by_id).find(query))
+        terms = set(tokenize(query))
+        assert retriever._titled(query, catalog) == sorted({pid for t in terms & rare.keys() for pid in rare[t]})
+        assert retriever._owned(query, catalog) == owned_papers(query, owners)
+    assert catalog.papers(["vilt", "nope"])["vilt"].authors == by_id["vilt"].authors
+    assert len(catalog) == len(papers) and {p.id for p in catalog.every_paper()} == set(by_id)
+
+
+def test_search_after_opening_reads_no_whole_collection_structure(settings, papers, monkeypatch):
+    from rag.index import PaperIndex, open_index
+
+    embedder = NamedBagOfWords()
+    with open_index(settings, embedder) as index:
+        index.ingest(papers)
+        expected = Retriever(index, embedder, settings).search("feature pyramid at 5 FPS", k=3)
+
+        def whole_collection(*args, **kwargs):
+            raise AssertionError("a question read the whole collection")
+
+        for name in ("papers", "chunks", "chunk_vectors", "stream_papers", "stream_chunks"):
+            monkeypatch.setattr(PaperIndex, name, whole_collection)
+        fresh = Retriever(index, embedder, settings)  # a new process would start like this
+        assert fresh.search("feature pyramid at 5 FPS", k=3) == expected
+        assert (
+            expected[0].paper.abstract == next(paper for paper in papers if paper.id == expected[0].paper_id).abstract
+        )
+        filtered = fresh.search("deep networks", k=5, filters=Filters(source="004"))
+        assert filtered and {source.paper_id for source in filtered} <= {"snr-metric", "integrated-gradients"}
