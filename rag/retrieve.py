@@ -664,9 +664,14 @@ class Retriever:
     # --- catalog look-ups: what `MetadataMentions`, `rare_names` and `owned_papers` do, over the stored rows ---
     @staticmethod
     def _mentioned(query: str, catalog: Catalog) -> list[str]:
-        """Papers whose full author name, moderator, session or room the query contains as whole words."""
+        """Papers whose full author name, moderator, session or room the query contains as whole words; those
+        that match more of the named people and sessions first ("by A and B in session S": the paper of all
+        three before the session's other talks), then by id."""
         rows = catalog.lookup("mention", word_ngrams(query, catalog.longest("mention")))
-        return list(dict.fromkeys(paper_id for _, paper_id, _ in rows))
+        matches: dict[str, set[str]] = {}
+        for key, paper_id, _ in rows:
+            matches.setdefault(paper_id, set()).add(key)
+        return sorted(matches, key=lambda paper_id: (-len(matches[paper_id]), paper_id))
 
     def _titled(self, query: str, catalog: Catalog) -> list[str]:
         """Papers a rare name the query writes points at (a name of at most `rare_title_word_papers` papers)."""

@@ -757,7 +757,7 @@ def test_catalog_lookups_agree_with_the_in_memory_structures(papers, settings):
     rare = rare_names(by_id, settings.rare_title_word_papers)
     owners = coined_name_owners(by_id)
     for query in queries:
-        assert retriever._mentioned(query, catalog) == sorted(MetadataMentions(by_id).find(query))
+        assert set(retriever._mentioned(query, catalog)) == set(MetadataMentions(by_id).find(query))
         terms = set(tokenize(query))
         assert retriever._titled(query, catalog) == sorted({pid for t in terms & rare.keys() for pid in rare[t]})
         assert retriever._owned(query, catalog) == owned_papers(query, owners)
@@ -785,3 +785,17 @@ def test_search_after_opening_reads_no_whole_collection_structure(settings, pape
         )
         filtered = fresh.search("deep networks", k=5, filters=Filters(source="004"))
         assert filtered and {source.paper_id for source in filtered} <= {"snr-metric", "integrated-gradients"}
+
+
+def test_papers_matching_more_mentioned_names_come_first(settings):
+    papers = [
+        Paper(id="a", title="A", abstract="x.", authors=["Jane Roe"], session="Graph Learning 3"),
+        Paper(id="b", title="B", abstract="x.", authors=["Jane Roe", "Wei Zhang"], session="Graph Learning 3"),
+        Paper(id="c", title="C", abstract="x.", authors=["Ann Lee"], session="Graph Learning 3"),
+        Paper(id="d", title="D", abstract="x.", authors=["Wei Zhang"], session="Vision 1"),
+    ]
+    catalog = Catalog.build(papers, [key for paper in papers for key in catalog_keys(paper)])
+    found = Retriever(None, None, settings)._mentioned(
+        "Which paper did Jane Roe and Wei Zhang present in Graph Learning 3?", catalog
+    )
+    assert found == ["b", "a", "c", "d"]  # three names, two, then one each by id
