@@ -364,6 +364,11 @@ def to_markdown(result: dict) -> str:
             f"{row['ann_p50_ms']} | {row['ann_p95_ms']} | "
             f"{row['ann_recall_at_10']} |"
         )
+    lines += [""] + [
+        f"- {row['docs']:,} docs: BM25 index and catalog built in {row.get('derived_build_s', '–')} s after the "
+        f"writes; peak RSS of the measuring process before the exact-search check {row['peak_rss_before_exact_mb']} MB."
+        for row in result["rows"]
+    ]
     lines += [
         "",
         "search: `Retriever.search(query, k=5)` end to end (query embedding, HNSW candidates, BM25, catalog "
