@@ -93,13 +93,15 @@ def make_corpus(path: Path, docs: int, seed: int) -> None:
     titles, abstracts = real_abstracts()
     pool = [sentence for sentences in abstracts for sentence in sentences]
     path.parent.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
     with path.open("w") as handle:
         for number in range(docs):
+            title = new_title(titles, used, rng)
             count = len(rng.choice(abstracts))
             year = rng.randint(2015, 2024)
             record = {
                 "id": f"{year % 100:02d}{rng.randint(1, 12):02d}.{number:05d}",
-                "title": rng.choice(titles),
+                "title": title,
                 "abstract": " ".join(rng.choice(pool) for _ in range(count)),
                 "authors": ", ".join(f"{rng.choice(FIRST)} {rng.choice(LAST)}" for _ in range(rng.randint(1, 5))),
                 "categories": " ".join(rng.sample(CATEGORIES, rng.randint(1, 3))),
@@ -107,6 +109,17 @@ def make_corpus(path: Path, docs: int, seed: int) -> None:
                 "update_date": f"{year}-01-01",
             }
             handle.write(json.dumps(record) + "\n")
+
+
+def new_title(titles: list[str], used: set[str], rng: random.Random) -> str:
+    """The first half of one real title and the second half of another, never one used before: ingest merges
+    records with equal titles into one paper, so drawing whole titles would shrink the corpus."""
+    while True:
+        head, tail = rng.choice(titles).split(), rng.choice(titles).split()
+        title = " ".join(head[: max(1, len(head) // 2)] + tail[len(tail) // 2 :])
+        if title.casefold() not in used:
+            used.add(title.casefold())
+            return title
 
 
 # --- step 2: real ingest -------------------------------------------------------------------------------------
