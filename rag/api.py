@@ -86,7 +86,9 @@ class Bot:
         with self._ingest_lock:
             corpus = load_corpus(paths or self.settings.corpus_paths)
             report = self.index.ingest(corpus.papers)
-        self.__dict__.pop("retriever", None)  # the lexical index is rebuilt from the new chunks
+            self.__dict__.pop("retriever", None)
+            if report.chunks_added:  # derived files (BM25, catalog) are rebuilt and saved now, not at first question
+                self.retriever.corpus()
         return report.model_copy(
             update={
                 "files": corpus.files,

@@ -53,6 +53,11 @@ SCHEMA_VERSION = 1
 """Bumped when the stored chunk layout changes, so old collections are rebuilt rather than misread."""
 
 LOCK_FILE = "rag.lock"
+DERIVED_DIR = "derived"
+"""Next to the store, per collection: what retrieval derives from the whole collection (the BM25 index, the paper
+catalog), persisted so a process opens it instead of rebuilding it (`rag.retrieve`)."""
+REVISION_KEY = "rag_revision"
+"""Collection metadata key that every ingest which writes changes, so derived files can tell they are stale."""
 SENTENCE_VECTORS_FILE = "sentence-vectors.bin"
 """Next to the store: the answer stage's vectors of source sentences (`rag.embeddings.SentenceVectors`)."""
 OPTIONAL_FIELDS = ("session", "room", "moderator", "day", "time_slot", "year", "category")
@@ -233,6 +238,8 @@ class PaperIndex:
         self._vectors: dict[str, np.ndarray] | None = None
         self._cached_count = -1
         self._closed = False
+        self.derived_dir: Path | None = None
+        """Where retrieval keeps what it derives from this collection (None: keep it in memory only)."""
         self.sentence_vectors = SentenceVectors(embedder, settings.index_dir / SENTENCE_VECTORS_FILE)
         """Vectors of the papers' title, author, schedule and abstract sentences, kept across questions."""
 
@@ -265,6 +272,7 @@ class PaperIndex:
         finally:
             if pending:
                 self._invalidate()
+                self._new_revision()
         if self.settings.sentence_vectors_at_ingest:
             self.sentence_vectors.fill(evidence_sentences(unique.values()), batch=self._step_size())
         notes = [self.rebuilt] if self.rebuilt else []
@@ -297,6 +305,20 @@ class PaperIndex:
         for start in range(0, len(stale), batch):
             self._chroma("delete from", self._collection.delete, ids=stale[start : start + batch])
         return len(records)
+
+    def revision(self) -> str | None:
+        """A token that changes with every ingest that writes (any client of a server), None before the first."""
+        try:
+            metadata = self._client.get_collection(self._collection.name, embedding_function=None).metadata
+        except Exception:  # a server that went away: the count check will fail loudly elsewhere
+            metadata = self._collection.metadata
+        return (metadata or {}).get(REVISION_KEY)
+
+    def _new_revision(self) -> None:
+        import uuid
+
+        metadata = {**(self._collection.metadata or {}), REVISION_KEY: uuid.uuid4().hex}
+        self._chroma("write to", self._collection.modify, metadata=metadata)
 
     def _stored_state(self) -> dict[str, _StoredPaper]:
         stored: dict[str, _StoredPaper] = {}
@@ -348,6 +370,59 @@ class PaperIndex:
             (_chunk_from_record(chunk_id, document, metadata), 1.0 - float(distance))
             for chunk_id, document, metadata, distance in hits
         ]
+
+    def vectors(self, chunk_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored unit vectors of `chunk_ids` (float32) by id; ids not stored are left out.
+
+        The retriever scores lexical-only candidates by their exact cosine: score fusion needs a dense score for
+        every candidate, and Chroma's nearest neighbours hold only its own top n.
+        """
+        wanted = list(dict.fromkeys(chunk_ids))
+        found: dict[str, np.ndarray] = {}
+        batch = self._max_batch()
+        for start in range(0, len(wanted), batch):
+            result = self._chroma(
+                "read", self._collection.get, ids=wanted[start : start + batch], include=["embeddings"]
+            )
+            vectors = np.asarray(result["embeddings"], dtype=np.float32).reshape(len(result["ids"]), -1)
+            found.update(zip(result["ids"], vectors, strict=True))
+        return found
+
+    def papers_by_id(self, paper_ids: Iterable[str]) -> dict[str, Paper]:
+        """The stored papers among `paper_ids`, read from their chunk-0 records (what a question returns)."""
+        wanted = [f"{paper_id}#0" for paper_id in dict.fromkeys(paper_ids)]
+        found: dict[str, Paper] = {}
+        batch = self._max_batch()
+        for start in range(0, len(wanted), batch):
+            result = self._chroma(
+                "read", self._collection.get, ids=wanted[start : start + batch], include=["metadatas"]
+            )
+            for metadata in result["metadatas"]:
+                paper = paper_from_metadata(metadata)
+                found[paper.id] = paper
+        return found
+
+    def chunk_texts(self, chunk_ids: Iterable[str]) -> dict[str, str]:
+        """The stored texts of `chunk_ids` that exist, by id."""
+        wanted = list(dict.fromkeys(chunk_ids))
+        found: dict[str, str] = {}
+        batch = self._max_batch()
+        for start in range(0, len(wanted), batch):
+            result = self._chroma(
+                "read", self._collection.get, ids=wanted[start : start + batch], include=["documents"]
+            )
+            found.update(zip(result["ids"], result["documents"], strict=True))
+        return found
+
+    def stream_papers(self) -> Iterator[Paper]:
+        """Every stored paper, one page of records at a time and not cached (derived files are built from it)."""
+        for _, metadata, _ in self._scan(include=["metadatas"], where={"chunk": 0}):
+            yield paper_from_metadata(metadata)
+
+    def stream_chunks(self) -> Iterator[Chunk]:
+        """Every stored chunk, one page at a time and not cached."""
+        for chunk_id, metadata, document in self._scan(include=["documents", "metadatas"]):
+            yield _chunk_from_record(chunk_id, document, metadata)
 
     def chunks(self) -> list[Chunk]:
         """Every stored chunk, ordered by paper and position (the lexical index is built from these)."""
@@ -506,17 +581,26 @@ def open_index(settings: Settings, embedder: EmbedderLike) -> PaperIndex:
     try:
         if lock_dir is not None:
             client = _embedded_client(settings.index_dir)
-        collection, rebuilt = _open_collection(client, settings.collection, embedder, location)
+        collection, rebuilt = _open_collection(client, settings, embedder, location)
     except BaseException:
         if lock_dir is not None:
             _release_lock(lock_dir)
         raise
     index = PaperIndex(client, collection, settings, embedder, location=location)
     index._lock_dir = lock_dir
+    index.derived_dir = derived_dir(settings)
     index.rebuilt = rebuilt
     if rebuilt:
         log.warning(rebuilt)
     return index
+
+
+def derived_dir(settings: Settings) -> Path:
+    """The folder of a collection's derived files: beside the embedded store, or under the data folder for a
+    collection on a server (one per host, port and collection)."""
+    if settings.chroma_host:
+        return settings.data_dir / DERIVED_DIR / f"{settings.chroma_host}-{settings.chroma_port}-{settings.collection}"
+    return settings.index_dir / DERIVED_DIR / settings.collection
 
 
 def _chroma_settings():
@@ -553,10 +637,32 @@ def _server_client(settings: Settings):
         ) from error
 
 
-def _open_collection(client, name: str, embedder: EmbedderLike, location: str):
+def hnsw_configuration(settings: Settings) -> dict[str, Any]:
+    """Chroma's HNSW configuration of a new collection: cosine space and the recall settings."""
+    return {
+        "space": "cosine",
+        "ef_construction": settings.hnsw_ef_construction,
+        "max_neighbors": settings.hnsw_max_neighbors,
+        "ef_search": settings.hnsw_ef_search,
+    }
+
+
+def _tune_search(collection, settings: Settings) -> None:
+    """Set ef_search on an existing collection (the one HNSW setting Chroma lets change after creation), so
+    collections made before the setting, or with another value, search as configured."""
+    try:
+        current = (getattr(collection, "configuration", None) or {}).get("hnsw") or {}
+        if current.get("ef_search") != settings.hnsw_ef_search:
+            collection.modify(configuration={"hnsw": {"ef_search": settings.hnsw_ef_search}})
+    except Exception as error:  # an older server without configuration updates searches with its own value
+        log.warning("could not set ef_search on collection %s: %s", settings.collection, _one_line(error))
+
+
+def _open_collection(client, settings: Settings, embedder: EmbedderLike, location: str):
     """The collection for `embedder`, dropped and recreated when it was built with another model."""
     from chromadb.errors import NotFoundError
 
+    name = settings.collection
     wanted = {"embedding_model": embedder.name, "embedding_dimension": int(embedder.dimension)}
     wanted["rag_schema"] = SCHEMA_VERSION
     try:
@@ -568,6 +674,7 @@ def _open_collection(client, name: str, embedder: EmbedderLike, location: str):
         if existing is not None:
             found = existing.metadata or {}
             if all(found.get(key) == value for key, value in wanted.items()):
+                _tune_search(existing, settings)
                 return existing, None
             if "embedding_model" not in found and existing.count() > 0:
                 raise IndexError_(
@@ -582,7 +689,7 @@ def _open_collection(client, name: str, embedder: EmbedderLike, location: str):
             client.delete_collection(name)
         collection = client.create_collection(
             name,
-            configuration={"hnsw": {"space": "cosine"}},
+            configuration={"hnsw": hnsw_configuration(settings)},
             metadata=wanted,
             embedding_function=None,
             get_or_create=True,

@@ -2,14 +2,15 @@
 
 Each retriever ranks chunks; a paper is scored by its best chunk, so a paper with many chunks is not counted
 several times. The candidates are the papers of either retriever's top `candidate_chunks` chunks. By default
-(`fusion="zscore"`) every candidate gets both scores: its best cosine and its best BM25 score, both computed
-exactly over every chunk (cosines from the stored chunk vectors, not Chroma's approximate nearest neighbours,
-so a question ranks the same in every process); each is standardised over the candidates and the weighted sum
-orders them. Scores carry more than ranks: a paper far ahead on BM25 (a rare method name) stays ahead, where
-reciprocal rank fusion (`fusion="rrf"`) would flatten it to "rank 1". On a held-out benchmark split z-score
-fusion ranks better than RRF (bench/results/tuning.md). The dense query is the question without its
-interrogative frame ("Which method fuses ..." -> "fuses ..."): MiniLM compares it with abstract sentences,
-which never ask.
+(`fusion="zscore"`) every candidate gets both scores: its best cosine and its best BM25 score. Dense candidates
+come from Chroma's HNSW index (its recall settings: `hnsw_*`, measured against exact search by bench/scale.py),
+so a question costs a graph walk, not a product with every stored vector; a lexical-only candidate's cosine is
+computed exactly from its stored chunk vectors, fetched by id. Each score is standardised over the candidates
+and the weighted sum orders them. Scores carry more than ranks: a paper far ahead on BM25 (a rare method name)
+stays ahead, where reciprocal rank fusion (`fusion="rrf"`) would flatten it to "rank 1". On a held-out
+benchmark split z-score fusion ranks better than RRF (bench/results/tuning.md). The dense query is the question
+without its interrogative frame ("Which method fuses ..." -> "fuses ..."): MiniLM compares it with abstract
+sentences, which never ask.
 
 A third, small ranking lists the papers whose authors, session or moderator the query names verbatim: that is
 what makes "which papers did Jane Doe co-author" work, which neither MiniLM nor a bag of words does
@@ -19,20 +20,27 @@ papers become numbered `Source`s.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from rag.catalog import Catalog
 from rag.corpus import coined_names
 from rag.injection import without_instructions
 from rag.lexical import BM25Index
 from rag.settings import Settings
 from rag.text import as_words, split_prose, start_minute, tokenize
 from rag.types import Chunk, Filters, Paper, Source
+
+log = logging.getLogger(__name__)
 
 
 # --- pure pieces (tested on their own) ----------------------------------------------------------------------
@@ -313,6 +321,37 @@ def mentioned_papers(query: str, papers: Mapping[str, Paper]) -> list[str]:
     return MetadataMentions(papers).find(query)
 
 
+def _best(scores: np.ndarray, rows: range) -> float:
+    """The highest of `scores` over a run of rows (0 for none)."""
+    return float(scores[rows.start : rows.stop].max()) if rows else 0.0
+
+
+DERIVED_FORMAT = 1
+"""Bumped when the layout of the derived files changes, so old ones are rebuilt rather than misread."""
+
+
+def read_stamp(folder: Path) -> dict | None:
+    """The stamp saved with a derived folder, or None when it is missing or unreadable."""
+    try:
+        return json.loads((folder / STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_stamp(folder: Path, stamp: dict | None) -> None:
+    """Written last, after the files are complete (and removed first, with None): a crash in between leaves no
+    stamp, so a rebuild."""
+    path = folder / STAMP_FILE
+    if stamp is None:
+        path.unlink(missing_ok=True)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stamp))
+
+
+STAMP_FILE = "stamp.json"
+
+
 # --- reranking hook -----------------------------------------------------------------------------------------
 class Reranker(Protocol):
     """Reorders (and may re-score) the fused papers for a query; gets more candidates than it must return."""
@@ -359,18 +398,12 @@ class SentenceMaxSimReranker:
 # --- the retriever ------------------------------------------------------------------------------------------
 @dataclass
 class _Corpus:
-    """What the retriever keeps from the index between questions; rebuilt when the chunk count changes."""
+    """What the retriever keeps between questions: the BM25 index (memory-mapped) and the paper catalog (sqlite),
+    both persisted beside the collection; reloaded when the chunk count changes."""
 
     count: int
-    chunks: dict[str, Chunk]
-    papers: dict[str, Paper]
     bm25: BM25Index
-    mentions: MetadataMentions
-    names: dict[str, set[str]]  # rare paper names (`rare_names`) -> their papers
-    owners: dict[str, str]  # names one abstract coins (`coined_name_owners`) -> that paper
-    paper_of: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, list[int]] = field(default_factory=dict)  # paper -> its chunks' rows in `bm25` and `matrix`
-    matrix: np.ndarray | None = None  # chunk vectors, one row per `bm25` row (None: ask Chroma)
+    catalog: Catalog
 
 
 @dataclass
@@ -383,15 +416,61 @@ class _Candidates:
     dense_score: dict[str, float] = field(default_factory=dict)
     best_chunk: dict[str, str] = field(default_factory=dict)
     named: set[str] = field(default_factory=set)
+    texts: dict[str, str] = field(default_factory=dict)  # chunk id -> text, for the chunks Chroma returned
 
-    def pick_best_chunks(self, paper_of: Mapping[str, str]) -> None:
+    def pick_best_chunks(self) -> None:
         """The passage of each paper: its chunk with the highest fused chunk score."""
         for chunk_id in sorted(self.chunk_score, key=self.chunk_score.__getitem__, reverse=True):
-            self.best_chunk.setdefault(paper_of.get(chunk_id, ""), chunk_id)
+            self.best_chunk.setdefault(paper_of_chunk(chunk_id), chunk_id)
+
+
+def paper_of_chunk(chunk_id: str) -> str:
+    """The paper id of a chunk id ('<paper_id>#<index>')."""
+    return chunk_id.rsplit("#", 1)[0]
+
+
+def catalog_keys(paper: Paper) -> Iterator[tuple[str, str, str, int]]:
+    """The look-up rows of one paper: (kind, key, paper id, position).
+
+    mention: its normalised author, moderator, session and room names (`MetadataMentions`); name: its names as
+    BM25 terms (`name_terms`; rare ones point at their papers); coined: the one-word names its abstract coins
+    strictly (`coined_name_owners`), in the order the abstract coins them.
+    """
+    for name in sorted({*paper.authors, paper.moderator or "", paper.session or "", paper.room or ""}):
+        key = as_words(name, fold_accents=False)
+        if len(key) > 6:
+            yield ("mention", key, paper.id, 0)
+    for term in sorted(name_terms(paper)):
+        yield ("name", term, paper.id, 0)
+    coined = [name for name in coined_names(paper.abstract, strict=True) if " " not in name and is_name_like(name)]
+    for position, name in enumerate(dict.fromkeys(coined)):
+        yield ("coined", name, paper.id, position)
+
+
+def word_ngrams(text: str, longest: int) -> list[str]:
+    """Every run of 1..`longest` consecutive words of `text`, normalised as `MetadataMentions` keys are, so a key
+    is in the list exactly when `MetadataMentions.find` would see it in `text`."""
+    words = as_words(text, fold_accents=False).split()
+    return [
+        " " + " ".join(words[start : start + size]) + " "
+        for size in range(1, min(longest, len(words)) + 1)
+        for start in range(len(words) - size + 1)
+    ]
+
+
+def whole_word_spans(query: str) -> set[str]:
+    """Every substring of `query` bounded on both sides by a character that is not a word character or '-': the
+    strings `owned_papers` could match as a whole word (candidates for the coined-name look-up)."""
+    spans: set[str] = set()
+    for token in query.split():
+        starts = [i for i in range(len(token)) if i == 0 or not re.match(r"[\w-]", token[i - 1])]
+        ends = [j for j in range(1, len(token) + 1) if j == len(token) or not re.match(r"[\w-]", token[j])]
+        spans.update(token[i:j] for i in starts for j in ends if j > i)
+    return spans
 
 
 class Retriever:
-    """Finds the papers for a question. Safe to share between threads (the BM25 rebuild is locked)."""
+    """Finds the papers for a question. Safe to share between threads (loading the derived files is locked)."""
 
     def __init__(self, index, embedder, settings: Settings, reranker: Reranker | None = None):
         self.index = index
@@ -404,55 +483,67 @@ class Retriever:
 
     # --- corpus state ---------------------------------------------------------------------------------------
     def corpus(self) -> _Corpus:
-        """The chunks, papers and BM25 index, built on first use and again whenever the index has grown."""
+        """The BM25 index and catalog, loaded on first use and again whenever the index has grown."""
         count = self.index.count()
         with self._lock:
             if self._corpus is None or self._corpus.count != count:
-                chunks = {chunk.id: chunk for chunk in self.index.chunks()}
-                papers = self.index.papers()
-                bm25 = BM25Index(
-                    list(chunks.values()),
-                    {paper_id: metadata_text(paper) for paper_id, paper in papers.items()},
-                    k1=self.settings.bm25_k1,
-                    b=self.settings.bm25_b,
-                    stemming=self.settings.bm25_stemming,
-                )
-                paper_of = {chunk_id: chunk.paper_id for chunk_id, chunk in chunks.items()}
-                rows: dict[str, list[int]] = {}
-                for row, paper_id in enumerate(bm25.paper_ids):
-                    rows.setdefault(paper_id, []).append(row)
-                self._corpus = _Corpus(
-                    count,
-                    chunks,
-                    papers,
-                    bm25,
-                    MetadataMentions(papers),
-                    rare_names(papers, self.settings.rare_title_word_papers),
-                    coined_name_owners(papers),
-                    paper_of,
-                    rows,
-                    self._chunk_matrix(bm25.ids),
-                )
+                bm25, catalog = self._derived(count)
+                self._corpus = _Corpus(count, bm25, catalog)
             return self._corpus
 
-    def _chunk_matrix(self, chunk_ids: Sequence[str]) -> np.ndarray | None:
-        """The stored vectors of `chunk_ids`, one row each (score fusion), or None to leave dense search to Chroma.
+    def _derived(self, count: int) -> tuple[BM25Index, Catalog]:
+        """BM25 and catalog: opened from the index's derived folder when they were saved for this revision of the
+        collection and these settings (BM25 memory-mapped), else built from one pass over the store and saved."""
+        folder = getattr(self.index, "derived_dir", None)
+        stamp = self._stamp(count)
+        if folder is not None and read_stamp(folder) == stamp:
+            try:
+                return BM25Index.load(folder / "bm25", mmap=True), Catalog.open(folder / "catalog.sqlite")
+            except (OSError, ValueError, KeyError, sqlite3.Error) as error:  # damaged files are rebuilt
+                log.warning("rebuilding the derived retrieval files: %s", error)
+        records, keys, extra = [], [], {}
+        for paper in self._every_paper():
+            records.append(paper.model_copy(update={"abstract": ""}))
+            keys.extend(catalog_keys(paper))
+            extra[paper.id] = metadata_text(paper)
+        settings = self.settings
+        bm25 = BM25Index(
+            self._every_chunk(), extra, k1=settings.bm25_k1, b=settings.bm25_b, stemming=settings.bm25_stemming
+        )
+        if folder is None:
+            return bm25, Catalog.build(records, keys)
+        try:
+            write_stamp(folder, None)  # the old stamp goes first: a crash mid-way leaves files that are rebuilt
+            bm25.save(folder / "bm25")
+            catalog = Catalog.build(records, keys, folder / "catalog.sqlite")
+            write_stamp(folder, stamp)
+            return bm25, catalog
+        except OSError as error:  # a read-only data folder still answers, rebuilding per process
+            log.warning("could not save the derived retrieval files in %s: %s", folder, error)
+            return bm25, Catalog.build(records, keys)
 
-        With every chunk vector in memory, one product gives the exact cosine of every chunk: the dense top n
-        is exact (Chroma's HNSW index is approximate, and its top 50 for the same question differed between two
-        processes for many questions) and lexical-only candidates get their true cosine. None
-        when the index cannot list its vectors or misses one; such candidates then count as the lowest cosine.
-        """
-        listing = getattr(self.index, "chunk_vectors", None)
-        if listing is None or self.settings.fusion != "zscore" or self.settings.retrieval_mode != "hybrid":
-            return None
-        vectors = listing()
-        if not chunk_ids or any(chunk_id not in vectors for chunk_id in chunk_ids):
-            return None
-        return np.stack([np.asarray(vectors[chunk_id], dtype=np.float32) for chunk_id in chunk_ids])
+    def _every_paper(self) -> Iterable[Paper]:
+        stream = getattr(self.index, "stream_papers", None)
+        return stream() if callable(stream) else self.index.papers().values()
+
+    def _every_chunk(self) -> list[Chunk]:
+        stream = getattr(self.index, "stream_chunks", None)
+        return list(stream()) if callable(stream) else self.index.chunks()
+
+    def _stamp(self, count: int) -> dict:
+        """What derived files must have been built from: this revision and size of the collection, these
+        settings."""
+        revision = getattr(self.index, "revision", None)
+        return {
+            "format": DERIVED_FORMAT,
+            "revision": revision() if callable(revision) else None,
+            "chunks": count,
+            "bm25": [self.settings.bm25_k1, self.settings.bm25_b, self.settings.bm25_stemming],
+        }
 
     def papers(self) -> dict[str, Paper]:
-        return self.corpus().papers
+        """Every paper of the collection, read from the store (for callers that list them all; search does not)."""
+        return self.index.papers()
 
     # --- search ---------------------------------------------------------------------------------------------
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
@@ -462,14 +553,14 @@ class Retriever:
         corpus = self.corpus()
         allowed = None
         if filters is not None and not filters.is_empty():
-            allowed = {pid for pid, paper in corpus.papers.items() if matches_filters(paper, filters)}
+            allowed = {paper.id for paper in corpus.catalog.every_paper() if matches_filters(paper, filters)}
             if not allowed:
                 return []
         found = self._candidates(query, corpus, allowed)
         fused = self._fuse(found)
         ranked = sorted(fused, key=lambda paper_id: -fused[paper_id])
         pool = max(k, self.settings.rerank_candidates) if self.reranker or self.settings.mmr_lambda else k
-        sources = [self._source(paper_id, fused[paper_id], found, corpus) for paper_id in ranked[:pool]]
+        sources = self._sources(ranked[:pool], fused, found)
         if self.reranker is not None:
             sources = self.reranker.rerank(query, sources)
         if self.settings.mmr_lambda is not None:
@@ -519,97 +610,152 @@ class Retriever:
         found = _Candidates()
         mode = self.settings.retrieval_mode
         n = self.settings.candidate_chunks
-        cosines = None
+        vector = None
         if mode in ("hybrid", "dense"):
             dense_query = question_content(query) if self.settings.dense_without_question_frame else query
             vector = self.embedder.embed_one(dense_query)
-            # einsum, not `@`: OpenBLAS runs a product this size on threads that keep spinning afterwards and
-            # slow the next MiniLM embedding on 2 cores from ~18 to ~45 ms; einsum's single loop takes ~1.3 ms.
-            cosines = None if corpus.matrix is None else np.einsum("ij,j->i", corpus.matrix, vector)
-            hits = self._dense(vector, n, allowed, corpus, cosines)
+            hits = self._dense(vector, n, allowed)
             for rank, (chunk, cosine) in enumerate(hits, start=1):
                 found.dense_score[chunk.paper_id] = max(found.dense_score.get(chunk.paper_id, -1.0), cosine)
                 found.chunk_score[chunk.id] = found.chunk_score.get(chunk.id, 0.0) + self._rrf(rank, "dense")
-            found.rankings["dense"] = papers_in_rank_order([chunk.id for chunk, _ in hits], corpus.paper_of)
+                found.texts[chunk.id] = chunk.text
+            paper_of = {chunk.id: chunk.paper_id for chunk, _ in hits}
+            found.rankings["dense"] = papers_in_rank_order([chunk.id for chunk, _ in hits], paper_of)
             found.paper_scores["dense"] = dict(found.dense_score)
         if mode in ("hybrid", "lexical"):
             scores = corpus.bm25.scores(query)
             hits = corpus.bm25.top(scores, n, allowed)
             for rank, (chunk_id, _) in enumerate(hits, start=1):
                 found.chunk_score[chunk_id] = found.chunk_score.get(chunk_id, 0.0) + self._rrf(rank, "lexical")
-            found.rankings["lexical"] = papers_in_rank_order([chunk_id for chunk_id, _ in hits], corpus.paper_of)
+            chunk_ids = [chunk_id for chunk_id, _ in hits]
+            found.rankings["lexical"] = papers_in_rank_order(chunk_ids, {cid: paper_of_chunk(cid) for cid in chunk_ids})
             found.paper_scores["lexical"] = {
-                paper_id: float(scores[corpus.rows[paper_id]].max()) for paper_id in found.rankings["lexical"]
+                paper_id: _best(scores, corpus.bm25.rows(paper_id)) for paper_id in found.rankings["lexical"]
             }
-            mentioned = corpus.mentions.find(query)
+            mentioned = self._mentioned(query, corpus.catalog)
             found.rankings["metadata"] = [pid for pid in mentioned if allowed is None or pid in allowed]
             found.named.update(mentioned)
         if mode == "hybrid":
-            self._complete_scores(found, corpus, scores, cosines)
-        terms = set(tokenize(query))
-        titled = sorted({pid for term in terms & corpus.names.keys() for pid in corpus.names[term]})
+            self._complete_scores(found, corpus, scores, vector)
+        titled = self._titled(query, corpus.catalog)
         found.named.update(titled)
-        owned = [pid for pid in owned_papers(query, corpus.owners) if allowed is None or pid in allowed]
+        owned = [pid for pid in self._owned(query, corpus.catalog) if allowed is None or pid in allowed]
         found.named.update(owned)
         if owned and mode != "dense":  # an exact-name signal, like BM25: dense-only stays MiniLM alone
             found.rankings["coined"] = owned
-        neighbours = schedule_neighbours(query, titled, corpus.papers)
+        neighbours = self._neighbours(query, titled, corpus.catalog)
         if neighbours and mode != "dense":
             found.rankings["schedule"] = [pid for pid in [*titled, *neighbours] if allowed is None or pid in allowed]
-        found.pick_best_chunks(corpus.paper_of)
+        found.pick_best_chunks()
         return found
 
+    # --- catalog look-ups: what `MetadataMentions`, `rare_names` and `owned_papers` do, over the stored rows ---
     @staticmethod
-    def _complete_scores(
-        found: _Candidates, corpus: _Corpus, bm25_scores: np.ndarray, cosines: np.ndarray | None
-    ) -> None:
-        """Give every candidate both scores, each its best chunk's from the full BM25 and cosine arrays."""
+    def _mentioned(query: str, catalog: Catalog) -> list[str]:
+        """Papers whose full author name, moderator, session or room the query contains as whole words; those
+        that match more of the named people and sessions first ("by A and B in session S": the paper of all
+        three before the session's other talks), then by id."""
+        rows = catalog.lookup("mention", word_ngrams(query, catalog.longest("mention")))
+        matches: dict[str, set[str]] = {}
+        for key, paper_id, _ in rows:
+            matches.setdefault(paper_id, set()).add(key)
+        return sorted(matches, key=lambda paper_id: (-len(matches[paper_id]), paper_id))
+
+    def _titled(self, query: str, catalog: Catalog) -> list[str]:
+        """Papers a rare name the query writes points at (a name of at most `rare_title_word_papers` papers)."""
+        papers_with: dict[str, set[str]] = {}
+        for term, paper_id, _ in catalog.lookup("name", set(tokenize(query))):
+            papers_with.setdefault(term, set()).add(paper_id)
+        limit = self.settings.rare_title_word_papers
+        return sorted({pid for ids in papers_with.values() if len(ids) <= limit for pid in ids})
+
+    @staticmethod
+    def _owned(query: str, catalog: Catalog) -> list[str]:
+        """The papers that alone coin a name the query writes as a whole word, as `owned_papers` orders them."""
+        coiners: dict[str, list[str]] = {}
+        for name, paper_id, _ in catalog.lookup("coined", whole_word_spans(query)):
+            coiners.setdefault(name, []).append(paper_id)
+        owners = {name: ids[0] for name, ids in coiners.items() if len(set(ids)) == 1}
+        return owned_papers(query, owners)
+
+    @staticmethod
+    def _neighbours(query: str, titled: list[str], catalog: Catalog) -> list[str]:
+        """`schedule_neighbours` over the anchors and their session-mates only, read from the catalog."""
+        if not titled or not _SCHEDULE_QUESTION.search(query):
+            return []
+        anchors = catalog.papers(titled)
+        nearby = dict(anchors)
+        for anchor in anchors.values():
+            if anchor.session:
+                nearby.update(catalog.session_mates(anchor))
+        return schedule_neighbours(query, titled, nearby)
+
+    def _complete_scores(self, found: _Candidates, corpus: _Corpus, bm25_scores: np.ndarray, vector) -> None:
+        """Give every candidate both scores: a dense candidate its best chunk's BM25 score (from the full BM25
+        array), a lexical-only candidate its best chunk's exact cosine (its stored vectors, fetched by id)."""
         dense, lexical = found.paper_scores["dense"], found.paper_scores["lexical"]
         for paper_id in found.rankings["dense"]:
-            if paper_id not in lexical and paper_id in corpus.rows:
-                lexical[paper_id] = float(bm25_scores[corpus.rows[paper_id]].max())
-        if cosines is None:
+            rows = corpus.bm25.rows(paper_id)
+            if paper_id not in lexical and rows:
+                lexical[paper_id] = _best(bm25_scores, rows)
+        missing = [pid for pid in found.rankings["lexical"] if pid not in dense]
+        if vector is None or not missing:
             return
-        for paper_id in found.rankings["lexical"]:
-            if paper_id not in dense and paper_id in corpus.rows:
-                dense[paper_id] = float(cosines[corpus.rows[paper_id]].max())
-                found.dense_score[paper_id] = dense[paper_id]
+        chunk_ids = {pid: [corpus.bm25.chunk_id(row) for row in corpus.bm25.rows(pid)] for pid in missing}
+        stored = self.index.vectors(chunk_id for ids in chunk_ids.values() for chunk_id in ids)
+        for paper_id, ids in chunk_ids.items():
+            cosines = [float(np.dot(stored[chunk_id], vector)) for chunk_id in ids if chunk_id in stored]
+            if cosines:
+                dense[paper_id] = found.dense_score[paper_id] = max(cosines)
 
     def _rrf(self, rank: int, retriever: str) -> float:
         weight = self.settings.dense_weight if retriever == "dense" else self.settings.lexical_weight
         return weight / (self.settings.rrf_k + rank)
 
-    def _dense(
-        self, vector: np.ndarray, n: int, allowed: set[str] | None, corpus: _Corpus, cosines: np.ndarray | None
-    ) -> list[tuple[Chunk, float]]:
-        """Nearest chunks by cosine: exact from `cosines` (every chunk's) when given, else Chroma's approximate
-        nearest neighbours; with a filter, only the allowed papers' chunks."""
-        if cosines is None:
-            if allowed is None:
-                return self.index.query(vector, n)
-            return self.index.query(vector, n, where={"paper_id": {"$in": sorted(allowed)}})
-        ids = corpus.bm25.ids
-        if allowed is not None:
-            keep = np.fromiter((paper_id in allowed for paper_id in corpus.bm25.paper_ids), dtype=bool, count=len(ids))
-            cosines = np.where(keep, cosines, -np.inf)
-        n = min(n, int(np.isfinite(cosines).sum()))
-        if n <= 0:
-            return []
-        top = np.argpartition(-cosines, n - 1)[:n]
-        top = top[np.argsort(-cosines[top], kind="stable")]
-        return [(corpus.chunks[ids[row]], float(cosines[row])) for row in top]
+    def _dense(self, vector: np.ndarray, n: int, allowed: set[str] | None) -> list[tuple[Chunk, float]]:
+        """Nearest chunks by cosine from Chroma's HNSW index (each hit's cosine is exact, the set approximate:
+        bench/scale.py measures its recall against exact search); with a filter, only the allowed papers'."""
+        if allowed is None:
+            return self.index.query(vector, n)
+        return self.index.query(vector, n, where={"paper_id": {"$in": sorted(allowed)}})
 
-    def _source(self, paper_id: str, score: float, found: _Candidates, corpus: _Corpus) -> Source:
-        paper = corpus.papers[paper_id]
-        chunk = corpus.chunks.get(found.best_chunk.get(paper_id, f"{paper_id}#0"))
-        return Source(
-            number=1,
-            paper=paper,
-            score=score,
-            dense_score=found.dense_score.get(paper_id),
-            passage=chunk.text if chunk else paper.abstract,
-            named=paper_id in found.named,
-        )
+    def _sources(self, paper_ids: list[str], fused: Mapping[str, float], found: _Candidates) -> list[Source]:
+        """`Source`s of `paper_ids`, their records and best passages read from the store for these papers only."""
+        papers = self._papers_by_id(paper_ids)
+        wanted = [found.best_chunk.get(pid, f"{pid}#0") for pid in paper_ids]
+        texts = {**found.texts, **self._chunk_texts([cid for cid in wanted if cid not in found.texts])}
+        sources = []
+        for paper_id, chunk_id in zip(paper_ids, wanted, strict=True):
+            paper = papers.get(paper_id)
+            if paper is None:  # removed by another client since the derived files were built
+                continue
+            sources.append(
+                Source(
+                    number=1,
+                    paper=paper,
+                    score=fused[paper_id],
+                    dense_score=found.dense_score.get(paper_id),
+                    passage=texts.get(chunk_id) or paper.abstract,
+                    named=paper_id in found.named,
+                )
+            )
+        return sources
+
+    def _papers_by_id(self, paper_ids: list[str]) -> dict[str, Paper]:
+        reader = getattr(self.index, "papers_by_id", None)
+        if callable(reader):
+            return reader(paper_ids)
+        every = self.index.papers()
+        return {pid: every[pid] for pid in paper_ids if pid in every}
+
+    def _chunk_texts(self, chunk_ids: list[str]) -> dict[str, str]:
+        if not chunk_ids:
+            return {}
+        reader = getattr(self.index, "chunk_texts", None)
+        if callable(reader):
+            return reader(chunk_ids)
+        wanted = set(chunk_ids)
+        return {chunk.id: chunk.text for chunk in self.index.chunks() if chunk.id in wanted}
 
     def _mmr(self, sources: list[Source], k: int) -> list[Source]:
         missing = [s.passage for s in sources if s.passage not in self._passage_vectors]

@@ -43,6 +43,26 @@ class Settings(BaseSettings):
     chroma_connect_timeout_s: float = Field(
         default=5.0, gt=0, description="How long to wait for the Chroma server to answer before giving up."
     )
+    hnsw_ef_construction: int = Field(
+        default=200,
+        ge=4,
+        description="HNSW build breadth of a new collection (Chroma's ef_construction): larger builds a better "
+        "connected graph, so the approximate nearest neighbours miss fewer true ones, at a slower ingest. Fixed "
+        "when the collection is created.",
+    )
+    hnsw_max_neighbors: int = Field(
+        default=32,
+        ge=4,
+        description="HNSW links per vector of a new collection (Chroma's max_neighbors, the M of the paper): more "
+        "links raise recall on large collections and cost memory and ingest time. Fixed at creation.",
+    )
+    hnsw_ef_search: int = Field(
+        default=200,
+        ge=1,
+        description="HNSW search breadth (Chroma's ef_search): how many nodes a query keeps while walking the "
+        "graph; at least candidate_chunks, and larger for recall against exact search. Applied to existing "
+        "collections when they are opened. Measured with bench/scale.py.",
+    )
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2",
         description="Sentence-transformers model: the name 'all-MiniLM-L6-v2' (resolved to the "

@@ -273,6 +273,30 @@ def test_chunk_vectors_are_the_stored_unit_vectors_and_follow_ingest(index, embe
     assert set(index.chunk_vectors()) == {chunk.id for chunk in index.chunks()} and len(index.chunk_vectors()) == 5
 
 
+def test_vectors_by_id_are_the_stored_ones_and_skip_unknown_ids(index, papers):
+    index.ingest(papers[:2])
+    stored = index.chunk_vectors()
+    wanted = [*sorted(stored)[:2], "no-such-paper#0"]
+    found = index.vectors(wanted)
+    assert set(found) == set(wanted[:2])
+    for chunk_id, vector in found.items():
+        assert vector.dtype == np.float32 and vector == pytest.approx(stored[chunk_id])
+
+
+def test_new_collection_gets_the_hnsw_settings_and_reopening_applies_ef_search(settings, embedder):
+    tuned = settings.model_copy(update={"hnsw_ef_construction": 150, "hnsw_max_neighbors": 24, "hnsw_ef_search": 120})
+    with open_index(tuned, embedder) as index:
+        hnsw = index._collection.configuration["hnsw"]
+        assert (hnsw["space"], hnsw["ef_construction"], hnsw["max_neighbors"], hnsw["ef_search"]) == (
+            "cosine",
+            150,
+            24,
+            120,
+        )
+    with open_index(tuned.model_copy(update={"hnsw_ef_search": 300}), embedder) as index:
+        assert index._collection.configuration["hnsw"]["ef_search"] == 300
+
+
 def test_chunks_cache_is_refreshed_by_ingest(index, papers):
     index.ingest(papers[:2])
     assert len(index.chunks()) == 2

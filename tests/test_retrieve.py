@@ -15,10 +15,13 @@ import pytest
 
 from eval.retrieval import load_beir, mrr, ndcg_at_k, recall_at_k, score_rankings
 from rag import normalise_title
+from rag.catalog import Catalog
 from rag.corpus import coined_names
 from rag.lexical import BM25Index
 from rag.retrieve import (
+    MetadataMentions,
     Retriever,
+    catalog_keys,
     coined_name_owners,
     matches_filters,
     mentioned_papers,
@@ -26,8 +29,11 @@ from rag.retrieve import (
     owned_papers,
     papers_in_rank_order,
     question_content,
+    rare_names,
     reciprocal_rank_fusion,
     schedule_neighbours,
+    whole_word_spans,
+    word_ngrams,
     zscore_fusion,
 )
 from rag.text import stem, tokenize
@@ -77,6 +83,10 @@ class FakeIndex:
 
     def chunk_vectors(self):
         return {chunk.id: vector for chunk, vector in zip(self._chunks, self._vectors, strict=True)}
+
+    def vectors(self, chunk_ids):
+        stored = self.chunk_vectors()
+        return {chunk_id: stored[chunk_id] for chunk_id in chunk_ids if chunk_id in stored}
 
     def papers(self):
         return dict(self._papers)
@@ -172,27 +182,62 @@ def test_hybrid_scores_a_lexical_only_candidate_by_its_exact_cosine(papers, sett
     assert found.dense_score == dense  # what the relevance threshold and the Source see
 
 
-class ApproximateIndex(FakeIndex):
-    """Like Chroma's HNSW at its worst: the nearest neighbours it returns are the farthest chunks."""
+class NamedBagOfWords(BagOfWordsEmbedder):
+    """The bag-of-words embedder with the name and dimension a real `PaperIndex` records."""
 
-    def query(self, embedding, n, where=None):
-        return list(reversed(super().query(embedding, len(self._chunks), where)))[:n]
+    name = "bag-of-words"
+    dimension = 512
 
 
-def test_hybrid_dense_candidates_are_the_exact_nearest_chunks_not_the_index_approximation(papers, settings):
-    embedder = BagOfWordsEmbedder()
-    index = ApproximateIndex(papers, embedder)
-    query = "annealed Gaussian noise added to the gradient"
-    hybrid = Retriever(index, embedder, settings.model_copy(update={"candidate_chunks": 2}))
-    found = hybrid._candidates(query, hybrid.corpus(), None)
-    vector = embedder.embed_one(query)
-    exact = sorted(zip(index._vectors @ vector, index._chunks, strict=True), key=lambda pair: -pair[0])[:2]
-    assert found.rankings["dense"] == papers_in_rank_order([chunk.id for _, chunk in exact], hybrid.corpus().paper_of)
-    assert found.rankings["dense"][0] == "gradient-noise"
-    assert hybrid.search(query, k=1, filters=Filters(source="004"))[0].paper.sources == ["004.txt"]
-    # Without the stored vectors in memory (dense mode), the index's own answer is all there is.
-    dense = Retriever(index, embedder, settings.model_copy(update={"retrieval_mode": "dense", "candidate_chunks": 2}))
-    assert dense.search(query, k=1)[0].paper_id != "gradient-noise"
+def filler_papers(count: int) -> list[Paper]:
+    """Papers of overlapping vocabulary, so the HNSW graph has near neighbours to confuse."""
+    words = [
+        "graph",
+        "neural",
+        "network",
+        "training",
+        "noise",
+        "gradient",
+        "image",
+        "text",
+        "model",
+        "attention",
+        "pruning",
+        "retrieval",
+    ]
+    return [
+        Paper(
+            id=f"filler-{number}",
+            title=f"Study {number}",
+            abstract=" ".join(words[(number * step) % len(words)] for step in range(1, 9)) + ".",
+        )
+        for number in range(count)
+    ]
+
+
+def test_ann_dense_candidates_agree_with_exact_search_over_every_stored_vector(settings, papers):
+    from rag.index import open_index
+
+    embedder = NamedBagOfWords()
+    with open_index(settings, embedder) as index:
+        index.ingest([*papers, *filler_papers(60)])
+        retriever = Retriever(index, embedder, settings.model_copy(update={"candidate_chunks": 10}))
+        stored = index.chunk_vectors()
+        ids = list(stored)
+        matrix = np.stack([stored[chunk_id] for chunk_id in ids])
+        for query in ("annealed Gaussian noise added to the gradient", "graph attention model", "FPN at 5 FPS"):
+            found = retriever._candidates(query, retriever.corpus(), None)
+            vector = embedder.embed_one(question_content(query))
+            cosines = matrix @ vector
+            tenth = float(np.sort(cosines)[::-1][9])
+            paper_of = {chunk_id: chunk_id.rsplit("#", 1)[0] for chunk_id in ids}
+            # Chunks tied with the tenth may go either way; every chunk above it must be found, none below.
+            above = {paper_of[chunk_id] for chunk_id, cosine in zip(ids, cosines, strict=True) if cosine > tenth + 1e-6}
+            assert above <= set(found.rankings["dense"])
+            assert min(found.dense_score[pid] for pid in found.rankings["dense"]) >= tenth - 1e-6
+            for paper_id, score in found.paper_scores["dense"].items():
+                best = max(float(cosines[row]) for row, chunk_id in enumerate(ids) if paper_of[chunk_id] == paper_id)
+                assert score == pytest.approx(best, abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -633,3 +678,126 @@ def test_the_paper_that_coins_a_name_outranks_papers_that_build_on_it(papers, se
     on = Retriever(index, embedder, settings.model_copy(update={"coined_name_weight": 1.0}))
     sources = on.search(question, k=2)
     assert [source.paper_id for source in sources] == ["clip", "catlip"] and sources[0].named
+
+
+# --- the persisted BM25 index ---------------------------------------------------------------------------------
+def test_bm25_saved_and_memory_mapped_ranks_like_the_built_one(tmp_path):
+    chunks = [
+        Chunk(id="b#1", paper_id="b", index=1, text="Second half about machine translation with attention"),
+        Chunk(id="a#0", paper_id="a", index=0, text="ResNet-50 on ImageNet with label smoothing"),
+        Chunk(id="b#0", paper_id="b", index=0, text="A transformer for machine translation"),
+        Chunk(id="c#0", paper_id="c", index=0, text="ResNet variants for CIFAR-10"),
+    ]
+    built = BM25Index(chunks, {"b": "Session: Translation."})
+    built.save(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25", mmap=True)
+    assert isinstance(loaded.papers, np.memmap)
+    for query in ("resnet-50", "machine translation", "translation session", "cifar"):
+        assert loaded.search(query, 5) == built.search(query, 5)
+        assert loaded.search(query, 5, paper_ids={"b"}) == built.search(query, 5, paper_ids={"b"})
+    assert [loaded.chunk_id(row) for row in loaded.rows("b")] == ["b#0", "b#1"]
+    assert loaded.rows("missing") == range(0) and len(loaded) == 4
+    BM25Index([]).save(tmp_path / "empty")
+    assert BM25Index.load(tmp_path / "empty").search("anything", 5) == []
+
+
+def test_retriever_saves_bm25_beside_the_collection_and_reopening_loads_it(settings, papers, monkeypatch):
+    from rag.index import open_index
+
+    embedder = NamedBagOfWords()
+    with open_index(settings, embedder) as index:
+        index.ingest(papers[:3])
+        first = Retriever(index, embedder, settings)
+        expected = first.search("annealed Gaussian noise added to the gradient", k=2)
+        folder = index.derived_dir
+        assert (folder / "stamp.json").exists() and (folder / "bm25").is_dir()
+
+        def no_building(*args, **kwargs):
+            raise AssertionError("the saved index should have been loaded")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(BM25Index, "__init__", no_building)
+            again = Retriever(index, embedder, settings).search("annealed Gaussian noise added to the gradient", k=2)
+            assert again == expected
+        stamp = (folder / "stamp.json").read_text()
+        index.ingest(papers)  # a new revision: the saved index is stale and rebuilt with the new papers
+        grown = Retriever(index, embedder, settings)
+        assert {grown.corpus().bm25.paper_of_row(row) for row in range(len(grown.corpus().bm25))} == {
+            paper.id for paper in papers
+        }
+        assert (folder / "stamp.json").read_text() != stamp
+
+
+# --- the catalog: whole-collection look-ups as stored rows ---------------------------------------------------
+def test_word_ngrams_hold_a_name_exactly_when_the_normalised_query_contains_it():
+    grams = word_ngrams("Which papers did Jane Q. Doe co-author?", 3)
+    assert " jane q doe " in grams and " doe co " in grams and " papers " in grams
+    assert " jane doe " not in grams  # not consecutive
+    assert all(len(gram.split()) <= 3 for gram in grams) and word_ngrams("", 3) == []
+
+
+def test_whole_word_spans_are_the_strings_a_whole_word_match_can_cover():
+    spans = whole_word_spans("Why was (XNet-50) trained, per XNet's authors?")
+    assert {"XNet-50", "(XNet-50)", "XNet", "trained"} <= spans
+    assert "Net" not in spans and "XNet-5" not in spans  # inside a word
+
+
+def test_catalog_lookups_agree_with_the_in_memory_structures(papers, settings):
+    by_id = {paper.id: paper for paper in papers}
+    catalog = Catalog.build(
+        [paper.model_copy(update={"abstract": ""}) for paper in papers],
+        [key for paper in papers for key in catalog_keys(paper)],
+    )
+    retriever = Retriever(None, None, settings)
+    queries = [
+        "which papers did Mukund Sundararajan co-author?",
+        "What did the Deep Learning Algorithms session present?",
+        "Which paper proposes FPN?",
+        "Why was ViLT trained without convolutions?",
+        "who moderated the session where XNet was presented",
+    ]
+    rare = rare_names(by_id, settings.rare_title_word_papers)
+    owners = coined_name_owners(by_id)
+    for query in queries:
+        assert set(retriever._mentioned(query, catalog)) == set(MetadataMentions(by_id).find(query))
+        terms = set(tokenize(query))
+        assert retriever._titled(query, catalog) == sorted({pid for t in terms & rare.keys() for pid in rare[t]})
+        assert retriever._owned(query, catalog) == owned_papers(query, owners)
+    assert catalog.papers(["vilt", "nope"])["vilt"].authors == by_id["vilt"].authors
+    assert len(catalog) == len(papers) and {p.id for p in catalog.every_paper()} == set(by_id)
+
+
+def test_search_after_opening_reads_no_whole_collection_structure(settings, papers, monkeypatch):
+    from rag.index import PaperIndex, open_index
+
+    embedder = NamedBagOfWords()
+    with open_index(settings, embedder) as index:
+        index.ingest(papers)
+        expected = Retriever(index, embedder, settings).search("feature pyramid at 5 FPS", k=3)
+
+        def whole_collection(*args, **kwargs):
+            raise AssertionError("a question read the whole collection")
+
+        for name in ("papers", "chunks", "chunk_vectors", "stream_papers", "stream_chunks"):
+            monkeypatch.setattr(PaperIndex, name, whole_collection)
+        fresh = Retriever(index, embedder, settings)  # a new process would start like this
+        assert fresh.search("feature pyramid at 5 FPS", k=3) == expected
+        assert (
+            expected[0].paper.abstract == next(paper for paper in papers if paper.id == expected[0].paper_id).abstract
+        )
+        filtered = fresh.search("deep networks", k=5, filters=Filters(source="004"))
+        assert filtered and {source.paper_id for source in filtered} <= {"snr-metric", "integrated-gradients"}
+
+
+def test_papers_matching_more_mentioned_names_come_first(settings):
+    papers = [
+        Paper(id="a", title="A", abstract="x.", authors=["Jane Roe"], session="Graph Learning 3"),
+        Paper(id="b", title="B", abstract="x.", authors=["Jane Roe", "Wei Zhang"], session="Graph Learning 3"),
+        Paper(id="c", title="C", abstract="x.", authors=["Ann Lee"], session="Graph Learning 3"),
+        Paper(id="d", title="D", abstract="x.", authors=["Wei Zhang"], session="Vision 1"),
+    ]
+    catalog = Catalog.build(papers, [key for paper in papers for key in catalog_keys(paper)])
+    found = Retriever(None, None, settings)._mentioned(
+        "Which paper did Jane Roe and Wei Zhang present in Graph Learning 3?", catalog
+    )
+    assert found == ["b", "a", "c", "d"]  # three names, two, then one each by id
