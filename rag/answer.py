@@ -58,7 +58,7 @@ from rag.rewrite import (
     search_in_view,
 )
 from rag.settings import Settings
-from rag.text import is_decline, key_terms, short_name
+from rag.text import figures_in, is_decline, key_terms, short_name
 from rag.types import Answer, Citation, Filters, History, Paper, Restart, SentenceCheck, Source
 from rag.verify import answer_text, verify_answer
 
@@ -110,6 +110,16 @@ def _first_cited(checks: Sequence[SentenceCheck]) -> int | None:
     return next(
         (check.citations[0] for check in checks if check.supported and not check.dropped and check.citations), None
     )
+
+
+def misplaced_figure(claim: str, evidence: Evidence) -> bool:
+    """Whether a claim the judge found its abstract does not address states a figure that the paper's record
+    (title, authors, schedule) does not hold. Such a figure was read off another result, or another paper, than
+    the claim gives it to ("X reaches 81.2% on A" from "Y reaches 81.2% on B"); a figure from the record (a
+    time, a room) is judged against sentences that do not read as claims, so it is kept."""
+    figures = figures_in(claim)
+    record = set().union(*(figures_in(sentence) for sentence in evidence.sentences[: evidence.abstract_start]))
+    return bool(figures) and not figures <= record
 
 
 def passage_focus(question: str, standalone: str) -> str:
@@ -337,6 +347,10 @@ class Answerer:
         judged = list(checks)
         for index, judgement, sentences in zip(targets, self.judge.judge_many(pairs), shown_sentences, strict=True):
             check = checks[index]
+            unaddressed = judgement.verdict == "not_addressed" and self.settings.drop_unaddressed_figures
+            if unaddressed and misplaced_figure(remove_citations(check.text), evidence[check.citations[0]]):
+                judged[index] = check.model_copy(update={"verdict": "not_addressed", "dropped": True})
+                continue
             if judgement.verdict != "contradicted":
                 judged[index] = check.model_copy(update={"verdict": judgement.verdict})
                 continue

@@ -297,6 +297,12 @@ class Settings(BaseSettings):
         description="Judge the answer's cited sentences against their cited abstracts after generation (see "
         "judge_max_sentences); a contradicted sentence is removed.",
     )
+    drop_unaddressed_figures: bool = Field(
+        default=True,
+        description="Remove a judged sentence that states a figure when the judge finds its cited abstract does "
+        "not address it and the figure is not in the paper's record (title, authors, schedule): the number was "
+        "read off another subject, or another paper, than the sentence gives it to.",
+    )
     judge_max_sentences: int = Field(
         default=1,
         ge=0,

@@ -141,12 +141,13 @@ def test_labels_must_start_with_different_tokens(tmp_path, monkeypatch):
 
 
 class ScriptedJudge:
-    """Judges by a rule on the claim text: contradicted when it contains `bad`; records what it was shown."""
+    """Judges by a rule on the claim text: `verdict` when it contains `bad`; records what it was shown."""
 
     detects_contradiction = True
 
-    def __init__(self, bad: str):
+    def __init__(self, bad: str, verdict: str = "contradicted"):
         self.bad = bad
+        self.verdict = verdict
         self.seen: list[tuple[str, str]] = []
 
     def judge(self, claim, passage):
@@ -154,7 +155,7 @@ class ScriptedJudge:
 
     def judge_many(self, pairs):
         self.seen.extend(pairs)
-        verdicts = ["contradicted" if self.bad in claim else "supported" for claim, _ in pairs]
+        verdicts = [self.verdict if self.bad in claim else "supported" for claim, _ in pairs]
         return [Judgement(verdict, {verdict: 0.9}) for verdict in verdicts]
 
 
@@ -198,6 +199,30 @@ def test_a_question_without_a_premise_gets_no_premise_correction(papers, tmp_pat
     _, answer = run(answerer, "How much slower is ViLT than previous VLP models?", FakeRetriever(papers))
     assert "premise" not in answer.text and "slower" not in answer.text
     assert not any(check.composed for check in answer.sentences)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "kept"),
+    [
+        ("Feature pyramids detect objects at 5 scales on a GPU [3].", False),  # the 5 counts frames, not scales
+        ("Feature pyramids detect objects at different scales on a GPU [3].", True),  # no figure: kept
+    ],
+)
+def test_an_unaddressed_sentence_goes_only_when_it_states_a_figure(sentence, kept, papers, tmp_path, word_embedder):
+    judge = ScriptedJudge(bad="", verdict="not_addressed")
+    answerer = Answerer(FakeGenerator(sentence), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    _, answer = run(answerer, "At how many scales do feature pyramids detect objects?", FakeRetriever(papers))
+    assert judge.seen and answer.sentences[0].verdict == "not_addressed"
+    assert answer.sentences[0].dropped is not kept
+    assert answer.declined is not kept
+
+
+def test_a_figure_from_the_papers_record_stays_when_unaddressed(papers, tmp_path, word_embedder):
+    judge = ScriptedJudge(bad="", verdict="not_addressed")
+    text = "The ViLT talk was on Tue 20 July at 7:00 PDT [2]."
+    answerer = Answerer(FakeGenerator(text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    _, answer = run(answerer, "When was the ViLT talk?", FakeRetriever(papers))
+    assert not answer.declined and "7:00" in answer.text
 
 
 def test_only_the_first_sentences_are_judged(papers, tmp_path, word_embedder):
