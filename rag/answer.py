@@ -38,6 +38,7 @@ from contextlib import closing
 
 import numpy as np
 
+from rag.attribution import named_papers
 from rag.claims import format_passage, passage_sentences
 from rag.context import asks_for_paper, asks_for_several, asks_quantity, build_messages, select_passages
 from rag.embeddings import SentenceVectors
@@ -368,7 +369,8 @@ class Answerer:
 
         * Declined: the best papers are read (`identify_paper_tries`, best first), and the first that fits is
           named, cited. The small model declines such questions when the question paraphrases the abstract,
-          even with the matching paper as source [1]. A refusal stays when no paper fits.
+          even with the matching paper as source [1]. A refusal stays when no paper fits, and a paper the
+          question names itself ("Which datasets does XNet use?") is never the answer: the question is about it.
         * Answered with another paper than the best-retrieved one: both are read. When the best-retrieved
           paper fits and the model's does not, the model's sentences about its paper go and the best-retrieved
           paper is named instead; in every other case the model's choice stands."""
@@ -384,7 +386,9 @@ class Answerer:
             return describes(self.judge.judge_many([(description, format_passage(source.title, sentences))])[0])
 
         if not has_supported_claim(checks):
-            found = next((source for source in shown[: self.settings.identify_paper_tries] if fits(source)), None)
+            named = named_papers(question, evidence)  # a question that names its paper is not asking which it is
+            tried = [source for source in shown[: self.settings.identify_paper_tries] if source.number not in named]
+            found = next((source for source in tried if fits(source)), None)
             return checks if found is None else [*checks, _names_paper(found)]
         named = _first_cited(checks)
         lead = shown[0]
