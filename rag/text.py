@@ -19,7 +19,7 @@ behaviour it is a parameter here, named for what it changes, never a second copy
 
 The hand-written code stays. Of the maintained alternatives only bm25s' own tokenizer is installed (pysbd,
 syntok, blingfire and PyStemmer are not), and BM25 ranks worse with it than with `tokenize`
-(`bench/tokenizers.py`, figures in bench/results/tokenizers.md).
+(`bench/tokenizer_choice.py`, figures in bench/results/tokenizers.md).
 """
 
 from __future__ import annotations

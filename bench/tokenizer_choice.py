@@ -1,6 +1,6 @@
 """BM25 alone on SciTLDR with our tokenizer (`rag.text.tokenize`) and with bm25s' own, to pick one on evidence.
 
-    .venv/bin/python bench/tokenizers.py --beir ../shared/benchmarks/scitldr
+    .venv/bin/python bench/tokenizer_choice.py --beir ../shared/benchmarks/scitldr
 
 One document per abstract (title + text), the peer-review TLDR queries of dev and test (tldr_index >= 1),
 nDCG@10. bm25s' tokenizer is its default (lower-case `\\b\\w\\w+\\b` words, its English stopwords); its stemmer
