@@ -122,3 +122,18 @@ def test_text_helpers_are_defined_only_in_rag_text():
         if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in TEXT_HELPERS
     ]
     assert copies == []
+
+
+def test_no_script_folder_shadows_an_installed_package():
+    """A script run as `python bench/x.py` has its folder first on sys.path, so a file there named like a package
+    (`tokenizers.py`) replaces that package for every library the script loads."""
+    import importlib.util
+
+    folders = [ROOT / "bench", ROOT / "eval", ROOT / "scripts"]
+    shadowing = [
+        str(path.relative_to(ROOT))
+        for folder in folders
+        for path in folder.glob("*.py")
+        if path.stem != "__init__" and importlib.util.find_spec(path.stem) is not None
+    ]
+    assert shadowing == []
