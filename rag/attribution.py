@@ -70,17 +70,19 @@ def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
     if not titles:
         return text
 
-    def named(match: re.Match[str], group: int) -> str:
+    def named(match: re.Match[str], group: int, subject: bool = False) -> str:
         nearby = match.string[max(0, match.start() - 300) : match.end() + 300].lower()
         parts = re.split(rf"({ONE_MARKER})", match.group(group))
         for position, part in enumerate(parts):
             numbers = parse_citations(part)
             title = titles.get(numbers[0]) if numbers else None
-            if title and short_name(title).lower() not in nearby:
+            if title and (subject or short_name(title).lower() not in nearby):
                 parts[position] = f"“{title}” {part}"
         return "".join(parts)
 
-    text = _SUBJECT_MARKERS.sub(lambda match: match.group(1) + named(match, 2), text)
+    # a marker that is a sentence's subject is always named: once markers move to the sentence's end, a name
+    # written elsewhere ("... called XNet") leaves the sentence without one ("develops ... called XNet [1].")
+    text = _SUBJECT_MARKERS.sub(lambda match: match.group(1) + named(match, 2, subject=True), text)
     text = _DETERMINER_MARKERS.sub(lambda match: named(match, 1), text)
     text = _OBJECT_MARKERS.sub(lambda match: f"{match.group(1)} {named(match, 2)}", text)
     text = "\n".join(name_generic_subjects(line, titles) for line in text.split("\n"))

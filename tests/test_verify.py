@@ -413,6 +413,11 @@ FPN = "“Feature Pyramid Networks for Object Detection”"
         ("This paper builds pyramids [3].", f"{FPN} builds pyramids [3]."),
         ("[3] This manuscript argues pyramids help.", f"{FPN} [3] argues pyramids help."),
         ("Yes, there is work showing pyramids help [3].", f"Yes, there is work ({FPN}) showing pyramids help [3]."),
+        # the name written later in the sentence does not make the subject marker a citation
+        (
+            "[2] removes convolution, unlike models before ViLT.",
+            f"{VILT} [2] removes convolution, unlike models before ViLT.",
+        ),
     ],
 )
 def test_markers_used_as_names_get_the_title(sources, text, expected):
