@@ -322,7 +322,8 @@ def record_checks(
 def with_method_names(checks: Sequence[SentenceCheck], sources: Sequence[Source]) -> list[SentenceCheck]:
     """`checks` with each cited paper's coined name (`corpus.coined_names`) added in brackets after the first
     place an answer sentence writes its title: "“A Long Descriptive Paper Title” (XNet) [1]
-    ...". Nothing is added for a paper whose name the answer (or its title) already holds, nor a name another
+    ...". Nothing is added for a paper whose name the answer or its title already holds (then the abstract's
+    other coined names are its parts: "XNet: ..." coins XNet and the modules "ABF" and "CDF"), nor a name another
     source's abstract uses too ("we propose a novel generative adversarial network (GAN)" coins nothing)."""
     papers = {source.number: source.paper for source in sources}
 
@@ -339,11 +340,9 @@ def with_method_names(checks: Sequence[SentenceCheck], sources: Sequence[Source]
             paper = papers.get(number)
             if paper is None or number in done:
                 continue
-            names = [
-                name
-                for name in coined_names(paper.abstract)
-                if name.lower() not in paper.title.lower() and own(name, number)
-            ]
+            coined = coined_names(paper.abstract)
+            in_title = any(name.lower() in paper.title.lower() for name in coined)  # the title names the paper
+            names = [] if in_title else [name for name in coined if own(name, number)]
             start = text.lower().find(paper.title.lower())
             if not names or any(name.lower() in said for name in names):
                 done.add(number)

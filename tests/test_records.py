@@ -196,3 +196,13 @@ def test_a_paper_named_by_its_title_gets_the_name_its_abstract_coins(papers):
 
     user = Paper(id="user", title="Another paper", abstract="We compare with Integrated Gradients on images.")
     assert with_method_names(checks, [*sources, *sources_of([user, user, user])[2:]]) == checks  # not its own name
+
+
+def test_a_title_that_holds_its_name_gets_none_of_the_abstracts_part_names():
+    paper = Paper(
+        id="xnet",
+        title="XNet: Fast Segmentation via Crossed Refinement",
+        abstract="We propose crossed refinement (XNet). Specifically, we introduce the Attention Fusion Block (AFB).",
+    )
+    checks = [SentenceCheck(text="“XNet: Fast Segmentation via Crossed Refinement” [1] refines masks.", citations=[1])]
+    assert with_method_names(checks, sources_of([paper])) == checks
