@@ -18,7 +18,7 @@ from rag.context import asks_quantity, holds_figure, scored_sentences, states_qu
 from rag.evidence import Evidence
 from rag.markers import remove_citations, with_citations
 from rag.settings import Settings
-from rag.text import is_decline, key_terms, numbers_in, short_name
+from rag.text import figures_in, is_decline, key_terms, short_name
 from rag.types import SentenceCheck, Source
 
 _CONTRIBUTION = re.compile(
@@ -75,9 +75,9 @@ def quoted_numbers(
     source = next(source for source in sources if source.number == cited)
     sentences = evidence[cited].sentences
     scored = scored_sentences(question_vector, question, [source], evidence, settings)
-    index = next((index for _, _, index in scored if numbers_in(sentences[index])), None)
-    said = numbers_in(" ".join(check.text for check in kept))
-    if index is None or numbers_in(sentences[index]) <= said:
+    index = next((index for _, _, index in scored if figures_in(sentences[index])), None)
+    said = figures_in(" ".join(check.text for check in kept))
+    if index is None or figures_in(sentences[index]) <= said:
         return None
     text = with_citations(f"“{short_name(sentences[0])}”: {sentences[index]}", [cited])
     return SentenceCheck(text=text, citations=[cited], support=1.0, supported=True, composed=True)

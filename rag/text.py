@@ -262,6 +262,8 @@ _SIZE = re.compile(r"(?<![A-Za-z\d.])(\d+)\s*[x×]\s*(\d+)(?![\d.])")
 """A size such as 3x3, 7 × 7 or 224x224: one quantity, compared whole ('7x7' is not '3x3')."""
 _NAME_NUMBER = re.compile(r"(?<=[A-Za-z])-\d+(?:\.\d+)?\b")
 """The number of a name: Set-10, Model-50, Stage-2."""
+_ENUMERATOR = re.compile(r"(?:^|(?<=[\s:;,]))\(\d{1,2}\)(?=\s)|^\s*\d{1,2}\)(?=\s)", re.MULTILINE)
+"""A list item's label: "(1) ", "2) "."""
 
 
 def numbers_in(text: str) -> set[str]:
@@ -278,8 +280,9 @@ def _normalise_number(value: str) -> str:
 
 
 def figures_in(text: str) -> set[str]:
-    """The numbers a text states (`numbers_in`), less those that are part of a name ("Set-10", "Model-50")."""
-    return numbers_in(_NAME_NUMBER.sub(" ", text))
+    """The numbers a text states (`numbers_in`), less those that are part of a name ("Set-10", "Model-50") or
+    label a list item ("(1) a teacher; (2) a student")."""
+    return numbers_in(_ENUMERATOR.sub(" ", _NAME_NUMBER.sub(" ", text)))
 
 
 # --- titles and names ---------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rag.text import (
     as_words,
     clock_times,
@@ -57,6 +59,18 @@ def test_numbers_and_figures():
     assert numbers_in("1,000 images at 7.0 fps with 3 × 3 kernels on Set10 [2]") == {"1000", "7", "3x3"}
     assert figures_in("Set-10 reaches 82.5%") == {"82.5"}
     assert numbers_in("Set-10 reaches 82.5%") == {"10", "82.5"}
+
+
+@pytest.mark.parametrize(
+    ("text", "figures"),
+    [
+        ("Three parts: (1) a teacher; (2) a student; (3) a schedule.", set()),
+        ("1) a teacher\n2) a student", set()),
+        ("It gains 2 points (from 70 to 72) on 1,000 classes.", {"2", "70", "72", "1000"}),
+    ],
+)
+def test_list_labels_are_not_figures(text, figures):
+    assert figures_in(text) == figures
 
 
 def test_normalise_title_folds_accents_unless_asked_not_to():
