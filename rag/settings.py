@@ -381,6 +381,11 @@ class Settings(BaseSettings):
     ui_user: str | None = Field(default=None, description="Login user name (login is off unless both are set).")
     ui_password: str | None = Field(default=None, description="Login password.")
     ui_concurrency: int = Field(default=1, ge=1, description="Answers generated at once; others wait in a queue.")
+    ui_admins: list[str] = Field(
+        default_factory=list,
+        description="Users who may import bibliographies into new collections from the chat when login is on "
+        "(empty: the configured ui_user). With login off, the one local user may import.",
+    )
 
     @field_validator("collection")
     @classmethod
