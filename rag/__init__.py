@@ -10,8 +10,9 @@ The heavy machinery (torch, sentence-transformers, chromadb, the generator) is i
 
 `__all__` is the public API: the faces (`rag/cli.py`, `ui/`, `eval/`) import nothing else from `rag`
 (tests/test_architecture.py checks it). `benchmark_retrieval` ranks a BEIR-style corpus in a collection of its
-own, for eval and bench; `normalise_title` is the key titles are matched by (the corpus's duplicate rule),
-for eval's gold titles; `rag.integrations.langchain` adapts the bot and its search to LangChain.
+own, for eval and bench; `collections` lists the collections of a store (the chat's Library); `normalise_title`
+is the key titles are matched by (the corpus's duplicate rule), for eval's gold titles;
+`rag.integrations.langchain` adapts the bot and its search to LangChain.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ from rag.types import (  # noqa: E402
     Chunk,
     Citation,
     ClaimCheck,
+    CollectionInfo,
     Filters,
+    IngestProgress,
     IngestReport,
     Paper,
     PaperVerdict,
@@ -61,10 +64,12 @@ __all__ = [
     "Chunk",
     "Citation",
     "ClaimCheck",
+    "CollectionInfo",
     "ConfigError",
     "CorpusError",
     "Filters",
     "IndexError_",
+    "IngestProgress",
     "IngestReport",
     "Paper",
     "PaperVerdict",
@@ -82,6 +87,7 @@ __all__ = [
     "benchmark_settings",
     "check",
     "claim_of",
+    "collections",
     "ingest",
     "normalise_title",
     "search",
@@ -94,6 +100,7 @@ _LAZY = {
     "search": "rag.api",
     "ingest": "rag.api",
     "check": "rag.api",
+    "collections": "rag.api",
     "claim_of": "rag.claims",
     "normalise_title": "rag.text",
     "RetrievalBenchmark": "rag.benchmark",

@@ -9,17 +9,35 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
 from rag.errors import QuestionError
-from rag.settings import Settings
-from rag.types import Answer, ClaimCheck, Filters, History, IngestReport, Paper, PaperVerdict, Restart, Source
+from rag.settings import Settings, check_collection_name
+from rag.types import (
+    Answer,
+    ClaimCheck,
+    CollectionInfo,
+    Filters,
+    History,
+    IngestProgress,
+    IngestReport,
+    Paper,
+    PaperVerdict,
+    Restart,
+    Source,
+)
+
+Progress = Callable[[IngestProgress], None]
 
 
 class Bot:
-    """One question-answering bot over one collection. Create it once, ask it many times."""
+    """One question-answering bot over one collection. Create it once, ask it many times.
+
+    `for_collection(name)` gives a bot over another collection of the same store that shares this one's
+    models and generation lock (its "family"): one local model computes one answer at a time.
+    """
 
     def __init__(self, settings: Settings | None = None, *, embedder=None, generator=None):
         self.settings = settings or Settings()
@@ -27,10 +45,45 @@ class Bot:
         self._generator = generator
         self._generate_lock = threading.Lock()
         self._ingest_lock = threading.Lock()
+        self._root = self
+        """The bot whose models, judge and generation lock this one uses (itself, unless made by for_collection)."""
+        self._family: dict[str, Bot] = {}
+        self._family_lock = threading.Lock()
+        self._sentence_vectors = None  # one in-memory copy of <index_dir>/sentence-vectors.bin per family
+
+    def for_collection(self, name: str) -> Bot:
+        """A bot over collection `name` of the same store (created on first ingest), sharing this bot's
+        embedder, generator, judge and generation lock; made once per name and kept.
+
+        Raises ConfigError (one line) for a name Chroma would refuse."""
+        name = check_collection_name(name.strip() if isinstance(name, str) else name)
+        root = self._root
+        if name == root.settings.collection:
+            return root
+        with root._family_lock:
+            bot = root._family.get(name)
+            if bot is None:
+                bot = Bot(root.settings.model_copy(update={"collection": name}))
+                bot._root = root
+                bot._generate_lock = root._generate_lock
+                root._family[name] = bot
+            return bot
+
+    def collections(self) -> list[CollectionInfo]:
+        """The collections of this bot's store that its embedding model can read (others would be rebuilt
+        on opening), by name; its own collection is always listed."""
+        own = self.settings.collection
+        model = getattr(self.embedder, "name", None)
+        found = [info for info in collections(self.settings) if info.embedding_model == model or info.name == own]
+        if all(info.name != own for info in found):
+            found = sorted([*found, CollectionInfo(name=own, chunks=0)], key=lambda info: info.name)
+        return found
 
     # --- stages, created lazily -------------------------------------------------------------------------
     @property
     def embedder(self):
+        if self._root is not self:
+            return self._root.embedder
         if self._embedder is None:
             from rag.embeddings import get_embedder
 
@@ -41,7 +94,13 @@ class Bot:
     def index(self):
         from rag.index import open_index
 
-        return open_index(self.settings, self.embedder)
+        index = open_index(self.settings, self.embedder)
+        root = self._root
+        with root._family_lock:  # the file is one per store: one copy in memory serves every collection
+            if root._sentence_vectors is None:
+                root._sentence_vectors = index.sentence_vectors
+            index.sentence_vectors = root._sentence_vectors
+        return index
 
     @cached_property
     def retriever(self):
@@ -51,6 +110,8 @@ class Bot:
 
     @property
     def generator(self):
+        if self._root is not self:
+            return self._root.generator
         if self._generator is None:
             from rag.generate import load_generator
 
@@ -67,6 +128,8 @@ class Bot:
 
     @cached_property
     def judge(self):
+        if self._root is not self:  # the judge keeps the model's state for its prompt: one per model
+            return self._root.judge
         from rag.judge import judge_for
 
         return judge_for(self.generator, self.embedder, self.settings)
@@ -78,14 +141,16 @@ class Bot:
         return ClaimChecker(self.judge, self.embedder, self.settings, sentence_vectors=self.index.sentence_vectors)
 
     # --- entry points ---------------------------------------------------------------------------------------
-    def ingest(self, paths: Sequence[str | Path] | None = None) -> IngestReport:
-        """Parse the corpus files (default: the bundled pages) and add what is new or changed to the index."""
+    def ingest(self, paths: Sequence[str | Path] | None = None, progress: Progress | None = None) -> IngestReport:
+        """Parse the corpus files (default: the bundled pages) and add what is new or changed to the index.
+
+        `progress`, if given, is called with an `IngestProgress` before the first write and after each step."""
         from rag.corpus import load_corpus
 
         started = time.perf_counter()
         with self._ingest_lock:
             corpus = load_corpus(paths or self.settings.corpus_paths)
-            report = self.index.ingest(corpus.papers)
+            report = self.index.ingest(corpus.papers, progress=progress)
             self.__dict__.pop("retriever", None)
             if report.chunks_added:  # derived files (BM25, catalog) are rebuilt and saved now, not at first question
                 self.retriever.corpus()
@@ -218,6 +283,15 @@ def search(query: str, k: int | None = None, filters: Filters | None = None) -> 
     return default_bot().search(query, k=k, filters=filters)
 
 
-def ingest(paths: Sequence[str | Path] | None = None) -> IngestReport:
+def ingest(paths: Sequence[str | Path] | None = None, progress: Progress | None = None) -> IngestReport:
     """Ingest files into the default collection. See `Bot.ingest`."""
-    return default_bot().ingest(paths)
+    return default_bot().ingest(paths, progress=progress)
+
+
+def collections(settings: Settings | None = None) -> list[CollectionInfo]:
+    """Every collection in the embedded store or on the Chroma server of `settings` (default: `Settings()`),
+    by name, with its chunk count, paper count and embedding model. Raises IndexError_ (one line) when the
+    store cannot be opened."""
+    from rag.index import list_collections
+
+    return list_collections(settings or Settings())

@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   rag ingest                                  index the bundled corpus (also done on first ask/chat)
   rag ingest my_papers.jsonl --collection mine
   rag ingest zotero.bib arxiv-metadata.json    BibTeX, CSL-JSON, arXiv snapshot: told apart by content
+                                              (progress on stderr: papers done, rate, ETA; rerun to resume)
   rag search "diffusion models" --year-from 2021 --category cs.LG
   rag ask "Which papers make metric learning robust to noise, and how?"
   rag ask "When were the talks on graph neural networks presented?" --json
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Files or folders: arXiv metadata (JSON lines), BibTeX, CSL-JSON, JSONL, CSV, .txt pages; the format "
         "is read from the content. Default: the bundled pages.",
     )
+    ingest.add_argument("--json", action="store_true", help="Print the report as JSON (progress stays on stderr).")
     ask = commands.add_parser("ask", parents=[common, filters], help="Answer a question with citations.")
     ask.add_argument("question")
     check = commands.add_parser(
@@ -143,8 +145,46 @@ def _bot(args: argparse.Namespace):
     return Bot(_settings(args))
 
 
+class ProgressLine:
+    """Ingest progress on stderr: one line redrawn in place on a terminal, else a line every tenth of the way
+    (a log file gets ten lines, not thousands). Stdout keeps only the report, so `--json` stays parseable."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.tenths = 0
+        self.open = False  # a redrawn line waits for its newline
+
+    def __call__(self, progress) -> None:
+        if not progress.total:
+            return  # nothing to write: the report says so
+        if self.tty:
+            self.stream.write(f"\r{progress.summary()}\x1b[K")
+            self.open = progress.done < progress.total
+            self.stream.write("" if self.open else "\n")
+            self.stream.flush()
+            return
+        tenths = progress.done * 10 // progress.total
+        if tenths > self.tenths:
+            self.tenths = tenths
+            print(progress.summary(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        """End a line left open by an interrupted ingest, so the error that follows starts on its own line."""
+        if self.open:
+            self.stream.write("\n")
+            self.open = False
+
+
 def _ingest(args: argparse.Namespace) -> int:
-    report = _bot(args).ingest(args.paths or None)
+    line = ProgressLine(sys.stderr)
+    try:
+        report = _bot(args).ingest(args.paths or None, progress=line)
+    finally:
+        line.close()
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0
     print(
         f"files {report.files} · entries parsed {report.entries} · unique papers {report.papers} · "
         f"chunks added {report.chunks_added} · papers skipped (unchanged) {report.papers_skipped} · "

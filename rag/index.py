@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,7 +42,7 @@ from rag.errors import IndexError_
 from rag.records import paper_sentences
 from rag.settings import Settings
 from rag.text import sentences_within
-from rag.types import Chunk, IngestReport, Paper
+from rag.types import Chunk, CollectionInfo, IngestProgress, IngestReport, Paper
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,21 @@ DERIVED_DIR = "derived"
 catalog), persisted so a process opens it instead of rebuilding it (`rag.retrieve`)."""
 REVISION_KEY = "rag_revision"
 """Collection metadata key that every ingest which writes changes, so derived files can tell they are stale."""
+PAPERS_KEY = "rag_papers"
+"""Collection metadata key: the papers stored, counted by the last ingest that wrote (a count of chunk-0 records
+would read every record of a large collection)."""
+LIST_PAGE = 100
+"""Collections asked of Chroma per `list_collections` call."""
 SENTENCE_VECTORS_FILE = "sentence-vectors.bin"
 """Next to the store: the answer stage's vectors of source sentences (`rag.embeddings.SentenceVectors`)."""
 OPTIONAL_FIELDS = ("session", "room", "moderator", "day", "time_slot", "year", "category")
 HASHED_WHEN_SET = ("category",)
 """Paper fields added after indexes were built: left out of the content hash while unset, so adding a field
 does not make every stored paper look changed (and re-embedded) on the next ingest."""
+
+
+ProgressCallback = Callable[[IngestProgress], None]
+"""What `PaperIndex.ingest` calls after each written step (see `IngestProgress`)."""
 
 
 class EmbedderLike(Protocol):
@@ -244,10 +253,12 @@ class PaperIndex:
         """Vectors of the papers' title, author, schedule and abstract sentences, kept across questions."""
 
     # --- writing -----------------------------------------------------------------------------------------
-    def ingest(self, papers: Iterable[Paper]) -> IngestReport:
+    def ingest(self, papers: Iterable[Paper], progress: ProgressCallback | None = None) -> IngestReport:
         """Add new papers, replace changed ones, skip unchanged ones; returns what was done.
 
-        Papers already stored but absent from `papers` are kept: ingest adds files to a collection.
+        Papers already stored but absent from `papers` are kept: ingest adds files to a collection. `progress`,
+        if given, is called once before the first step and after each written step with an `IngestProgress`
+        (papers done of those new or changed, the unchanged ones skipped, rate, time left).
         """
         started = time.perf_counter()
         unique = {paper.id: paper for paper in papers}  # a later duplicate id wins
@@ -266,14 +277,20 @@ class PaperIndex:
             stale = (before.chunk_ids - ids) if before else set()
             pending.append(_PendingPaper(paper, chunks, digest, stale))
         added = 0
+        meter = _Meter(len(pending), skipped, progress)
+        written: set[str] = set()
         try:
             for step in _steps(pending, self._step_size()):
                 added += self._write(step)
+                written.update(item.paper.id for item in step)
+                if self.settings.sentence_vectors_at_ingest:  # with its step, so progress counts this work too
+                    self.sentence_vectors.fill(evidence_sentences(item.paper for item in step), self._step_size())
+                meter.advance(len(step))
         finally:
             if pending:
                 self._invalidate()
-                self._new_revision()
-        if self.settings.sentence_vectors_at_ingest:
+                self._new_revision(papers=len(stored.keys() | written))
+        if self.settings.sentence_vectors_at_ingest:  # unchanged papers whose sentences were never embedded
             self.sentence_vectors.fill(evidence_sentences(unique.values()), batch=self._step_size())
         notes = [self.rebuilt] if self.rebuilt else []
         self.rebuilt = None  # reported once
@@ -314,10 +331,11 @@ class PaperIndex:
             metadata = self._collection.metadata
         return (metadata or {}).get(REVISION_KEY)
 
-    def _new_revision(self) -> None:
+    def _new_revision(self, papers: int) -> None:
+        """A new revision token, and the paper count `collections()` shows without reading every record."""
         import uuid
 
-        metadata = {**(self._collection.metadata or {}), REVISION_KEY: uuid.uuid4().hex}
+        metadata = {**(self._collection.metadata or {}), REVISION_KEY: uuid.uuid4().hex, PAPERS_KEY: papers}
         self._chroma("write to", self._collection.modify, metadata=metadata)
 
     def _stored_state(self) -> dict[str, _StoredPaper]:
@@ -470,14 +488,7 @@ class PaperIndex:
         if self._closed:
             return
         self._closed = True
-        close = getattr(self._client, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception as error:  # closing is best effort; the lock must still go
-                log.debug("closing the Chroma client failed: %s", error)
-        if self._lock_dir is not None:
-            _release_lock(self._lock_dir)
+        _disconnect(self._client, self._lock_dir)
 
     def __enter__(self) -> PaperIndex:
         return self
@@ -532,6 +543,37 @@ class PaperIndex:
             raise IndexError_(f"Cannot {action} the index at {self.location}: {_one_line(error)}") from error
 
 
+class _Meter:
+    """Counts the papers an ingest has written and reports each step to its progress callback."""
+
+    def __init__(self, total: int, skipped: int, callback: ProgressCallback | None):
+        self.total, self.skipped, self.callback = total, skipped, callback
+        self.done = 0
+        self.started = time.perf_counter()
+        self._report()
+
+    def advance(self, papers: int) -> None:
+        self.done += papers
+        self._report()
+
+    def _report(self) -> None:
+        if self.callback is None:
+            return
+        seconds = time.perf_counter() - self.started
+        rate = self.done / seconds if self.done and seconds > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate else None
+        self.callback(
+            IngestProgress(
+                done=self.done,
+                total=self.total,
+                skipped=self.skipped,
+                seconds=round(seconds, 3),
+                rate=round(rate, 2),
+                eta_s=None if eta is None else round(eta, 1),
+            )
+        )
+
+
 def _steps(pending: list[_PendingPaper], size: int) -> Iterator[list[_PendingPaper]]:
     """Whole papers grouped into steps of about `size` chunks (a paper bigger than a step is one step)."""
     step: list[_PendingPaper] = []
@@ -571,20 +613,11 @@ def open_index(settings: Settings, embedder: EmbedderLike) -> PaperIndex:
     """Open (creating if needed) the collection in the embedded store, or on the Chroma server if
     `settings.chroma_host` is set. Raises `IndexError_` with one line when that is impossible, leaving any
     existing index untouched (except a rebuild for a different embedding model, reported in `rebuilt`)."""
-    if settings.chroma_host:
-        location = f"Chroma server {settings.chroma_host}:{settings.chroma_port}"
-        client = _server_client(settings)
-        lock_dir = None
-    else:
-        location = str(settings.index_dir)
-        lock_dir = _acquire_lock(settings.index_dir)
+    client, lock_dir, location = _connect(settings)
     try:
-        if lock_dir is not None:
-            client = _embedded_client(settings.index_dir)
         collection, rebuilt = _open_collection(client, settings, embedder, location)
     except BaseException:
-        if lock_dir is not None:
-            _release_lock(lock_dir)
+        _disconnect(client, lock_dir)
         raise
     index = PaperIndex(client, collection, settings, embedder, location=location)
     index._lock_dir = lock_dir
@@ -593,6 +626,65 @@ def open_index(settings: Settings, embedder: EmbedderLike) -> PaperIndex:
     if rebuilt:
         log.warning(rebuilt)
     return index
+
+
+def list_collections(settings: Settings) -> list[CollectionInfo]:
+    """Every collection of the embedded store or the Chroma server of `settings`, by name, with its counts.
+
+    Chroma's `list_collections` returns collection objects (chromadb >= 0.6), read here a page at a time."""
+    client, lock_dir, location = _connect(settings)
+    try:
+        found = []
+        while page := client.list_collections(limit=LIST_PAGE, offset=len(found)):
+            found += page
+            if len(page) < LIST_PAGE:
+                break
+        return sorted((_collection_info(collection) for collection in found), key=lambda info: info.name)
+    except IndexError_:
+        raise
+    except Exception as error:
+        raise IndexError_(f"Cannot list the collections at {location}: {_one_line(error)}") from error
+    finally:
+        _disconnect(client, lock_dir)
+
+
+def _collection_info(collection) -> CollectionInfo:
+    metadata = collection.metadata or {}
+    papers = metadata.get(PAPERS_KEY)
+    return CollectionInfo(
+        name=collection.name,
+        chunks=int(collection.count()),
+        papers=int(papers) if isinstance(papers, int) else None,
+        embedding_model=metadata.get("embedding_model"),
+    )
+
+
+def _connect(settings: Settings):
+    """(client, lock folder or None, location for messages): the server's client, or the embedded store's
+    with this process's lock on it. Close with `_disconnect`."""
+    if settings.chroma_host:
+        location = f"Chroma server {settings.chroma_host}:{settings.chroma_port}"
+        return _server_client(settings), None, location
+    lock_dir = _acquire_lock(settings.index_dir)
+    try:
+        return _embedded_client(settings.index_dir), lock_dir, str(settings.index_dir)
+    except BaseException:
+        _release_lock(lock_dir)
+        raise
+
+
+def _disconnect(client, lock_dir: Path | None) -> None:
+    """Close a client of `_connect` (other clients of the same store in this process keep theirs) and drop
+    this user of the lock."""
+    close = getattr(client, "close", None)
+    try:
+        if close is not None:
+            close()
+    except Exception as error:  # closing is best effort; the lock must still go
+        log.debug("closing the Chroma client failed: %s", error)
+    finally:
+        if lock_dir is not None:
+            _release_lock(lock_dir)
 
 
 def derived_dir(settings: Settings) -> Path:

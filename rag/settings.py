@@ -7,6 +7,7 @@ are not used on purpose: one flat object is easy to print, diff and override.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -14,9 +15,29 @@ from platformdirs import user_data_dir
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.errors import ConfigError
+
 BUNDLED_CORPUS_DIR = Path(__file__).parent / "bundled"
 
 BackendName = Literal["auto", "llama_cpp", "transformers", "openai", "extractive"]
+
+COLLECTION_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]")
+"""Chroma's rule for collection names (3-63 characters of letters, digits, '.', '_' and '-', starting and ending
+with a letter or digit); such a name is also a safe folder name (derived files, uploads)."""
+IPV4_ADDRESS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
+
+
+def check_collection_name(name: str) -> str:
+    """`name` if Chroma accepts it as a collection name, else a one-line ConfigError saying the rule."""
+    if not isinstance(name, str):
+        raise ConfigError("A collection name must be text.")
+    if not COLLECTION_NAME.fullmatch(name) or ".." in name or IPV4_ADDRESS.fullmatch(name):
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise ConfigError(
+            f"{shown!r} is not a usable collection name: use 3-63 letters, digits, '.', '_' or '-', starting and "
+            "ending with a letter or digit (no '..')."
+        )
+    return name
 
 
 class Settings(BaseSettings):
@@ -360,6 +381,17 @@ class Settings(BaseSettings):
     ui_user: str | None = Field(default=None, description="Login user name (login is off unless both are set).")
     ui_password: str | None = Field(default=None, description="Login password.")
     ui_concurrency: int = Field(default=1, ge=1, description="Answers generated at once; others wait in a queue.")
+    ui_admins: list[str] = Field(
+        default_factory=list,
+        description="Users who may import bibliographies into new collections from the chat when login is on "
+        "(empty: the configured ui_user). With login off, the one local user may import.",
+    )
+
+    @field_validator("collection")
+    @classmethod
+    def _chroma_collection_name(cls, value: str) -> str:
+        """A name Chroma would refuse fails here, in one line, before any store is opened."""
+        return check_collection_name(value)
 
     @field_validator("weak_source_margin", mode="before")
     @classmethod

@@ -235,3 +235,49 @@ class IngestReport(BaseModel):
         "embedding model.",
     )
     seconds: float = 0.0
+
+
+class IngestProgress(BaseModel):
+    """How far a running ingest is: passed to the `progress` callback of `ingest()` after each written step
+    (and once before the first), so a face can show papers done, rate and time left."""
+
+    done: int = Field(description="Papers written so far, of those that were new or changed.")
+    total: int = Field(description="Papers to write: new or changed ones (unchanged ones are skipped).")
+    skipped: int = Field(default=0, description="Papers already stored unchanged, not written again.")
+    seconds: float = Field(default=0.0, description="Seconds since writing began.")
+    rate: float = Field(default=0.0, description="Papers written per second so far (0 before the first step).")
+    eta_s: float | None = Field(default=None, description="Seconds left at the rate so far; None before a rate.")
+
+    def summary(self) -> str:
+        """'indexed 1,200/10,000 papers · 48/s · ETA 3 min': the same line in the CLI and the chat."""
+        parts = [f"indexed {self.done:,}/{self.total:,} papers"]
+        if self.rate > 0:
+            parts.append(f"{self.rate:,.0f}/s" if self.rate >= 10 else f"{self.rate:.1f}/s")
+        if self.eta_s is not None and self.done < self.total:
+            parts.append(f"ETA {_duration(self.eta_s)}")
+        if self.skipped:
+            parts.append(f"{self.skipped:,} unchanged skipped")
+        return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """A coarse time left: '40 s', '3 min', '2 h 5 min' (a progress line needs no more precision)."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+class CollectionInfo(BaseModel):
+    """One collection of the store, as `collections()` lists it."""
+
+    name: str
+    chunks: int = Field(description="Chunks stored (every paper has at least one).")
+    papers: int | None = Field(
+        default=None, description="Papers stored, as counted by the last writing ingest (None before one)."
+    )
+    embedding_model: str | None = Field(
+        default=None, description="The embedding model its vectors were made with (None: not made by this bot)."
+    )

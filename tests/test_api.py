@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from rag import Answer, Bot, QuestionError, RagError, Source
+from rag import Answer, Bot, ConfigError, IngestProgress, QuestionError, RagError, Source, collections
 
 
 @pytest.fixture
@@ -69,3 +69,67 @@ def test_any_text_gives_an_answer_or_a_one_line_error(bot, question):
         return
     valid = {source.number for source in answer.sources}
     assert {citation.number for citation in answer.citations} <= valid
+
+
+def jsonl(path, papers):
+    import json
+
+    path.write_text("\n".join(json.dumps({"id": p.id, "title": p.title, "text": p.abstract}) for p in papers))
+    return path
+
+
+def test_ingest_passes_progress_through(settings, papers, tmp_path):
+    seen: list[IngestProgress] = []
+    report = Bot(settings).ingest([jsonl(tmp_path / "five.jsonl", papers)], progress=seen.append)
+    assert report.chunks_added == 5
+    assert seen[0].done == 0 and seen[-1].done == seen[-1].total == 5
+
+
+def test_a_bot_for_another_collection_shares_the_models_and_the_generation_lock(bot, papers):
+    other = bot.for_collection("second")
+    assert other.settings.collection == "second" and bot.settings.collection == "test"
+    assert other.generator is bot.generator and other.embedder is bot.embedder and other.judge is bot.judge
+    with bot._generate_lock:  # one model computes one answer at a time, whichever collection asks
+        assert not other._generate_lock.acquire(blocking=False)
+    assert bot.for_collection("second") is other  # kept per name
+    assert other.for_collection("test") is bot and other.for_collection("third") is bot.for_collection("third")
+    assert other.index.sentence_vectors is bot.index.sentence_vectors  # one copy of the store's file
+
+
+def test_a_bot_for_another_collection_reads_that_collection_only(bot, papers, tmp_path):
+    other = bot.for_collection("second")
+    other.ingest([jsonl(tmp_path / "one.jsonl", [papers[2]])])
+    assert [source.paper.id for source in other.search("deep networks", k=5)] == ["fpn"]
+    assert len(bot.search("deep networks", k=5)) == 5
+    assert other.ask("What do feature pyramids add to object detection?").citations[0].paper_id == "fpn"
+
+
+class OtherModel:
+    """An embedder of another model: a bot with the tiny model must not open (and so rebuild) its collection."""
+
+    name, dimension = "other-model", 8
+
+    def embed(self, texts):
+        import numpy as np
+
+        return np.full((len(texts), self.dimension), 8**-0.5, dtype=np.float32)
+
+
+def test_collections_lists_every_collection_of_the_store(bot, papers):
+    from rag.index import open_index
+
+    bot.for_collection("second").index.ingest(papers[:2])
+    with open_index(bot.settings.model_copy(update={"collection": "foreign"}), OtherModel()) as foreign:
+        foreign.ingest(papers[:1])
+    listed = {info.name: info for info in collections(bot.settings)}
+    assert (listed["test"].chunks, listed["test"].papers) == (5, 5)
+    assert (listed["second"].chunks, listed["second"].papers) == (2, 2)
+    assert listed["foreign"].embedding_model == "other-model"
+    assert [info.name for info in bot.collections()] == ["second", "test"]  # what this bot can read
+
+
+@pytest.mark.parametrize("name", ["x", "my papers", "../../etc", "a..b", "-lead"])
+def test_an_unusable_collection_name_is_a_one_line_config_error(bot, name):
+    with pytest.raises(ConfigError) as caught:
+        bot.for_collection(name)
+    assert "\n" not in str(caught.value) and "collection name" in str(caught.value)

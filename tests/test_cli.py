@@ -98,6 +98,7 @@ def test_ingest_search_and_ask_json_over_a_small_corpus(tmp_path, settings, pape
     ingest = run_cli("ingest", str(corpus), env=env)
     assert ingest.returncode == 0, ingest.stderr
     assert "unique papers 5" in ingest.stdout
+    assert "indexed 5/5 papers" in ingest.stderr  # not a terminal: progress lines, on stderr only
 
     again = run_cli("ingest", str(corpus), env=env)
     assert "chunks added 0" in again.stdout and "papers skipped (unchanged) 5" in again.stdout
@@ -123,3 +124,44 @@ def test_ingest_search_and_ask_json_over_a_small_corpus(tmp_path, settings, pape
     assert answer["citations"] and answer["citations"][0]["paper_id"] == "snr-metric"
     numbers = {source["number"] for source in answer["sources"]}
     assert all(citation["number"] in numbers for citation in answer["citations"])
+
+
+class ProgressBot:
+    """Stands in for `Bot.ingest`: reports 0..total papers in steps, as the index does, then its report."""
+
+    def __init__(self, total: int, step: int):
+        self.total, self.step = total, step
+
+    def ingest(self, paths, progress=None):
+        from rag import IngestProgress, IngestReport
+
+        for done in [0, *range(self.step, self.total, self.step), self.total]:
+            eta = (self.total - done) / 50 if done else None
+            progress(IngestProgress(done=done, total=self.total, seconds=done / 50, rate=50 if done else 0, eta_s=eta))
+        return IngestReport(papers=self.total, chunks_added=self.total)
+
+
+def test_ingest_progress_is_one_redrawn_line_on_a_terminal(monkeypatch, capsys):
+    from rag import cli
+
+    monkeypatch.setattr(cli, "_bot", lambda args: ProgressBot(total=10_000, step=1_200))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["ingest", "lib.bib"]) == 0
+    captured = capsys.readouterr()
+    assert "\rindexed 1,200/10,000 papers · 50/s · ETA 3 min\x1b[K" in captured.err
+    assert captured.err.endswith("\rindexed 10,000/10,000 papers · 50/s\x1b[K\n")
+    assert captured.err.count("\n") == 1  # one line, redrawn
+    assert "indexed" not in captured.out and "unique papers 10000" in captured.out
+
+
+def test_ingest_progress_off_a_terminal_is_a_line_every_tenth_and_json_stays_clean(monkeypatch, capsys):
+    from rag import cli
+
+    monkeypatch.setattr(cli, "_bot", lambda args: ProgressBot(total=1_000, step=7))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert main(["ingest", "lib.bib", "--json"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 10 and "\r" not in captured.err
+    assert lines[0].startswith("indexed 105/1,000 papers") and lines[-1] == "indexed 1,000/1,000 papers · 50/s"
+    assert json.loads(captured.out)["papers"] == 1_000  # stdout holds the report only

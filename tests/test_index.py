@@ -24,17 +24,18 @@ import numpy as np
 import pytest
 
 from rag.embeddings import Embedder, SentenceVectors, get_embedder
-from rag.errors import IndexError_
+from rag.errors import ConfigError, IndexError_
 from rag.index import (
     SENTENCE_VECTORS_FILE,
     chunk_paper,
     content_hash,
     evidence_sentences,
+    list_collections,
     open_index,
 )
-from rag.settings import Settings
+from rag.settings import Settings, check_collection_name
 from rag.text import sentences_within
-from rag.types import Paper
+from rag.types import IngestProgress, Paper
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -317,6 +318,86 @@ def test_large_ingest_respects_the_batch_limit(settings, embedder, monkeypatch):
         expected = sum(len(chunk_paper(paper, settings)) for paper in many)
         assert report.chunks_added == expected == index.count() == len(index.chunks())
         assert max(sizes) <= 5
+
+
+def test_ingest_reports_progress_before_writing_and_after_each_step(settings, embedder, papers):
+    one_paper_steps = settings.model_copy(update={"ingest_batch_size": 1})  # each short paper is one chunk
+    seen: list[IngestProgress] = []
+    with open_index(one_paper_steps, embedder) as index:
+        index.ingest(papers[:2])
+        index.ingest(papers, progress=seen.append)
+        assert [(p.done, p.total, p.skipped) for p in seen] == [(0, 3, 2), (1, 3, 2), (2, 3, 2), (3, 3, 2)]
+        assert seen[0].rate == 0 and seen[0].eta_s is None
+        assert all(p.rate > 0 and p.eta_s is not None for p in seen[1:])
+        assert seen[-1].eta_s == 0
+        seen.clear()
+        index.ingest(papers, progress=seen.append)  # nothing new: one report, nothing to write
+        assert [(p.done, p.total, p.skipped) for p in seen] == [(0, 0, 5)]
+
+
+def test_an_ingest_stopped_between_steps_is_resumed_by_the_next(settings, embedder, papers):
+    one_paper_steps = settings.model_copy(update={"ingest_batch_size": 1})
+
+    def stop_after_two(progress: IngestProgress) -> None:
+        if progress.done == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the progress line is drawn
+
+    with open_index(one_paper_steps, embedder) as index:
+        with pytest.raises(KeyboardInterrupt):
+            index.ingest(papers, progress=stop_after_two)
+        assert index.paper_count() == 2
+        assert list_collections(settings)[0].papers == 2  # the count written on the way out is the stored one
+        seen: list[IngestProgress] = []
+        report = index.ingest(papers, progress=seen.append)
+        assert (report.papers_skipped, report.chunks_added) == (2, 3)
+        assert seen[-1].done == seen[-1].total == 3 and index.count() == 5
+
+
+def test_progress_summary_reads_as_one_short_line():
+    line = IngestProgress(done=1200, total=10_000, skipped=0, seconds=25, rate=48, eta_s=183).summary()
+    assert line == "indexed 1,200/10,000 papers · 48/s · ETA 3 min"
+    assert IngestProgress(done=0, total=40).summary() == "indexed 0/40 papers"
+    slow = IngestProgress(done=3, total=9000, skipped=12, rate=2.46, eta_s=3650).summary()
+    assert slow == "indexed 3/9,000 papers · 2.5/s · ETA 1 h 1 min · 12 unchanged skipped"
+    assert "ETA" not in IngestProgress(done=5, total=5, rate=9, eta_s=0).summary()
+
+
+def test_collections_lists_each_collection_with_its_counts_and_model(settings, embedder, papers):
+    other = settings.model_copy(update={"collection": "other.papers"})
+    with open_index(settings, embedder) as index, open_index(other, embedder) as second:
+        index.ingest(papers)
+        second.ingest([long_paper("long", sentences=20)])
+        chunks = second.count()
+        listed = list_collections(settings)
+        assert index.count() == 5  # listing opened and closed a client of its own; these stay usable
+    assert [(info.name, info.chunks, info.papers) for info in listed] == [("other.papers", chunks, 1), ("test", 5, 5)]
+    assert chunks > 1 and {info.embedding_model for info in listed} == {embedder.name}
+    assert list_collections(settings) == listed  # and the store's lock was released: it opens again
+
+
+def test_collections_of_an_unreachable_server_is_a_one_line_index_error(settings):
+    closed_port = free_port()
+    remote = settings.model_copy(update={"chroma_host": "127.0.0.1", "chroma_port": closed_port})
+    with pytest.raises(IndexError_) as caught:
+        list_collections(remote.model_copy(update={"chroma_connect_timeout_s": 1.0}))
+    assert "Cannot reach the Chroma server" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["papers", "my-library_2024", "a.b", "X9z"])
+def test_chroma_collection_names_are_accepted(name):
+    assert check_collection_name(name) == name
+    assert Settings(collection=name).collection == name
+
+
+@pytest.mark.parametrize(
+    "name", ["ab", "x" * 64, "-papers", "papers.", "my papers", "a..b", "../etc", "über", "10.0.0.1", ""]
+)
+def test_unusable_collection_names_are_one_line_config_errors(name):
+    with pytest.raises(ConfigError) as caught:
+        check_collection_name(name)
+    assert "not a usable collection name" in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(ValueError):  # the setting refuses it too (RAG_COLLECTION, --collection)
+        Settings(collection=name)
 
 
 # --- models, persistence -----------------------------------------------------------------------------------

@@ -359,3 +359,208 @@ def test_build_app_exposes_one_public_chat_endpoint(fake_bot):
     api_names = {dep["api_name"] for dep in app.config["dependencies"] if dep.get("api_visibility") == "public"}
     assert api_names == {"chat"}
     assert threading.active_count() >= 1
+
+
+# --- the Library: collections and import -----------------------------------------------------------
+BIBTEX = r"""@article{first,
+  title = {Sparse Mixtures of Experts for Long Documents},
+  author = {Doe, Jane and Roe, Richard},
+  year = {2023},
+  abstract = {We route each token of a long document to two of sixty-four experts. Routing cuts compute by half.}
+}
+@inproceedings{second,
+  title = {Calibrated Uncertainty for Tabular Classifiers},
+  author = {Poe, Edgar},
+  abstract = {Temperature scaling of gradient-boosted trees yields calibrated probabilities on tabular data.}
+}
+@misc{third,
+  title = {A Note Without Its Abstract}
+}
+"""
+
+
+def library_bot(papers, tmp_path, **settings) -> FakeBot:
+    library = {"papers": papers[:2], "second": papers[2:3], "empty": []}
+    return FakeBot(papers[:2], Settings(backend="extractive", data_dir=tmp_path, **settings), library=library)
+
+
+def test_a_question_goes_to_the_sessions_collection(papers, tmp_path):
+    bot = library_bot(papers, tmp_path)
+    _, turns, _ = run_turn_in(bot, "What do feature pyramids add to object detection?", collection="second")[-1]
+    assert turns[0]["answer"].citations[0].paper_id == "fpn"  # only the chosen collection holds it
+    assert bot.for_collection("second").calls and not bot.calls
+    run_turn_in(bot, "How does ViLT avoid convolution?", collection=None)
+    assert bot.calls  # no choice: the bot's own collection
+
+
+def run_turn_in(bot, question, collection):
+    from ui.app import chat_turn
+
+    return snapshots(chat_turn(bot, ready_warmup(bot), question, [], [], 3, Filters(), collection))
+
+
+def test_the_library_offers_collections_with_papers_and_the_bots_own(papers, tmp_path):
+    from ui.app import collection_names
+
+    assert collection_names(library_bot(papers, tmp_path)) == ["papers", "second"]  # "empty" would be refilled
+
+
+def handler(app, name):
+    """A Python event handler of the built app, by function name (called directly, no browser)."""
+    return next(fn.fn for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == name)
+
+
+def test_choosing_a_collection_refreshes_the_filters_and_starts_a_new_conversation(papers, tmp_path):
+    from ui.app import build_app
+
+    bot = library_bot(papers, tmp_path)
+    choose = handler(build_app(bot, ready_warmup(bot)), "choose_collection")
+    state, source, session, chat, turns, *_, note = choose("second", "papers")
+    assert state == "second" and chat == [] and turns == []
+    assert source.choices == [("", ""), ("001.txt", "001.txt")]  # the sources of that collection's papers
+    assert session.choices == [("", "")]  # and its sessions: none
+    assert "Asking second" in note
+    assert all(value == {"__type__": "update"} for value in choose("papers", "papers"))  # gr.skip(): no change
+
+
+def test_an_upload_is_copied_under_the_data_folder_and_ingested_into_the_new_collection(settings, papers, tmp_path):
+    from rag import Bot, IngestProgress
+    from ui.app import collection_names, import_bibliography
+
+    bot = Bot(settings)
+    bot.index.ingest(papers)
+    upload = tmp_path / "client side" / "My Library (2024).bib"
+    upload.parent.mkdir()
+    upload.write_text(BIBTEX)
+    seen: list[IngestProgress] = []
+
+    html, imported = import_bibliography(bot, str(upload), " my-library ", progress=seen.append)
+
+    assert imported == "my-library"
+    kept = settings.data_dir / "uploads" / "my-library" / "My_Library_2024.bib"
+    assert kept.read_text() == BIBTEX
+    assert "2 papers added" in html and "1 entry without an abstract" in html and "My_Library_2024.bib" in html
+    assert seen[-1].done == seen[-1].total == 2
+    assert "my-library" in collection_names(bot)
+    hits = bot.for_collection("my-library").search("calibrated probabilities tabular trees", k=5)
+    assert {hit.paper.title for hit in hits} == {
+        "Sparse Mixtures of Experts for Long Documents",
+        "Calibrated Uncertainty for Tabular Classifiers",
+    }
+    assert bot.index.count() == 5  # the chat's own collection is untouched
+
+    again, _ = import_bibliography(bot, str(upload), "my-library")
+    assert "0 papers added" in again and "2 already there" in again  # importing twice adds nothing
+
+
+@pytest.mark.parametrize(
+    ("admins", "username", "allowed"),
+    [((), "ann", True), ((), "bob", False), ((), None, False), (("carol",), "ann", False), (("carol",), "carol", True)],
+)
+def test_with_login_on_only_administrators_may_import(papers, tmp_path, admins, username, allowed):
+    from ui.app import import_bibliography, may_import
+
+    bot = library_bot(papers, tmp_path, ui_user="ann", ui_password="pw", ui_admins=list(admins))
+    assert may_import(bot.settings, username) is allowed
+    if not allowed:
+        upload = tmp_path / "lib.bib"
+        upload.write_text(BIBTEX)
+        html, imported = import_bibliography(bot, str(upload), "mine", username=username)
+        assert imported is None and "Only an administrator may import" in html and 'class="error"' in html
+        assert not (tmp_path / "uploads").exists()  # refused before anything was written
+
+
+def test_with_login_off_the_local_user_may_import(tmp_path):
+    from ui.app import may_import
+
+    assert may_import(Settings(data_dir=tmp_path), None)
+    assert may_import(Settings(data_dir=tmp_path, ui_user="ann"), None)  # no password: login is off
+
+
+@pytest.mark.parametrize(
+    ("file_name", "content", "name", "message"),
+    [
+        ("lib.bib", BIBTEX, "../../etc", "not a usable collection name"),
+        ("lib.bib", BIBTEX, "x", "not a usable collection name"),
+        ("lib.bib", BIBTEX, "  ", "Name the collection"),
+        ("run.exe", "MZ", "mine", "not a bibliography file"),
+        (None, "", "mine", "Choose a bibliography file"),
+    ],
+)
+def test_import_mistakes_are_one_line_in_the_page(settings, tmp_path, file_name, content, name, message):
+    from rag import Bot
+    from ui.app import import_bibliography
+
+    upload = None
+    if file_name:
+        upload = tmp_path / file_name
+        upload.write_text(content)
+    html, imported = import_bibliography(Bot(settings), upload and str(upload), name)
+    assert imported is None and message in html and html.count("\n") == 0 and "Traceback" not in html
+    assert not list((settings.data_dir / "uploads").glob("*/*"))
+
+
+def test_a_broken_file_reports_its_problem_in_one_short_block(settings, tmp_path):
+    from rag import Bot
+    from ui.app import import_bibliography
+
+    upload = tmp_path / "broken.json"
+    upload.write_text('{"broken": [1, 2')
+    html, imported = import_bibliography(Bot(settings), str(upload), "mine")
+    assert imported == "mine" and "0 papers added" in html and "1 problem" in html
+    assert "invalid JSON" in html and "No paper with a title was found" in html
+
+
+def test_a_collection_of_another_model_is_never_imported_into(settings, papers, tmp_path):
+    from rag import Bot
+    from rag.index import open_index
+    from ui.app import import_bibliography
+
+    class OtherModel:
+        name, dimension = "other-model", 4
+
+        def embed(self, texts):
+            import numpy as np
+
+            return np.full((len(texts), 4), 0.5, dtype=np.float32)
+
+    with open_index(settings.model_copy(update={"collection": "theirs"}), OtherModel()) as theirs:
+        theirs.ingest(papers[:1])
+    upload = tmp_path / "lib.bib"
+    upload.write_text(BIBTEX)
+    html, imported = import_bibliography(Bot(settings), str(upload), "theirs")
+    assert imported is None and "another embedding model" in html
+    with open_index(settings.model_copy(update={"collection": "theirs"}), OtherModel()) as theirs:
+        assert theirs.count() == 1  # not rebuilt
+
+
+@pytest.mark.parametrize(
+    ("client_name", "safe"),
+    [
+        ("../../etc/passwd.bib", "passwd.bib"),
+        ("C:\\Users\\me\\My Papers.BIB", "My_Papers.bib"),
+        ("<script>.json", "script.json"),
+        (".hidden.csv", "hidden.csv"),
+        ("ümlaut papers.jsonl", "mlaut_papers.jsonl"),
+    ],
+)
+def test_upload_names_are_cleaned_and_never_paths(client_name, safe):
+    from ui.app import safe_file_name
+
+    assert safe_file_name(client_name) == safe
+
+
+def test_gradio_hands_the_import_handler_the_login_and_a_progress_tracker(papers, tmp_path):
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    from ui.app import build_app
+
+    bot = library_bot(papers, tmp_path, ui_user="ann", ui_password="pw")
+    run_import = handler(build_app(bot, ready_warmup(bot)), "run_import")
+    upload = tmp_path / "lib.bib"
+    upload.write_text(BIBTEX)
+    inputs, progress_index, _, _ = special_args(run_import, [str(upload), "mine", "papers"], gr.Request(username="bob"))
+    assert progress_index == 4 and inputs[3].username == "bob"
+    html, choices = run_import(*inputs)
+    assert "Only an administrator may import" in html and choices == {"__type__": "update"}

@@ -9,6 +9,11 @@ Design notes (why things are the way they are):
 - A Stop click cancels the Gradio event; Gradio then closes our generator, whose `finally` closes the bot's
   stream, so generation really stops and the bot's generation lock is released.
 - Every corpus or user string is HTML-escaped by `ui.render` before it reaches the page.
+- The Library picks the collection a browser session asks (a `gr.State` per session, so one user's choice never
+  changes another's) and imports a bibliography into a collection. Every collection's bot is
+  `Bot.for_collection` of the one bot: they share its models and its generation lock, so a local model still
+  computes one answer at a time. An upload is copied into `<data_dir>/uploads/<collection>/` under a cleaned
+  name (the client's path is never used), and only an administrator may import when login is on.
 """
 
 from __future__ import annotations
@@ -16,17 +21,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio reads it
 import gradio as gr
 
-from rag import Answer, Bot, Filters, RagError, Restart, Settings, claim_of
+from rag import Answer, Bot, Filters, IngestProgress, RagError, Restart, Settings, claim_of, collections
 from ui import render
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,14 @@ EXAMPLE_QUESTIONS = (
 
 STATUS_POLL_S = 1.0
 """How often an open page asks the server whether start-up has finished."""
+
+UPLOAD_TYPES = (".bib", ".json", ".jsonl", ".csv", ".txt")
+"""Bibliography files the import form takes; `rag.ingest` tells their formats apart by content."""
+UPLOADS_DIR = "uploads"
+"""Under the data folder: one folder per collection holding the files imported into it."""
+UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+IMPORT_PROGRESS = gr.Progress()
+"""Marks the import handler's progress parameter: Gradio passes each call a tracker of its own in its place."""
 
 
 class Warmup:
@@ -183,12 +198,20 @@ def _download(turns: list[dict]) -> gr.DownloadButton:
 
 
 def chat_turn(
-    bot: Bot, warmup: Warmup, question: str, chat: list[dict], turns: list[dict], k: int, filters: Filters
+    bot: Bot,
+    warmup: Warmup,
+    question: str,
+    chat: list[dict],
+    turns: list[dict],
+    k: int,
+    filters: Filters,
+    collection: str | None = None,
 ) -> Iterator[tuple[list[dict], list[dict], bool]]:
     """One question -> answer turn of the chat, as a stream of (chat messages, turns, finished) states.
 
-    The last state has finished=True and the answer rendered (or a one-line error). Closing the generator
-    early (the Stop button) closes the bot's stream: generation stops and the bot's generation lock is freed.
+    `collection` is the session's choice in the Library (None: the bot's own). The last state has finished=True
+    and the answer rendered (or a one-line error). Closing the generator early (the Stop button) closes the
+    bot's stream: generation stops and the bot's generation lock is freed.
     """
     question = question.strip()
     # the chat is the truth: a client that starts over with a shorter chat starts a new conversation
@@ -205,6 +228,7 @@ def chat_turn(
     try:
         if warmup.error:
             raise RagError(warmup.error)
+        bot = bot_for(bot, collection)
         if claim := claim_of(question):  # "Is it true that ...?": the papers for and against, not an answer
             chat[-1]["content"] = render.render_note("Checking the claim against the closest papers…")
             yield chat, turns, False
@@ -244,13 +268,123 @@ def chat_turn(
     yield chat, turns, True
 
 
+def bot_for(bot: Bot, collection: str | None) -> Bot:
+    """The bot that answers over `collection` (the bot itself for its own collection or none)."""
+    if not collection or collection == bot.settings.collection:
+        return bot
+    return bot.for_collection(collection)
+
+
+def collection_names(bot: Bot) -> list[str]:
+    """The collections the Library offers: those the bot's model can read that hold papers, and its own.
+
+    Empty ones are left out: a bot asked over an empty collection would fill it with the bundled papers."""
+    own = bot.settings.collection
+    try:
+        names = [info.name for info in bot.collections() if info.chunks > 0 or info.name == own]
+    except RagError as error:  # an unreachable server: the chat still answers over its own collection
+        log.warning("could not list the collections: %s", error)
+        return [own]
+    return names if own in names else sorted([*names, own])
+
+
+def login_on(settings: Settings) -> bool:
+    """The chat asks for a login only when both a user name and a password are set."""
+    return bool(settings.ui_user and settings.ui_password)
+
+
+def may_import(settings: Settings, username: str | None) -> bool:
+    """Importing writes to the store: with login on only the administrators may (default: the configured
+    user); with login off the chat is one local user's, who may."""
+    if not login_on(settings):
+        return True
+    admins = settings.ui_admins or [settings.ui_user]
+    return username is not None and username in admins
+
+
+def safe_file_name(name: str) -> str:
+    """The last part of a client's file name, reduced to letters, digits, '.', '_' and '-' (never a path)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, suffix = os.path.splitext(base)
+    stem = UNSAFE_NAME_CHARS.sub("_", stem).strip("._-")[:100] or "upload"
+    return stem + UNSAFE_NAME_CHARS.sub("", suffix).lower()
+
+
+def store_upload(upload: str | os.PathLike, settings: Settings, collection: str) -> Path:
+    """Copy an uploaded file into `<data_dir>/uploads/<collection>/` under a safe name (a file of the same name
+    there is replaced, whole: the copy is renamed into place) and return the copy's path."""
+    source = Path(upload)
+    name = safe_file_name(source.name)
+    if Path(name).suffix not in UPLOAD_TYPES:
+        raise RagError(f"{name} is not a bibliography file: import one of {', '.join(UPLOAD_TYPES)}.")
+    folder = (settings.data_dir / UPLOADS_DIR / collection).resolve()
+    target = folder / name
+    if target.parent != folder:  # a name the cleaning let through as a path: never write outside the folder
+        raise RagError(f"{name} is not a usable file name.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{name}.part"
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    except OSError as error:
+        raise RagError(f"Cannot keep the uploaded file in {folder}: {error.strerror or error}.") from error
+    return target
+
+
+def import_bibliography(
+    bot: Bot,
+    upload: str | os.PathLike | None,
+    name: str | None,
+    username: str | None = None,
+    progress: Callable[[IngestProgress], None] | None = None,
+) -> tuple[str, str | None]:
+    """The import form: check who asks and what, keep the file, ingest it into collection `name` with
+    `progress`; returns (the report or a one-line error, as HTML; the collection imported into, or None)."""
+    settings = bot.settings
+    try:
+        if not may_import(settings, username):
+            raise RagError("Only an administrator may import papers; ask one to add this file.")
+        if not upload:
+            raise RagError(f"Choose a bibliography file to import ({', '.join(UPLOAD_TYPES)}).")
+        name = (name or "").strip()
+        if not name:
+            raise RagError("Name the collection to import into, e.g. my-library.")
+        target = bot_for(bot, name)
+        check_model(bot, name)
+        stored = store_upload(upload, settings, name)
+        report = target.ingest([stored], progress=progress)
+    except RagError as error:
+        return render.render_error(str(error)), None
+    except Exception as error:  # one line on the page; the traceback goes to the server log
+        log.exception("importing %r failed", upload)
+        return render.render_error(f"Import failed ({type(error).__name__}: {error}); see the server log."), None
+    return render.render_import_report(stored.name, name, report), name
+
+
+def check_model(bot: Bot, name: str) -> None:
+    """Refuse to import into a collection this bot's model cannot read: opening it would rebuild it empty."""
+    readable = {info.name for info in bot.collections()}
+    if name not in readable and any(info.name == name for info in collections(bot.settings)):
+        raise RagError(f"Collection {name!r} was made with another embedding model or tool; choose another name.")
+
+
 def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
     """The chat as a `gr.Blocks` (not launched). Starts the warm-up thread if it is not running yet."""
     warmup = (warmup or Warmup(bot)).start()
     settings = bot.settings
 
     def respond(
-        question, chat, turns, k, source, session, author, year_from=None, year_to=None, category=None
+        question,
+        chat,
+        turns,
+        k,
+        source,
+        session,
+        author,
+        year_from=None,
+        year_to=None,
+        category=None,
+        collection=None,
     ) -> Iterator[tuple]:
         """Stream one answer into the chat; yields (textbox, chat, turns, sources, download, send, stop)."""
         if not (question or "").strip():
@@ -260,7 +394,8 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
         idle = (gr.Button(visible=True), gr.Button(visible=False))
         filters = _filters(source, session, author, year_from, year_to, category)
         # closing(): when Gradio closes `respond` (Stop), the turn and the bot's stream are closed at once
-        with contextlib.closing(chat_turn(bot, warmup, question, chat, turns, int(k), filters)) as updates:
+        turn = chat_turn(bot, warmup, question, chat, turns, int(k), filters, collection)
+        with contextlib.closing(turn) as updates:
             for chat, turns, finished in updates:
                 if not finished:
                     yield "", chat, turns, gr.skip(), gr.skip(), *busy
@@ -304,8 +439,49 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
     def pick_example(event: gr.SelectData) -> str:
         return event.value["text"]
 
+    def refresh_library(current):
+        """The collections on offer, with this session's choice kept selected."""
+        return gr.Dropdown(choices=collection_names(bot), value=current or settings.collection)
+
+    def choose_collection(name, current):
+        """Ask `name` from now on in this session: its filter choices, and a new conversation (the papers of
+        the last answers are not in it)."""
+        if not name or name == current:
+            return (gr.skip(),) * 9
+        try:
+            chosen = bot_for(bot, name)
+            papers = _index_size(chosen)
+        except RagError as error:
+            return (gr.skip(),) * 8 + (render.render_error(str(error)),)
+        sources, sessions = _filter_choices(chosen)
+        note = render.render_note(f"Asking {name} ({papers or 0:,} chunks); a new conversation started.")
+        return (
+            name,
+            gr.Dropdown(choices=["", *sources], value=""),
+            gr.Dropdown(choices=["", *sessions], value=""),
+            [],
+            [],
+            render.render_sources_panel([]),
+            gr.DownloadButton(value=None, interactive=False),
+            gr.skip(),
+            note,
+        )
+
+    def run_import(upload, name, current, request: gr.Request, progress=IMPORT_PROGRESS):
+        """The Import button: the report (or one line), and the Library offering the new collection."""
+
+        def show(step: IngestProgress) -> None:
+            progress(step.done / step.total if step.total else 1.0, desc=step.summary())
+
+        progress(0.0, desc="Reading the file")
+        username = getattr(request, "username", None)
+        html, imported = import_bibliography(bot, upload, name, username=username, progress=show)
+        choices = gr.Dropdown(choices=collection_names(bot), value=current) if imported else gr.skip()
+        return html, choices
+
     with gr.Blocks(title="Ask the papers", analytics_enabled=False) as app:
         turns = gr.State([])
+        collection = gr.State(settings.collection)  # this browser session's collection
         with gr.Row(elem_classes="header"):
             gr.HTML(
                 '<div class="brand"><h1>Ask the papers</h1><p>Answers drawn from machine-learning paper '
@@ -371,9 +547,32 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
                         label="Category or venue", placeholder="e.g. cs.LG, or part of a journal", elem_id="f-category"
                     )
                     backend = gr.HTML(_backend_html(settings.backend), elem_id="backend")
+                with gr.Accordion("Library", open=False, elem_id="library"):
+                    collection_choice = gr.Dropdown(
+                        choices=[settings.collection],
+                        value=settings.collection,
+                        label="Collection",
+                        info="The papers this conversation asks.",
+                        elem_id="collection",
+                    )
+                    library_status = gr.HTML("", elem_id="library-status")
+                    upload = gr.File(
+                        label="Import a bibliography (" + ", ".join(UPLOAD_TYPES) + ")",
+                        file_types=list(UPLOAD_TYPES),
+                        type="filepath",
+                        elem_id="import-file",
+                    )
+                    new_name = gr.Textbox(
+                        label="New collection name",
+                        placeholder="3-63 letters, digits, '.', '_' or '-'",
+                        info="Administrators only." if login_on(settings) else None,
+                        elem_id="import-name",
+                    )
+                    import_button = gr.Button("Import", variant="secondary", elem_id="import")
+                    import_status = gr.HTML("", elem_id="import-status")
                 sources_panel = gr.HTML(render.render_sources_panel([]), elem_id="sources")
 
-        inputs = [textbox, chatbot, turns, k, source, session, author, year_from, year_to, category]
+        inputs = [textbox, chatbot, turns, k, source, session, author, year_from, year_to, category, collection]
         outputs = [textbox, chatbot, turns, sources_panel, download, send, stop]
         answer_events = [
             textbox.submit(respond, inputs, outputs, api_name="chat", show_progress="hidden"),
@@ -410,6 +609,22 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
         }
         timer.tick(**status_update)  # while starting up
         app.load(**status_update)  # and for every page opened later
+        app.load(refresh_library, collection, collection_choice, api_visibility="private", show_progress="hidden")
+        collection_choice.input(
+            choose_collection,
+            [collection_choice, collection],
+            [collection, source, session, chatbot, turns, sources_panel, download, collection_choice, library_status],
+            cancels=answer_events,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        import_button.click(
+            run_import,
+            [upload, new_name, collection],
+            [import_status, collection_choice],
+            api_visibility="private",
+            concurrency_limit=1,  # one import at a time; answers keep their own queue
+        )
     return app
 
 

@@ -12,7 +12,19 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from rag import Answer, Citation, ClaimCheck, Filters, Paper, PaperVerdict, RagError, Restart, Settings, Source
+from rag import (
+    Answer,
+    Citation,
+    ClaimCheck,
+    CollectionInfo,
+    Filters,
+    Paper,
+    PaperVerdict,
+    RagError,
+    Restart,
+    Settings,
+    Source,
+)
 
 WORD = re.compile(r"[a-z0-9]+")
 
@@ -22,7 +34,8 @@ def _words(text: str) -> set[str]:
 
 
 class FakeBot:
-    """Duck-typed `rag.Bot`: `ensure_index`, `embedder`, `generator`, `search`, `ask_stream`, `check`."""
+    """Duck-typed `rag.Bot`: `ensure_index`, `embedder`, `generator`, `search`, `ask_stream`, `check`, and the
+    Library's `collections` and `for_collection` over `library` (collection name -> papers; default: its own)."""
 
     def __init__(
         self,
@@ -33,9 +46,12 @@ class FakeBot:
         warmup_s: float = 0.0,
         error: RagError | None = None,
         withdrawn: str | None = None,
+        library: dict[str, list[Paper]] | None = None,
     ):
         self.settings = settings or Settings(backend="extractive")
         self._papers = list(papers)
+        self.library = library if library is not None else {self.settings.collection: self._papers}
+        self._family: dict[str, FakeBot] = {}
         self.delay_s = delay_s
         self.warmup_s = warmup_s
         self.error = error
@@ -67,6 +83,18 @@ class FakeBot:
 
     def ensure_index(self) -> None:
         return None
+
+    def collections(self) -> list[CollectionInfo]:
+        return [CollectionInfo(name=name, chunks=len(papers)) for name, papers in sorted(self.library.items())]
+
+    def for_collection(self, name: str) -> FakeBot:
+        """A fake bot over `library[name]` (empty when unknown), made once per name, as `Bot.for_collection`."""
+        if name == self.settings.collection:
+            return self
+        if name not in self._family:
+            settings = self.settings.model_copy(update={"collection": name})
+            self._family[name] = FakeBot(self.library.get(name, []), settings, library=self.library)
+        return self._family[name]
 
     def warm_up(self) -> None:
         _ = self.generator

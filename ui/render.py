@@ -13,13 +13,16 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from rag import Answer, ClaimCheck, Source
+from rag import Answer, ClaimCheck, IngestReport, Source
 
 CITATION_GROUP = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 """A citation marker as the answer stage writes it: [3] or [1, 2]."""
 
 MAX_AUTHORS_SHOWN = 6
 """Longer author lists end in 'et al.' so one paper cannot flood the sources panel."""
+
+MAX_PROBLEMS_SHOWN = 3
+"""An import report names this many unreadable entries; the rest are counted (the CLI lists them all)."""
 
 
 def escape(text: str | None) -> str:
@@ -126,6 +129,35 @@ def render_error(message: str) -> str:
     """A one-line, escaped error message for the chat (never a traceback)."""
     first_line = (message or "Unknown error.").strip().splitlines()[0]
     return f'<div class="error">⚠ {escape(first_line)}</div>'
+
+
+def render_import_report(file_name: str, collection: str, report: IngestReport) -> str:
+    """What an import did, in one short block: papers added, updated and already there, entries without an
+    abstract, and the first few problems (each one line, escaped)."""
+    added = report.papers - report.papers_skipped - report.papers_replaced
+    counts = [_count(added, "paper") + " added"]
+    if report.papers_replaced:
+        counts.append(f"{report.papers_replaced:,} updated")
+    if report.papers_skipped:
+        counts.append(f"{report.papers_skipped:,} already there")
+    if report.missing_abstracts:
+        counts.append(_count(report.missing_abstracts, "entry", "entries") + " without an abstract")
+    if report.problems:
+        counts.append(_count(len(report.problems), "problem"))
+    heading = f"<b>{escape(file_name)}</b> → <b>{escape(collection)}</b>: {escape(' · '.join(counts))}"
+    if not report.papers:
+        heading += ". No paper with a title was found in the file."
+    problems = [f"<li>{escape(problem.splitlines()[0] if problem else '')}</li>" for problem in report.problems]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        more = len(problems) - MAX_PROBLEMS_SHOWN
+        problems = [*problems[:MAX_PROBLEMS_SHOWN], f"<li>… and {more:,} more</li>"]
+    listed = f'<ul class="import-problems">{"".join(problems)}</ul>' if problems else ""
+    return f'<div class="import-report">{heading}{listed}</div>'
+
+
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    """'1 paper', '1,200 papers'."""
+    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
 
 
 def format_authors(authors: Sequence[str]) -> str:
