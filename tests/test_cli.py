@@ -165,3 +165,14 @@ def test_ingest_progress_off_a_terminal_is_a_line_every_tenth_and_json_stays_cle
     assert len(lines) == 10 and "\r" not in captured.err
     assert lines[0].startswith("indexed 105/1,000 papers") and lines[-1] == "indexed 1,000/1,000 papers · 50/s"
     assert json.loads(captured.out)["papers"] == 1_000  # stdout holds the report only
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`rag search ... --json | head`: the closed pipe ends the command quietly, without a traceback."""
+    import subprocess
+    import sys
+
+    code = "import sys; from rag.cli import _run\ndef command():\n    raise BrokenPipeError\nsys.exit(_run(command))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert done.stderr == ""
