@@ -381,6 +381,13 @@ class Settings(BaseSettings):
     ui_user: str | None = Field(default=None, description="Login user name (login is off unless both are set).")
     ui_password: str | None = Field(default=None, description="Login password.")
     ui_concurrency: int = Field(default=1, ge=1, description="Answers generated at once; others wait in a queue.")
+    ui_max_upload_mb: int = Field(
+        default=500,
+        ge=1,
+        le=20_000,
+        description="Largest bibliography file the chat accepts for import, in MB: the server refuses a larger upload "
+        "before writing it (an arXiv field's metadata is a few hundred MB).",
+    )
     ui_admins: list[str] = Field(
         default_factory=list,
         description="Users who may import bibliographies into new collections from the chat when login is on "

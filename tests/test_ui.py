@@ -343,6 +343,7 @@ def test_launch_options_bind_locally_never_share_and_log_in_only_with_both_crede
     from ui.app import launch_options
 
     plain = launch_options(Settings(data_dir=tmp_path, ui_port=9999))
+    assert launch_options(Settings(data_dir=tmp_path, ui_max_upload_mb=2))["max_file_size"] == 2 * 1024 * 1024
     assert plain["server_name"] == "127.0.0.1" and plain["server_port"] == 9999
     assert plain["share"] is False and plain["auth"] is None
     assert launch_options(Settings(data_dir=tmp_path, ui_user="ann"))["auth"] is None

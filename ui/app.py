@@ -637,6 +637,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "server_port": settings.ui_port,
         "share": False,
         "auth": auth,
+        "max_file_size": settings.ui_max_upload_mb * 1024 * 1024,
         "show_error": False,
         "footer_links": [],
         "theme": gr.themes.Soft(
