@@ -64,7 +64,7 @@ class IndexSettings(BaseModel):
     chroma_host: str | None = Field(
         default=None, description="Chroma server host; when set, the HTTP client replaces the embedded store."
     )
-    chroma_port: int = Field(default=8000, description="Chroma server port.")
+    chroma_port: int = Field(default=8000, ge=1, le=65535, description="Chroma server port.")
     chroma_connect_timeout_s: float = Field(
         default=5.0, gt=0, description="How long to wait for the Chroma server to answer before giving up."
     )
@@ -146,10 +146,11 @@ class RetrievalSettings(BaseModel):
     )
     zscore_floor: float | None = Field(
         default=-1.0,
+        le=0,
         description="In zscore fusion, a retriever's z-score below this counts as this (None: no floor), so a "
         "retriever blind to a query (an embedding model on a time slot or an unknown acronym) cannot bury the "
         "other's clear winner. At -1 only scores more than one standard deviation below the mean are raised, so "
-        "ordinary rankings keep their order.",
+        "ordinary rankings keep their order; at most 0, as a floor above the mean would flatten most of a ranking.",
     )
     rrf_k: int = Field(
         default=10,
@@ -162,6 +163,8 @@ class RetrievalSettings(BaseModel):
     )
     min_relevance: float = Field(
         default=0.35,
+        ge=-1,
+        le=1,
         description="Best dense cosine similarity below which a question is judged unanswerable (the answer "
         "stage then declines without calling the model), unless the query names a retrieved paper verbatim. "
         "Depends on the embedding model: calibrate it with bench/relevance.py, which scores off-topic and on-topic "
@@ -220,7 +223,7 @@ class GenerationSettings(BaseModel):
     openai_model: str = Field(default="local", description="Model name sent to the OpenAI-compatible server.")
     openai_api_key: str = Field(default="not-needed", description="API key for the OpenAI-compatible server.")
     request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout for calls to remote servers.")
-    n_threads: int | None = Field(default=None, description="CPU threads for local generation (default: all).")
+    n_threads: int | None = Field(default=None, ge=1, description="CPU threads for local generation (default: all).")
     context_window: int = Field(default=4096, ge=512, description="Model context length in tokens.")
     max_new_tokens: int = Field(default=220, ge=16, description="Cap on generated tokens per answer.")
     temperature: float = Field(default=0.0, ge=0, description="Sampling temperature (0 = greedy).")
@@ -243,6 +246,8 @@ class AnswerSettings(BaseModel):
     )
     support_threshold: float = Field(
         default=0.45,
+        ge=0,
+        le=1,
         description="Least support score (see support_lexical_weight) for a source to back an answer sentence.",
     )
     max_question_chars: int = Field(default=2000, ge=10, description="Longer questions are rejected.")
@@ -410,7 +415,7 @@ class UISettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field(default="127.0.0.1", description="Address the chat binds to.")
-    port: int = Field(default=7860, description="Port the chat listens on.")
+    port: int = Field(default=7860, ge=1, le=65535, description="Port the chat listens on.")
     user: str | None = Field(default=None, description="Login user name (login is off unless both are set).")
     password: str | None = Field(default=None, description="Login password.")
     concurrency: int = Field(default=1, ge=1, description="Answers generated at once; others wait in a queue.")
