@@ -21,6 +21,7 @@ from eval.harness import (
     load_questions,
     run_questions,
     select_questions,
+    settings_summary,
 )
 from eval.metrics import (
     OVERALL,
@@ -372,6 +373,12 @@ def test_other_settings_or_edited_questions_are_not_resumed(tmp_path, fake_setti
     again = FakeBot(fake_settings)
     run_questions(again, edited, out, progress=False)
     assert again.asked == [QUESTIONS[0]["question"]]
+
+
+def test_the_settings_summary_keys_on_flat_names_so_older_runs_compare(fake_settings):
+    summary = settings_summary(fake_settings.with_changes(top_k=2, ui_port=9005))
+    assert summary["top_k"] == 2 and summary["backend"] == fake_settings.generation.backend
+    assert "ui_port" not in summary and "retrieval" not in summary and "port" not in summary
 
 
 def test_rag_errors_are_recorded_as_failed_questions(tmp_path, fake_settings):
