@@ -31,6 +31,17 @@ QUESTIONS = [
     "Which papers propose new loss functions for face recognition?",
 ]
 WARM_UP = "What is deep metric learning?"
+REPORTED_SETTINGS = (
+    "answer_sources",
+    "context_words",
+    "passage_sentences",
+    "max_new_tokens",
+    "support_threshold",
+    "support_lexical_weight",
+    "top_k",
+    "n_threads",
+)
+"""The settings the report records, by flat name (`Settings.flat_dump`)."""
 
 
 class RecordingGenerator:
@@ -129,21 +140,10 @@ def main() -> None:
         "prompt_tokens_max": max((row["prompt_tokens"] or 0 for row in called), default=None),
         "declined": sum(row["declined"] for row in rows),
     }
+    flat = settings.flat_dump()
     report = {
         "backend": generator.name,
-        "settings": {
-            key: getattr(settings, key)
-            for key in (
-                "answer_sources",
-                "context_words",
-                "passage_sentences",
-                "max_new_tokens",
-                "support_threshold",
-                "support_lexical_weight",
-                "top_k",
-                "n_threads",
-            )
-        },
+        "settings": {key: flat[key] for key in REPORTED_SETTINGS},
         "load_average_at_end": os.getloadavg(),
         "summary": summary,
         "rows": rows,

@@ -49,14 +49,14 @@ def token_counter(settings: Settings):
 
 
 def measure(settings: Settings, paths: list[str], show_misses: bool = False) -> dict[str, dict[str, float]]:
-    bot = Bot(settings.model_copy(update={"backend": "extractive"}))
+    bot = Bot(settings.with_changes(backend="extractive"))
     count = token_counter(settings)
     per_type: dict[str, list[tuple[bool, int]]] = defaultdict(list)
     questions = [question for path in paths for question in load_questions(path)]
     for question in questions:
         if question.type == "unanswerable":
             continue
-        history = ask_history(bot, question.turns[:-1], k=settings.top_k) if question.turns else []
+        history = ask_history(bot, question.turns[:-1], k=settings.retrieval.top_k) if question.turns else []
         in_view = papers_in_view(question.question, history, bot.retriever, None, None)
         standalone = without_instructions(bot.answerer.standalone_question(question.question, history, in_view))
         sources = search_in_view(bot.retriever, standalone, question.question, in_view)

@@ -96,8 +96,8 @@ def measure_one(size: str, runs: int, prompt_tokens: int, max_tokens: int, threa
     return {
         "model": path.name,
         "size": size,
-        "n_threads": settings.n_threads or os.cpu_count(),
-        "n_ctx": settings.context_window,
+        "n_threads": settings.generation.n_threads or os.cpu_count(),
+        "n_ctx": settings.generation.context_window,
         "runs": runs,
         "prompt_tokens": prompt_counts[0],
         "generated_tokens_median": statistics.median(generated),
@@ -161,7 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prompt-tokens", type=int, default=700, help="Approximate prompt length.")
     parser.add_argument("--max-tokens", type=int, default=128, help="Cap on generated tokens per run.")
-    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: Settings.n_threads, i.e. all cores).")
+    parser.add_argument(
+        "--threads", type=int, help="llama.cpp threads (default: Settings.generation.n_threads, i.e. all cores)."
+    )
     parser.add_argument("--child", choices=["1.5b", "0.5b"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

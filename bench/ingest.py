@@ -75,9 +75,9 @@ def run(paths: list[Path] | None, out: Path) -> dict:
         "reopen_s": reopen_s,
         "reingest_after_reopen_s": again_s,
         "reingest_after_reopen_added": again.chunks_added,
-        "embedding_model": settings.embedding_model,
-        "chunk_chars": settings.chunk_chars,
-        "embed_batch_size": settings.embed_batch_size,
+        "embedding_model": settings.index.embedding_model,
+        "chunk_chars": settings.index.chunk_chars,
+        "embed_batch_size": settings.index.embed_batch_size,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), Python {platform.python_version()}",
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -135,23 +135,23 @@ def main() -> int:
     if eval_path.is_file():
         rows = [json.loads(line) for line in eval_path.read_text().splitlines() if line.strip()]
         scores = best_scores(retriever, [row["question"] for row in rows])
-        lines += ["", f"eval/questions.jsonl at min_relevance={settings.min_relevance}:", ""]
+        lines += ["", f"eval/questions.jsonl at min_relevance={settings.retrieval.min_relevance}:", ""]
         lines += ["| type | questions | judged relevant | lowest score |", "|---|---|---|---|"]
         for kind in sorted({row["type"] for row in rows}):
             picked = [s for s, row in zip(scores, rows, strict=True) if row["type"] == kind]
-            share = sum(s >= settings.min_relevance for s in picked) / len(picked)
+            share = sum(s >= settings.retrieval.min_relevance for s in picked) / len(picked)
             lines.append(f"| {kind} | {len(picked)} | {share:.3f} | {min(picked):.3f} |")
         lines += ["", "eval questions below threshold that have gold papers:"]
         lines += [
             f"- {s:.3f} [{row['type']}] {row['question']}"
             for s, row in zip(scores, rows, strict=True)
-            if s < settings.min_relevance and row.get("gold_titles")
+            if s < settings.retrieval.min_relevance and row.get("gold_titles")
         ]
         lines += ["", "eval unanswerable questions above threshold:"]
         lines += [
             f"- {s:.3f} {row['question']}"
             for s, row in zip(scores, rows, strict=True)
-            if s >= settings.min_relevance and row["type"] == "unanswerable"
+            if s >= settings.retrieval.min_relevance and row["type"] == "unanswerable"
         ]
     text = "\n".join(lines) + "\n"
     (ROOT / "bench" / "results" / "relevance.md").write_text(text)

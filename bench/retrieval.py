@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     queries = queries[: args.limit] if args.limit else queries
     started = time.perf_counter()
     result = run_beir(papers, queries, settings, modes=args.modes.split(","), progress=print)
-    result["settings"] = {name: getattr(settings, name) for name in TUNED_SETTINGS}
+    flat = settings.flat_dump()
+    result["settings"] = {name: flat[name] for name in TUNED_SETTINGS}
     result["machine"] = f"{platform.machine()}, {_cpu_count()} CPU cores (shared), load {_load()}"
     result["seconds"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -346,11 +346,11 @@ def run(args: argparse.Namespace) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "load_avg": os.getloadavg()[0],
         "hnsw": {
-            "ef_construction": settings.hnsw_ef_construction,
-            "max_neighbors": settings.hnsw_max_neighbors,
-            "ef_search": settings.hnsw_ef_search,
+            "ef_construction": settings.index.hnsw_ef_construction,
+            "max_neighbors": settings.index.hnsw_max_neighbors,
+            "ef_search": settings.index.hnsw_ef_search,
         },
-        "candidate_chunks": settings.candidate_chunks,
+        "candidate_chunks": settings.retrieval.candidate_chunks,
         "rows": rows,
     }
 

@@ -136,7 +136,7 @@ def main() -> int:
     grids = [grids] if isinstance(grids, dict) else grids
     base = bench_settings(Settings())
     _, queries = load_beir(args.beir / "corpus.jsonl", args.beir / "queries.jsonl")
-    inner = Embedder(base.embedding_model, base.embed_batch_size, 0)
+    inner = Embedder(base.index.embedding_model, base.index.embed_batch_size, 0)
     embedder = PrecomputedEmbedder(inner, [q.query for q in queries])
     index = MemoIndex(open_index(base, embedder.inner))
     indexed = set(index.papers())
@@ -146,7 +146,7 @@ def main() -> int:
     for update in combos:
         update = {"retrieval_mode": "hybrid", **update}
         tic = time.perf_counter()
-        figures = evaluate(index, embedder, base.model_copy(update=update), queries, golds)
+        figures = evaluate(index, embedder, base.with_changes(**update), queries, golds)
         rows.append((update, figures))
         print(
             f"{update} dev nDCG@10={figures['dev']['ndcg@10']:.4f} test={figures['test']['ndcg@10']:.4f} "

@@ -5,7 +5,7 @@ Two measurements, on claims written by experts outside this project:
 * **judge only**: each claim judged against its gold abstract (the judge sees that abstract's sentences most
   like the claim, as `Bot.check` shows them); verdict accuracy on SUPPORT vs CONTRADICT, 3-label accuracy and
   macro-F1, and rationale recall (the share of the annotators' rationale sentences that were in the passage).
-  The judge's raw label log-probabilities are kept, so `fit_bias` can calibrate `Settings.judge_bias` on them.
+  The judge's raw label log-probabilities are kept, so `fit_bias` can calibrate `Settings.answer.judge_bias` on them.
 * **end to end** (unless --judge-only): the corpus indexed into a collection of its own, `Bot.check(claim)`
   as a user calls it: gold abstract retrieved (recall@k), verdict accuracy and macro-F1, seconds per claim.
 
@@ -284,8 +284,8 @@ def run_claims(
             results.append(result)
             if position % 10 == 0:
                 say(f"{position}/{len(rows)} claims")
-    summary = summarise(results, settings.judge_bias)
-    summary["bias"] = settings.judge_bias
+    summary = summarise(results, settings.answer.judge_bias)
+    summary["bias"] = settings.answer.judge_bias
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(render_report(summary, claims_path), encoding="utf-8")
     return summary

@@ -160,8 +160,10 @@ def run_question_set(args: argparse.Namespace, command: str) -> int:
         raise RagError("no question set has questions that match --smoke/--types/--limit.")
     settings = make_settings(args)
     mode = "retrieval" if args.retrieval else "answers"
-    k = args.k or settings.top_k
-    folder = f"{'smoke' if args.smoke else 'full'}-{mode}-{settings.backend}-{settings_hash(settings, mode, k)}"
+    k = args.k or settings.retrieval.top_k
+    folder = (
+        f"{'smoke' if args.smoke else 'full'}-{mode}-{settings.generation.backend}-{settings_hash(settings, mode, k)}"
+    )
     if len(files) > 1:
         folder += "-" + "+".join(names)
     out = args.out or DEFAULT_RUNS_DIR / folder
@@ -190,7 +192,7 @@ def run_one_set(bot, questions_file, questions, out: Path, args, settings, mode:
     results = run_questions(bot, questions, out, mode=mode, k=k, progress=not args.no_progress)
     run = {
         "mode": mode,
-        "backend": backend_label(settings.backend, results),
+        "backend": backend_label(settings.generation.backend, results),
         "k": k,
         "smoke": args.smoke,
         "questions_file": str(questions_file),
@@ -367,11 +369,11 @@ def answer_beir_queries(args, settings, papers, queries, out: Path) -> int:
         )
         for q in queries
     ]
-    k = args.k or settings.top_k
+    k = args.k or settings.retrieval.top_k
     results = run_questions(Bot(settings), questions, out, mode="answers", k=k, progress=not args.no_progress)
     run = {
         "mode": "answers",
-        "backend": backend_label(settings.backend, results),
+        "backend": backend_label(settings.generation.backend, results),
         "k": k,
         "questions_file": str(args.queries),
     }

@@ -200,8 +200,9 @@ def settings_hash(settings: Settings, mode: Mode, k: int) -> str:
 
 
 def settings_summary(settings: Settings) -> dict[str, Any]:
-    """The settings that matter, JSON-ready, for the resume key and the report header."""
-    dumped = settings.model_dump(mode="json")
+    """The settings that matter, JSON-ready, for the resume key and the report header: flat names (`top_k`), so
+    runs from before the settings were grouped by stage keep their hash and compare field by field."""
+    dumped = settings.flat_dump(mode="json")
     return {name: value for name, value in sorted(dumped.items()) if name not in SETTINGS_THAT_DO_NOT_MATTER}
 
 
@@ -460,7 +461,7 @@ def run_questions(
     """
     from tqdm import tqdm
 
-    k = k or bot.settings.top_k
+    k = k or bot.settings.retrieval.top_k
     run_hash = settings_hash(bot.settings, mode, k)
     log = ResultLog(Path(out_dir) / RESULTS_LOG)
     done = log.load()

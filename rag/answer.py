@@ -211,7 +211,7 @@ class Answerer:
         timings: dict[str, float] = {}
         clock = _Clock(started, timings)
 
-        in_view = papers_in_view(question, history, retriever, k, filters) if self.settings.history_turns else []
+        in_view = papers_in_view(question, history, retriever, k, filters) if self.settings.answer.history_turns else []
         standalone = without_instructions(self.standalone_question(question, history, in_view))
         clock.lap("rewrite")
         sources = search_in_view(retriever, standalone, question, in_view, k=k, filters=filters)
@@ -285,7 +285,7 @@ class Answerer:
             messages=build_messages(question, shown, self.settings),
             sources=shown,
             question=question,
-            max_tokens=self.settings.max_new_tokens,
+            max_tokens=self.settings.generation.max_new_tokens,
             stop=ANSWER_STOPS,
         )
 
@@ -324,14 +324,14 @@ class Answerer:
         reuse the source's words; the judge reads what they claim. A contradicted sentence is dropped, and when
         it repeated the question's own assumption, a sentence saying what the source states instead takes its
         place (`premise_correction`)."""
-        if not self.settings.judge_answers or not getattr(self.judge, "detects_contradiction", False):
+        if not self.settings.answer.judge_answers or not getattr(self.judge, "detects_contradiction", False):
             return checks
         by_number = {source.number: source for source in shown}
         targets = [
             index
             for index, check in enumerate(checks)
             if check.supported and not check.dropped and not check.composed and check.citations[0] in by_number
-        ][: self.settings.judge_max_sentences]
+        ][: self.settings.answer.judge_max_sentences]
         if not targets:
             return checks
         claims = [remove_citations(checks[index].text) for index in targets]
@@ -339,7 +339,7 @@ class Answerer:
         shown_sentences = []
         for index, vector in zip(targets, vectors, strict=True):
             number = checks[index].citations[0]
-            count = self.settings.judge_answer_passage_sentences
+            count = self.settings.answer.judge_answer_passage_sentences
             shown_sentences.append(passage_sentences(vector, evidence[number], count))
         pairs = [
             (claim, format_passage(by_number[checks[index].citations[0]].title, sentences))
@@ -348,7 +348,7 @@ class Answerer:
         judged = list(checks)
         for index, judgement, sentences in zip(targets, self.judge.judge_many(pairs), shown_sentences, strict=True):
             check = checks[index]
-            unaddressed = judgement.verdict == "not_addressed" and self.settings.drop_unaddressed_figures
+            unaddressed = judgement.verdict == "not_addressed" and self.settings.answer.drop_unaddressed_figures
             if unaddressed and misplaced_figure(remove_citations(check.text), evidence[check.citations[0]]):
                 judged[index] = check.model_copy(update={"verdict": "not_addressed", "dropped": True})
                 continue
@@ -380,20 +380,23 @@ class Answerer:
         vector = self.question_vector(description)
 
         def fits(source: Source) -> bool:
-            sentences = passage_sentences(vector, evidence[source.number], self.settings.judge_passage_sentences)
+            sentences = passage_sentences(vector, evidence[source.number], self.settings.answer.judge_passage_sentences)
             if not sentences:
                 return False
             return describes(self.judge.judge_many([(description, format_passage(source.title, sentences))])[0])
 
         if not has_supported_claim(checks):
             named = named_papers(question, evidence)  # a question that names its paper is not asking which it is
-            tried = [source for source in shown[: self.settings.identify_paper_tries] if source.number not in named]
+            tried = [
+                source for source in shown[: self.settings.answer.identify_paper_tries] if source.number not in named
+            ]
             found = next((source for source in tried if fits(source)), None)
             return checks if found is None else [*checks, _names_paper(found)]
         named = _first_cited(checks)
         lead = shown[0]
         by_number = {source.number: source for source in shown}
-        if named is None or named == lead.number or named not in by_number or self.settings.identify_paper_tries == 0:
+        tries = self.settings.answer.identify_paper_tries
+        if named is None or named == lead.number or named not in by_number or tries == 0:
             return checks
         if not fits(lead) or fits(by_number[named]):
             return checks
@@ -426,9 +429,9 @@ class Answerer:
         the answer lacks are appended. Appended records replace a refusal: the record holds what the model
         declined to copy. A cited paper named by its title also gets the name its abstract coins."""
         checks = with_method_names(checks, sources)
-        if self.settings.record_papers == 0:
+        if self.settings.answer.record_papers == 0:
             return answer_text(checks), checks
-        completed = complete_from_records(question, sources, checks, self.settings.record_papers)
+        completed = complete_from_records(question, sources, checks, self.settings.answer.record_papers)
         if not any(check.composed for check in completed):
             return answer_text(completed), completed
         refused = not has_supported_claim([check for check in completed if not check.composed])
@@ -443,15 +446,17 @@ class Answerer:
     def standalone_question(self, question: str, history: History, in_view: Sequence[Paper] = ()) -> str:
         """`question` rewritten to stand alone when it refers to earlier turns; otherwise unchanged. It keeps the
         previous turn's subject: the one paper `in_view` (the previous answer's) or the previous key terms."""
-        if not needs_rewrite(question, history) or self.settings.history_turns == 0:
+        if not needs_rewrite(question, history) or self.settings.answer.history_turns == 0:
             return question
         if self.backend == "extractive":
             return heuristic_rewrite(question, history, in_view)
-        prompt = CONDENSE_PROMPT.format(history=format_history(history, self.settings.history_turns), question=question)
+        prompt = CONDENSE_PROMPT.format(
+            history=format_history(history, self.settings.answer.history_turns), question=question
+        )
         request = GenerationRequest(
             messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
             question=question,
-            max_tokens=self.settings.condense_max_tokens,
+            max_tokens=self.settings.generation.condense_max_tokens,
             stop=["\n"],
         )
         completion = "".join(self.generator.stream(request))
@@ -466,15 +471,15 @@ class Answerer:
         (`weak_source_margin`), unless `every_paper`."""
         shown = list(sources[: self.shown_count(question)])
         evidence = build_evidence(shown, self.sentence_vectors)
-        settings = self.settings.model_copy(update={"weak_source_margin": None}) if every_paper else self.settings
+        settings = self.settings.with_changes(weak_source_margin=None) if every_paper else self.settings
         focus = focus or question
         return select_passages(self.question_vector(focus), focus, shown, evidence, settings), evidence
 
     def shown_count(self, question: str) -> int:
         """How many of the retrieved papers go into the prompt: more when the question asks for several."""
         if asks_for_several(question):
-            return max(self.settings.answer_sources, self.settings.answer_sources_several)
-        return self.settings.answer_sources
+            return max(self.settings.answer.answer_sources, self.settings.answer.answer_sources_several)
+        return self.settings.answer.answer_sources
 
     def question_vector(self, question: str) -> np.ndarray:
         """The question's embedding; `embed_one` is cached by the embedder, which retrieval just filled."""

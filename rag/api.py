@@ -63,7 +63,7 @@ class Bot:
         with root._family_lock:
             bot = root._family.get(name)
             if bot is None:
-                bot = Bot(root.settings.model_copy(update={"collection": name}))
+                bot = Bot(root.settings.with_changes(collection=name))
                 bot._root = root
                 bot._generate_lock = root._generate_lock
                 root._family[name] = bot
@@ -181,7 +181,7 @@ class Bot:
             self.answerer.sentence_vectors.load()
             self.answerer.warm_up()
             warm_judge = getattr(self.judge, "warm_up", None)
-            if warm_judge is not None and self.settings.judge_answers:
+            if warm_judge is not None and self.settings.answer.judge_answers:
                 warm_judge()  # its prefix is cached apart from the answer's, which stays in place
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
@@ -200,7 +200,7 @@ class Bot:
         """Yield answer tokens as they are generated, then the verified `Answer` as the last item.
 
         A `Restart` item means the tokens streamed so far are withdrawn and the answer starts again: the first
-        prompt leaves out weak papers (`Settings.weak_source_margin`), and its answer was declined."""
+        prompt leaves out weak papers (`Settings.answer.weak_source_margin`), and its answer was declined."""
         question = self.check_question(question)
         self.ensure_index()
         with self._generate_lock:
@@ -242,7 +242,7 @@ class Bot:
         cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in question).strip()
         if not cleaned:
             raise QuestionError("The question is empty: type a question about the papers.")
-        limit = self.settings.max_question_chars
+        limit = self.settings.answer.max_question_chars
         if len(cleaned) > limit:
             raise QuestionError(f"The question is {len(cleaned)} characters long; the limit is {limit}.")
         return cleaned

@@ -181,12 +181,12 @@ def misnamed_papers(
     for (index, content), vector in zip(contents.items(), vectors, strict=True):
         ((number, name),) = named[index].items()
         scores = {
-            other: support_score(content, vector, item, settings.support_lexical_weight)[0]
+            other: support_score(content, vector, item, settings.answer.support_lexical_weight)[0]
             for other, item in evidence.items()
         }
         best = max(scores, key=scores.__getitem__)
-        clearly = settings.support_threshold + settings.citation_margin
-        if best != number and scores[number] < settings.support_threshold and scores[best] >= clearly:
+        clearly = settings.answer.support_threshold + settings.answer.citation_margin
+        if best != number and scores[number] < settings.answer.support_threshold and scores[best] >= clearly:
             found[index] = (name, best)
     return found
 

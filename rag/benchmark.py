@@ -15,11 +15,11 @@ from typing import get_args
 from pydantic import BaseModel, Field
 
 from rag.errors import ConfigError
-from rag.settings import Settings
+from rag.settings import RetrievalSettings, Settings
 from rag.types import Paper
 
-RETRIEVAL_MODES: tuple[str, ...] = get_args(Settings.model_fields["retrieval_mode"].annotation)
-"""The modes a benchmark can rank with: the values `Settings.retrieval_mode` accepts."""
+RETRIEVAL_MODES: tuple[str, ...] = get_args(RetrievalSettings.model_fields["retrieval_mode"].annotation)
+"""The modes a benchmark can rank with: the values `Settings.retrieval.retrieval_mode` accepts."""
 
 
 class ModeRun(BaseModel):
@@ -44,9 +44,7 @@ def benchmark_settings(settings: Settings, name: str = "bench") -> Settings:
 
     Source sentence vectors are not filled at ingest: rankings never use them (answers, if asked later over the
     same collection, embed the sentences they show lazily)."""
-    return settings.model_copy(
-        update={"data_dir": settings.data_dir / name, "collection": name, "sentence_vectors_at_ingest": False}
-    )
+    return settings.with_changes(data_dir=settings.data_dir / name, collection=name, sentence_vectors_at_ingest=False)
 
 
 def benchmark_retrieval(
@@ -72,7 +70,7 @@ def benchmark_retrieval(
 
     say = progress or (lambda message: None)
     isolated = benchmark_settings(settings)
-    embedder = Embedder(isolated.embedding_model, isolated.embed_batch_size, cache_size=0)
+    embedder = Embedder(isolated.index.embedding_model, isolated.index.embed_batch_size, cache_size=0)
     index = open_index(isolated, embedder)
     started = time.perf_counter()
     index.ingest(list(corpus))
@@ -85,7 +83,7 @@ def benchmark_retrieval(
         indexed_ids=sorted(index.papers()),
     )
     for mode in modes:
-        retriever = Retriever(index, embedder, isolated.model_copy(update={"retrieval_mode": mode}))
+        retriever = Retriever(index, embedder, isolated.with_changes(retrieval_mode=mode))
         result.modes[mode] = _rank_all(retriever, queries, k)
         say(f"{mode}: ranked {len(queries)} queries")
     return result

@@ -78,7 +78,7 @@ class ClaimChecker:
 
     def check(self, claim: str, retriever, k: int | None = None, filters: Filters | None = None) -> ClaimCheck:
         started = time.perf_counter()
-        sources = retriever.search(claim, k=k or self.settings.check_papers, filters=filters)
+        sources = retriever.search(claim, k=k or self.settings.answer.check_papers, filters=filters)
         retrieved = time.perf_counter()
         papers = self.judge_sources(claim, sources) if sources and retriever.is_relevant(sources) else []
         papers = order_papers(papers)
@@ -94,7 +94,7 @@ class ClaimChecker:
     def judge_sources(self, claim: str, sources: Sequence[Source]) -> list[PaperVerdict]:
         evidence = build_evidence(sources, self.sentence_vectors)
         claim_vector = np.asarray(self.embedder.embed([claim])[0], dtype=np.float32)
-        count = self.settings.judge_passage_sentences
+        count = self.settings.answer.judge_passage_sentences
         shown = [(source, passage_sentences(claim_vector, evidence[source.number], count)) for source in sources]
         shown = [(source, sentences) for source, sentences in shown if sentences]
         passages = [format_passage(source.title, sentences) for source, sentences in shown]

@@ -27,7 +27,8 @@ EXAMPLES = """examples:
   rag check "Residual connections slow down training" --json
   rag chat                                    open the chat on http://127.0.0.1:7860
   rag eval --smoke                            score the bot on the question set
-environment: every setting can be set as RAG_<NAME>, e.g. RAG_BACKEND=extractive, RAG_CHROMA_HOST=localhost.
+environment: every setting can be set as RAG_<NAME> or by its group as RAG_<GROUP>__<NAME>, e.g. RAG_BACKEND=extractive,
+  RAG_RETRIEVAL__TOP_K=8, RAG_CHROMA_HOST=localhost (README: Settings).
 """
 
 

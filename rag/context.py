@@ -162,7 +162,7 @@ def select_passages(
     for score, number, index in candidates:  # then any sentence as relevant as the weakest paper's best
         if score < floor:
             break
-        fits = words[number, index] <= budget and len(chosen[number]) < settings.passage_sentences
+        fits = words[number, index] <= budget and len(chosen[number]) < settings.answer.passage_sentences
         if fits and index not in chosen[number]:
             chosen[number].append(index)
             budget -= words[number, index]
@@ -177,8 +177,8 @@ def passage_budget(kept: int, retrieved: int, settings: Settings) -> int:
     """Words of abstract text for the `kept` papers: their share of `context_words` (a paper left out takes
     its share along, saving prefill), but at least `min_paper_words` each. A paper kept alone is usually the one
     asked about, and its one best sentence rarely holds every fact a detail or follow-up question asks for."""
-    share = settings.context_words * kept // max(retrieved, 1)
-    return max(share, settings.min_paper_words * kept)
+    share = settings.answer.context_words * kept // max(retrieved, 1)
+    return max(share, settings.answer.min_paper_words * kept)
 
 
 def lead_figure(
@@ -241,14 +241,14 @@ def without_weak_sources(
     again with every paper when this lean prompt's answer is declined (`rag.answer`). A paper kept alone
     gets at least `min_paper_words` of its abstract (`passage_budget`).
     """
-    if settings.weak_source_margin is None:
+    if settings.answer.weak_source_margin is None:
         return list(sources)
     best: dict[int, float] = {}
     for score, number, _ in candidates:  # best first, so the first score seen per paper is its best
         best.setdefault(number, score)
     if not sources or sources[0].number not in best:
         return list(sources)
-    floor = best[sources[0].number] - settings.weak_source_margin
+    floor = best[sources[0].number] - settings.answer.weak_source_margin
     return [sources[0], *(source for source in sources[1:] if best.get(source.number, floor - 1) >= floor)]
 
 
@@ -260,7 +260,7 @@ def scored_sentences(
     settings: Settings,
 ) -> list[tuple[float, int, int]]:
     """(score, source number, sentence index) of every abstract sentence of `sources`, best first."""
-    weight = settings.support_lexical_weight
+    weight = settings.answer.support_lexical_weight
     question_terms = key_terms(question)
     wants_number = asks_quantity(question)
     candidates: list[tuple[float, int, int]] = []
@@ -271,8 +271,8 @@ def scored_sentences(
             cosine = float(item.vectors[index] @ question_vector)
             overlap = len(key_terms(sentence) & question_terms) / len(question_terms) if question_terms else 0.0
             score = (1 - weight) * cosine + weight * overlap
-            score += settings.lead_source_bonus if rank == 0 else 0.0
-            score += settings.number_sentence_bonus if wants_number and states_quantity(sentence) else 0.0
+            score += settings.answer.lead_source_bonus if rank == 0 else 0.0
+            score += settings.answer.number_sentence_bonus if wants_number and states_quantity(sentence) else 0.0
             candidates.append((score, source.number, index))
     return sorted(candidates, reverse=True)
 
@@ -302,7 +302,7 @@ def build_messages(question: str, sources: Sequence[Source], settings: Settings)
     several papers, else ANSWER_PROMPT)."""
     template = SEVERAL_PAPERS_PROMPT if asks_for_several(question) else ANSWER_PROMPT
     with_metadata = asks_metadata(question)
-    max_authors = None if asks_authors(question) else settings.prompt_authors
+    max_authors = None if asks_authors(question) else settings.answer.prompt_authors
     formatted = "\n\n".join(format_source(source, max_authors, with_metadata) for source in sources)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},

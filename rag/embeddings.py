@@ -279,8 +279,8 @@ _embedders_lock = threading.Lock()
 
 
 def get_embedder(settings: Settings) -> Embedder:
-    """The process-wide `Embedder` for `settings.embedding_model`, so the model loads once per process."""
-    key = (settings.embedding_model, settings.embed_batch_size, settings.query_cache_size)
+    """The process-wide `Embedder` for `settings.index.embedding_model`, so the model loads once per process."""
+    key = (settings.index.embedding_model, settings.index.embed_batch_size, settings.index.query_cache_size)
     with _embedders_lock:
         embedder = _embedders.get(key)
         if embedder is None:

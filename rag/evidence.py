@@ -3,7 +3,7 @@
 A source's evidence is its record and abstract as sentences (`rag.records.paper_sentences`), each embedded,
 plus the key terms and numbers of the whole (`rag.text`). A sentence's support by a source is the best cosine
 similarity between the sentence and the source's sentences, blended with the share of the sentence's key
-terms found in the source (`Settings.support_lexical_weight`). A number in the sentence that the source does
+terms found in the source (`Settings.answer.support_lexical_weight`). A number in the sentence that the source does
 not contain (say "12%" when the abstract says "7%") zeroes that source's support: numbers are where small
 models hallucinate most, and embeddings barely notice them. Verification (`rag.verify`), claim attribution
 (`rag.attribution`), quotes, claim checking and the prompt all read the same `Evidence`.

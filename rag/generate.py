@@ -60,8 +60,8 @@ _MODEL_CACHE_LOCK = threading.Lock()
 
 
 def load_generator(settings: Settings) -> Generator:
-    """The backend named by `settings.backend` ('auto': llama_cpp if importable, else transformers)."""
-    backend = resolve_backend(settings.backend)
+    """The backend named by `settings.generation.backend` ('auto': llama_cpp if importable, else transformers)."""
+    backend = resolve_backend(settings.generation.backend)
     if backend == "extractive":
         return ExtractiveGenerator(settings)
     if backend == "openai":
@@ -135,7 +135,7 @@ def _model_path(settings: Settings) -> Path:
 
 
 def _n_threads(settings: Settings) -> int:
-    return settings.n_threads or os.cpu_count() or 1
+    return settings.generation.n_threads or os.cpu_count() or 1
 
 
 # --- llama.cpp ----------------------------------------------------------------------------------------------
@@ -163,17 +163,17 @@ class LlamaCppGenerator:
                 "The llama_cpp backend needs llama-cpp-python: pip install '.[llama]', or set RAG_BACKEND=transformers."
             )
         path = _model_path(settings)
-        options = (settings.context_window, _n_threads(settings))
+        options = (settings.generation.context_window, _n_threads(settings))
         llm, lock = cached_model("llama_cpp", path, lambda: (load_llama(path, settings), threading.Lock()), options)
         return cls(llm, settings, model=path.name, lock=lock)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
-        with exclusive(self._lock, self.settings.request_timeout_s):
+        with exclusive(self._lock, self.settings.generation.request_timeout_s):
             chunks = self.llm.create_chat_completion(
                 messages=request.messages,
                 stream=True,
                 max_tokens=request.max_tokens,
-                temperature=self.settings.temperature,
+                temperature=self.settings.generation.temperature,
                 stop=request.stop or None,
             )
             try:
@@ -197,7 +197,7 @@ def load_llama(path: Path, settings: Settings) -> Any:
     try:
         return Llama(
             model_path=str(path),
-            n_ctx=settings.context_window,
+            n_ctx=settings.generation.context_window,
             n_threads=_n_threads(settings),
             verbose=False,
         )
@@ -252,10 +252,10 @@ class TransformersGenerator:
             request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
         prompt_tokens = int(inputs["input_ids"].shape[-1])
-        if prompt_tokens + request.max_tokens > self.settings.context_window:
+        if prompt_tokens + request.max_tokens > self.settings.generation.context_window:
             raise BackendError(
                 f"The prompt has {prompt_tokens} tokens; with {request.max_tokens} new tokens it exceeds the "
-                f"context window of {self.settings.context_window}."
+                f"context window of {self.settings.generation.context_window}."
             )
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         options = {
@@ -264,7 +264,7 @@ class TransformersGenerator:
             "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([StopWhenAsked()]),
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            **_sampling_options(self.settings.temperature),
+            **_sampling_options(self.settings.generation.temperature),
         }
         failures: list[BaseException] = []
 
@@ -276,7 +276,7 @@ class TransformersGenerator:
                 failures.append(error)
                 streamer.end()
 
-        with exclusive(self._lock, self.settings.request_timeout_s):
+        with exclusive(self._lock, self.settings.generation.request_timeout_s):
             worker = threading.Thread(target=work, name="rag-transformers-generate", daemon=True)
             worker.start()
             try:
@@ -301,8 +301,8 @@ def load_transformers(path: Path, settings: Settings) -> tuple[Any, Any, threadi
         from transformers import AutoModelForCausalLM
     except ImportError as error:
         raise BackendError(f"The transformers backend needs {error.name}: pip install torch transformers.") from error
-    if settings.n_threads:
-        torch.set_num_threads(settings.n_threads)
+    if settings.generation.n_threads:
+        torch.set_num_threads(settings.generation.n_threads)
     try:
         tokenizer = load_tokenizer(path, settings.models_dir)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
@@ -373,13 +373,13 @@ class OpenAIGenerator:
     name = "openai"
 
     def __init__(self, settings: Settings):
-        if not settings.openai_base_url:
+        if not settings.generation.openai_base_url:
             raise BackendError(
                 "The openai backend needs a server: set RAG_OPENAI_BASE_URL, e.g. http://127.0.0.1:8080/v1."
             )
         self.settings = settings
-        self.base_url = settings.openai_base_url.rstrip("/")
-        self.model = settings.openai_model
+        self.base_url = settings.generation.openai_base_url.rstrip("/")
+        self.model = settings.generation.openai_model
 
     @property
     def url(self) -> str:
@@ -389,18 +389,18 @@ class OpenAIGenerator:
         import httpx
 
         body: dict[str, Any] = {
-            "model": self.settings.openai_model,
+            "model": self.settings.generation.openai_model,
             "messages": request.messages,
             "stream": True,
             "max_tokens": request.max_tokens,
-            "temperature": self.settings.temperature,
+            "temperature": self.settings.generation.temperature,
         }
         if request.stop:
             body["stop"] = request.stop
-        headers = {"Authorization": f"Bearer {self.settings.openai_api_key}"}
+        headers = {"Authorization": f"Bearer {self.settings.generation.openai_api_key}"}
         try:
             with (
-                httpx.Client(timeout=httpx.Timeout(self.settings.request_timeout_s)) as client,
+                httpx.Client(timeout=httpx.Timeout(self.settings.generation.request_timeout_s)) as client,
                 client.stream("POST", self.url, json=body, headers=headers) as response,
             ):
                 if response.status_code >= 400:
@@ -409,7 +409,7 @@ class OpenAIGenerator:
                 yield from self._parse_events(response.iter_lines())
         except httpx.TimeoutException as error:
             raise BackendError(
-                f"The server at {self.url} did not answer within {self.settings.request_timeout_s:g} s."
+                f"The server at {self.url} did not answer within {self.settings.generation.request_timeout_s:g} s."
             ) from error
         except httpx.HTTPError as error:
             raise BackendError(f"Cannot reach the server at {self.url}: {_first_line(error)}") from error
@@ -470,7 +470,7 @@ class ExtractiveGenerator:
             yield ("" if index == 0 else " ") + f"{_without_final_period(sentence)} [{number}]."
 
     def select(self, question: str, sources: list[Source]) -> list[tuple[str, int]]:
-        """The best (sentence, source number) pairs, best first, at most `settings.extractive_sentences`."""
+        """The best (sentence, source number) pairs, best first, at most `settings.generation.extractive_sentences`."""
         question_terms = _terms(question)
         candidates = [
             (sentence, source, position)
@@ -490,7 +490,9 @@ class ExtractiveGenerator:
             score = sum(weight[term] for term in shared) / math.sqrt(len(terms)) + title_bonus
             scored.append((-score, source.number, position, sentence))
         scored.sort()
-        return [(sentence, number) for _, number, _, sentence in scored[: self.settings.extractive_sentences]]
+        return [
+            (sentence, number) for _, number, _, sentence in scored[: self.settings.generation.extractive_sentences]
+        ]
 
 
 def _terms(text: str) -> set[str]:

@@ -93,13 +93,13 @@ class EmbedderLike(Protocol):
 def chunk_paper(paper: Paper, settings: Settings) -> list[Chunk]:
     """Sentence-based chunks of the abstract, each starting with the title and authors so it stands alone.
 
-    Chunks hold about `settings.chunk_chars` characters of abstract and repeat the last
-    `settings.chunk_overlap_sentences` sentences of the previous chunk. Runs in linear time, so a
+    Chunks hold about `settings.index.chunk_chars` characters of abstract and repeat the last
+    `settings.index.chunk_overlap_sentences` sentences of the previous chunk. Runs in linear time, so a
     pathological 10 MB abstract chunks in well under a second.
     """
     header = chunk_header(paper)
-    sentences = sentences_within(paper.abstract, settings.chunk_chars)
-    groups = _group_sentences(sentences, settings.chunk_chars, settings.chunk_overlap_sentences)
+    sentences = sentences_within(paper.abstract, settings.index.chunk_chars)
+    groups = _group_sentences(sentences, settings.index.chunk_chars, settings.index.chunk_overlap_sentences)
     return [
         Chunk(
             id=f"{paper.id}#{index}",
@@ -156,8 +156,8 @@ def content_hash(paper: Paper, settings: Settings) -> str:
             dumped.pop(name, None)
     payload = {
         "paper": dumped,
-        "chunk_chars": settings.chunk_chars,
-        "overlap": settings.chunk_overlap_sentences,
+        "chunk_chars": settings.index.chunk_chars,
+        "overlap": settings.index.chunk_overlap_sentences,
         "schema": SCHEMA_VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
@@ -283,14 +283,14 @@ class PaperIndex:
             for step in _steps(pending, self._step_size()):
                 added += self._write(step)
                 written.update(item.paper.id for item in step)
-                if self.settings.sentence_vectors_at_ingest:  # with its step, so progress counts this work too
+                if self.settings.index.sentence_vectors_at_ingest:  # with its step, so progress counts this work too
                     self.sentence_vectors.fill(evidence_sentences(item.paper for item in step), self._step_size())
                 meter.advance(len(step))
         finally:
             if pending:
                 self._invalidate()
                 self._new_revision(papers=len(stored.keys() | written))
-        if self.settings.sentence_vectors_at_ingest:  # unchanged papers whose sentences were never embedded
+        if self.settings.index.sentence_vectors_at_ingest:  # unchanged papers whose sentences were never embedded
             self.sentence_vectors.fill(evidence_sentences(unique.values()), batch=self._step_size())
         notes = [self.rebuilt] if self.rebuilt else []
         self.rebuilt = None  # reported once
@@ -347,7 +347,7 @@ class PaperIndex:
         return stored
 
     def _step_size(self) -> int:
-        return max(1, min(self.settings.ingest_batch_size, self._max_batch()))
+        return max(1, min(self.settings.index.ingest_batch_size, self._max_batch()))
 
     def _max_batch(self) -> int:
         try:
@@ -611,7 +611,7 @@ def _one_line(error: BaseException) -> str:
 
 def open_index(settings: Settings, embedder: EmbedderLike) -> PaperIndex:
     """Open (creating if needed) the collection in the embedded store, or on the Chroma server if
-    `settings.chroma_host` is set. Raises `IndexError_` with one line when that is impossible, leaving any
+    `settings.index.chroma_host` is set. Raises `IndexError_` with one line when that is impossible, leaving any
     existing index untouched (except a rebuild for a different embedding model, reported in `rebuilt`)."""
     client, lock_dir, location = _connect(settings)
     try:
@@ -662,8 +662,8 @@ def _collection_info(collection) -> CollectionInfo:
 def _connect(settings: Settings):
     """(client, lock folder or None, location for messages): the server's client, or the embedded store's
     with this process's lock on it. Close with `_disconnect`."""
-    if settings.chroma_host:
-        location = f"Chroma server {settings.chroma_host}:{settings.chroma_port}"
+    if settings.index.chroma_host:
+        location = f"Chroma server {settings.index.chroma_host}:{settings.index.chroma_port}"
         return _server_client(settings), None, location
     lock_dir = _acquire_lock(settings.index_dir)
     try:
@@ -690,8 +690,9 @@ def _disconnect(client, lock_dir: Path | None) -> None:
 def derived_dir(settings: Settings) -> Path:
     """The folder of a collection's derived files: beside the embedded store, or under the data folder for a
     collection on a server (one per host, port and collection)."""
-    if settings.chroma_host:
-        return settings.data_dir / DERIVED_DIR / f"{settings.chroma_host}-{settings.chroma_port}-{settings.collection}"
+    host, port = settings.index.chroma_host, settings.index.chroma_port
+    if host:
+        return settings.data_dir / DERIVED_DIR / f"{host}-{port}-{settings.collection}"
     return settings.index_dir / DERIVED_DIR / settings.collection
 
 
@@ -717,9 +718,9 @@ def _server_client(settings: Settings):
     import chromadb
     import httpx
 
-    host, port = settings.chroma_host, settings.chroma_port
+    host, port = settings.index.chroma_host, settings.index.chroma_port
     try:  # Chroma's own HTTP client waits forever; probe with a timeout first
-        httpx.get(f"http://{host}:{port}/api/v2/heartbeat", timeout=settings.chroma_connect_timeout_s)
+        httpx.get(f"http://{host}:{port}/api/v2/heartbeat", timeout=settings.index.chroma_connect_timeout_s)
         return chromadb.HttpClient(host=host, port=port, settings=_chroma_settings())
     except Exception as error:
         raise IndexError_(
@@ -733,9 +734,9 @@ def hnsw_configuration(settings: Settings) -> dict[str, Any]:
     """Chroma's HNSW configuration of a new collection: cosine space and the recall settings."""
     return {
         "space": "cosine",
-        "ef_construction": settings.hnsw_ef_construction,
-        "max_neighbors": settings.hnsw_max_neighbors,
-        "ef_search": settings.hnsw_ef_search,
+        "ef_construction": settings.index.hnsw_ef_construction,
+        "max_neighbors": settings.index.hnsw_max_neighbors,
+        "ef_search": settings.index.hnsw_ef_search,
     }
 
 
@@ -744,8 +745,8 @@ def _tune_search(collection, settings: Settings) -> None:
     collections made before the setting, or with another value, search as configured."""
     try:
         current = (getattr(collection, "configuration", None) or {}).get("hnsw") or {}
-        if current.get("ef_search") != settings.hnsw_ef_search:
-            collection.modify(configuration={"hnsw": {"ef_search": settings.hnsw_ef_search}})
+        if current.get("ef_search") != settings.index.hnsw_ef_search:
+            collection.modify(configuration={"hnsw": {"ef_search": settings.index.hnsw_ef_search}})
     except Exception as error:  # an older server without configuration updates searches with its own value
         log.warning("could not set ef_search on collection %s: %s", settings.collection, _one_line(error))
 

@@ -4,7 +4,7 @@ Similarity checks (`rag.verify`) cannot tell "X works without Y" from "X needs Y
 words with the source. The local model can read the difference. It is asked for one label word, and its
 next-token log-probabilities over the three label words are read directly: one forward pass, no sampling,
 no parsing of free text. A small model prefers one label whatever it reads, so a per-label bias
-(`Settings.judge_bias`) is added before the choice; it was fitted once on expert-labelled claims outside
+(`Settings.answer.judge_bias`) is added before the choice; it was fitted once on expert-labelled claims outside
 machine learning (`rag eval --claims`), not on the bot's own questions.
 
 Judging costs prefill only, so it reuses llama.cpp's KV cache: the judge's system prompt and worked examples
@@ -164,7 +164,7 @@ class LlamaJudge:
 
     # --- mechanics ----------------------------------------------------------------------------------------
     def _decide(self, logprobs: Mapping[Verdict, float]) -> Judgement:
-        return decide(logprobs, self.settings.judge_bias, self.settings.judge_contradiction_margin)
+        return decide(logprobs, self.settings.answer.judge_bias, self.settings.answer.judge_contradiction_margin)
 
     @contextmanager
     def session(self) -> Iterator[None]:
@@ -287,7 +287,7 @@ class SimilarityJudge:
             return Judgement("not_addressed", {"supported": 0.0, "contradicted": 0.0, "not_addressed": 1.0})
         vectors = np.asarray(self.embedder.embed([claim, *sentences]), dtype=np.float32)
         similarity = float(np.clip(np.max(vectors[1:] @ vectors[0]), 0.0, 1.0))
-        verdict: Verdict = "supported" if similarity >= self.settings.support_threshold else "not_addressed"
+        verdict: Verdict = "supported" if similarity >= self.settings.answer.support_threshold else "not_addressed"
         return Judgement(verdict, {"supported": similarity, "contradicted": 0.0, "not_addressed": 1 - similarity})
 
     def judge_many(self, pairs: Sequence[tuple[str, str]]) -> list[Judgement]:
@@ -296,7 +296,7 @@ class SimilarityJudge:
 
 def judge_for(generator: Any, embedder: Any, settings: Settings) -> Judge:
     """The best judge the generator allows: the model's own log-probabilities, else similarity."""
-    if settings.judge != "off":
+    if settings.answer.judge != "off":
         judge = LlamaJudge.for_generator(generator, settings)
         if judge is not None:
             return judge

@@ -67,12 +67,12 @@ def embedding_model_path(name: str) -> str:
 
 
 def generator_model_path(settings: Settings) -> Path:
-    """The GGUF file to generate with: `settings.model_path` if given, else the assembled bundled model."""
-    if settings.model_path is not None:
-        if not Path(settings.model_path).is_file():
-            raise BackendError(f"Model file not found: {settings.model_path}")
-        return Path(settings.model_path)
-    return assemble(GENERATORS[settings.model_size], settings.models_dir)
+    """The GGUF file to generate with: `settings.generation.model_path` if given, else the assembled bundled model."""
+    if settings.generation.model_path is not None:
+        if not Path(settings.generation.model_path).is_file():
+            raise BackendError(f"Model file not found: {settings.generation.model_path}")
+        return Path(settings.generation.model_path)
+    return assemble(GENERATORS[settings.generation.model_size], settings.models_dir)
 
 
 def assemble(model: SplitModel, models_dir: Path) -> Path:
@@ -120,9 +120,9 @@ def _part_path(model: SplitModel, number: int) -> Path:
 def main() -> None:
     """`python -m rag.models`: assemble and verify the configured generator, print where the weights are."""
     settings = Settings()
-    print(f"embedding model: {embedding_model_path(settings.embedding_model)}")
+    print(f"embedding model: {embedding_model_path(settings.index.embedding_model)}")
     for size in GENERATORS:
-        print(f"generator {size}: {generator_model_path(settings.model_copy(update={'model_size': size}))}")
+        print(f"generator {size}: {generator_model_path(settings.with_changes(model_size=size))}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def best_sentences(
     like the question is often the abstract's background ("Pooling is a basic component of ...")."""
     scored = [
         (
-            score + (settings.lead_source_bonus if _CONTRIBUTION.search(evidence[number].sentences[index]) else 0.0),
+            score
+            + (settings.answer.lead_source_bonus if _CONTRIBUTION.search(evidence[number].sentences[index]) else 0.0),
             number,
             index,
         )

@@ -388,8 +388,8 @@ class SentenceMaxSimReranker:
         by_maxsim = [source.paper_id for _, source in sorted(zip(best, sources, strict=True), key=lambda x: -x[0])]
         fused = reciprocal_rank_fusion(
             {"retrieval": [source.paper_id for source in sources], "maxsim": by_maxsim},
-            {"retrieval": 1.0, "maxsim": self.settings.rerank_weight},
-            self.settings.rrf_k,
+            {"retrieval": 1.0, "maxsim": self.settings.retrieval.rerank_weight},
+            self.settings.retrieval.rrf_k,
         )
         rescored = [source.model_copy(update={"score": fused[source.paper_id]}) for source in sources]
         return sorted(rescored, key=lambda source: -source.score)
@@ -476,7 +476,7 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        self.reranker = reranker or (SentenceMaxSimReranker(embedder, settings) if settings.rerank else None)
+        self.reranker = reranker or (SentenceMaxSimReranker(embedder, settings) if settings.retrieval.rerank else None)
         self._corpus: _Corpus | None = None
         self._lock = threading.Lock()
         self._passage_vectors: dict[str, np.ndarray] = {}
@@ -506,9 +506,9 @@ class Retriever:
             records.append(paper.model_copy(update={"abstract": ""}))
             keys.extend(catalog_keys(paper))
             extra[paper.id] = metadata_text(paper)
-        settings = self.settings
+        retrieval = self.settings.retrieval
         bm25 = BM25Index(
-            self._every_chunk(), extra, k1=settings.bm25_k1, b=settings.bm25_b, stemming=settings.bm25_stemming
+            self._every_chunk(), extra, k1=retrieval.bm25_k1, b=retrieval.bm25_b, stemming=retrieval.bm25_stemming
         )
         if folder is None:
             return bm25, Catalog.build(records, keys)
@@ -534,11 +534,12 @@ class Retriever:
         """What derived files must have been built from: this revision and size of the collection, these
         settings."""
         revision = getattr(self.index, "revision", None)
+        retrieval = self.settings.retrieval
         return {
             "format": DERIVED_FORMAT,
             "revision": revision() if callable(revision) else None,
             "chunks": count,
-            "bm25": [self.settings.bm25_k1, self.settings.bm25_b, self.settings.bm25_stemming],
+            "bm25": [retrieval.bm25_k1, retrieval.bm25_b, retrieval.bm25_stemming],
         }
 
     def papers(self) -> dict[str, Paper]:
@@ -548,7 +549,7 @@ class Retriever:
     # --- search ---------------------------------------------------------------------------------------------
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Source]:
         """The k most relevant papers, best first, numbered 1..k, each paper once."""
-        k = k or self.settings.top_k
+        k = k or self.settings.retrieval.top_k
         query = without_instructions(query)
         corpus = self.corpus()
         allowed = None
@@ -559,16 +560,17 @@ class Retriever:
         found = self._candidates(query, corpus, allowed)
         fused = self._fuse(found)
         ranked = sorted(fused, key=lambda paper_id: -fused[paper_id])
-        pool = max(k, self.settings.rerank_candidates) if self.reranker or self.settings.mmr_lambda else k
+        retrieval = self.settings.retrieval
+        pool = max(k, retrieval.rerank_candidates) if self.reranker or retrieval.mmr_lambda else k
         sources = self._sources(ranked[:pool], fused, found)
         if self.reranker is not None:
             sources = self.reranker.rerank(query, sources)
-        if self.settings.mmr_lambda is not None:
+        if self.settings.retrieval.mmr_lambda is not None:
             sources = self._mmr(sources, k)
         return [source.model_copy(update={"number": n}) for n, source in enumerate(sources[:k], start=1)]
 
     def is_relevant(self, sources: Sequence[Source]) -> bool:
-        """Whether the collection can answer: the best dense cosine reaches `settings.min_relevance`, or the
+        """Whether the collection can answer: the best dense cosine reaches `settings.retrieval.min_relevance`, or the
         query names a retrieved paper verbatim (a rare name, author, session, moderator or room).
 
         Metadata questions ("who moderated the session where XNet was presented") score 0.1-0.3 with
@@ -582,37 +584,37 @@ class Retriever:
         dense = [source.dense_score for source in sources if source.dense_score is not None]
         if not dense:
             return True
-        return max(dense) >= self.settings.min_relevance
+        return max(dense) >= self.settings.retrieval.min_relevance
 
     # --- steps ----------------------------------------------------------------------------------------------
     def _fuse(self, found: _Candidates) -> dict[str, float]:
         """Paper scores: dense + lexical by z-score (or RRF) fusion, then RRF with the metadata ranking."""
-        settings = self.settings
-        weights = {"dense": settings.dense_weight, "lexical": settings.lexical_weight}
+        retrieval = self.settings.retrieval
+        weights = {"dense": retrieval.dense_weight, "lexical": retrieval.lexical_weight}
         content_weight = sum(weights.values())
-        if settings.fusion == "rrf":
+        if retrieval.fusion == "rrf":
             rankings = dict(found.rankings)
         else:
-            content = zscore_fusion(found.paper_scores, weights, settings.zscore_floor)
+            content = zscore_fusion(found.paper_scores, weights, retrieval.zscore_floor)
             rankings = {"content": sorted(content, key=lambda paper_id: -content[paper_id])}
             rankings |= {
                 name: found.rankings[name] for name in ("metadata", "schedule", "coined") if name in found.rankings
             }
             # The content ranking stands for both retrievers, so a named paper is promoted as much as before.
             weights = {"content": content_weight}
-        weights["metadata"] = settings.metadata_weight
-        weights["coined"] = settings.coined_name_weight
+        weights["metadata"] = retrieval.metadata_weight
+        weights["coined"] = retrieval.coined_name_weight
         # "Presented right after XNet": the session-mates are the answer, as strong as the content ranking.
         weights["schedule"] = content_weight
-        return reciprocal_rank_fusion(rankings, weights, settings.rrf_k)
+        return reciprocal_rank_fusion(rankings, weights, retrieval.rrf_k)
 
     def _candidates(self, query: str, corpus: _Corpus, allowed: set[str] | None) -> _Candidates:
         found = _Candidates()
-        mode = self.settings.retrieval_mode
-        n = self.settings.candidate_chunks
+        mode = self.settings.retrieval.retrieval_mode
+        n = self.settings.retrieval.candidate_chunks
         vector = None
         if mode in ("hybrid", "dense"):
-            dense_query = question_content(query) if self.settings.dense_without_question_frame else query
+            dense_query = question_content(query) if self.settings.retrieval.dense_without_question_frame else query
             vector = self.embedder.embed_one(dense_query)
             hits = self._dense(vector, n, allowed)
             for rank, (chunk, cosine) in enumerate(hits, start=1):
@@ -666,7 +668,7 @@ class Retriever:
         papers_with: dict[str, set[str]] = {}
         for term, paper_id, _ in catalog.lookup("name", set(tokenize(query))):
             papers_with.setdefault(term, set()).add(paper_id)
-        limit = self.settings.rare_title_word_papers
+        limit = self.settings.retrieval.rare_title_word_papers
         return sorted({pid for ids in papers_with.values() if len(ids) <= limit for pid in ids})
 
     @staticmethod
@@ -709,8 +711,9 @@ class Retriever:
                 dense[paper_id] = found.dense_score[paper_id] = max(cosines)
 
     def _rrf(self, rank: int, retriever: str) -> float:
-        weight = self.settings.dense_weight if retriever == "dense" else self.settings.lexical_weight
-        return weight / (self.settings.rrf_k + rank)
+        retrieval = self.settings.retrieval
+        weight = retrieval.dense_weight if retriever == "dense" else retrieval.lexical_weight
+        return weight / (retrieval.rrf_k + rank)
 
     def _dense(self, vector: np.ndarray, n: int, allowed: set[str] | None) -> list[tuple[Chunk, float]]:
         """Nearest chunks by cosine from Chroma's HNSW index (each hit's cosine is exact, the set approximate:
@@ -762,5 +765,5 @@ class Retriever:
         if missing:
             self._passage_vectors.update(zip(missing, self.embedder.embed(missing), strict=True))
         vectors = np.stack([self._passage_vectors[s.passage] for s in sources])
-        order = mmr_order([s.score for s in sources], vectors, self.settings.mmr_lambda, k)
+        order = mmr_order([s.score for s in sources], vectors, self.settings.retrieval.mmr_lambda, k)
         return [sources[i] for i in order]

@@ -1,19 +1,34 @@
 """The one settings object. Every tunable of every stage lives here, nowhere else.
 
-Values come from (highest first) keyword arguments, environment variables prefixed `RAG_` (for example
-`RAG_BACKEND=extractive`, `RAG_CHROMA_HOST=localhost`), a `.env` file, then the defaults below. Nested values
-are not used on purpose: one flat object is easy to print, diff and override.
+The fields are grouped by the stage that reads them (as paper-qa groups its settings), so a reader of
+`settings.retrieval.top_k` sees which stage a value belongs to: `index` (store, chunking, embedding model),
+`retrieval`, `generation` (the model and its backend), `answer` (prompt, verification, judge, records) and `ui`
+(the chat). Only what every stage shares stays at the top: `data_dir`, `corpus_paths`, `collection`.
+
+Values come from (highest first) keyword arguments, environment variables prefixed `RAG_`, a `.env` file, then
+the defaults below. A stage's field can be named either way, flat as before the groups or nested by its group:
+`Settings(top_k=3)` or `Settings(retrieval={"top_k": 3})`, `RAG_TOP_K=3` or `RAG_RETRIEVAL__TOP_K=3` (the nested
+variable wins over the flat one). The chat's fields keep their `ui_` prefix in the flat form (`RAG_UI_PORT`,
+`settings.ui.port`). `FLAT_NAMES` maps each flat name to its group; `Settings.with_changes` makes a changed copy.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from rag.errors import ConfigError
 
@@ -40,27 +55,16 @@ def check_collection_name(name: str) -> str:
     return name
 
 
-class Settings(BaseSettings):
-    """Configuration for corpus -> index -> retrieve -> answer, and for the faces on top."""
+class IndexSettings(BaseModel):
+    """The store and what goes into it: Chroma, HNSW, the embedding model, chunking, ingest (rag/index.py,
+    rag/embeddings.py)."""
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
-    # --- where things live -------------------------------------------------------------------------------
-    data_dir: Path = Field(
-        default_factory=lambda: Path(user_data_dir("rag-abstracts", appauthor=False)),
-        description="Root for the Chroma index, assembled model files and caches.",
-    )
-    corpus_paths: list[Path] = Field(
-        default_factory=lambda: [BUNDLED_CORPUS_DIR],
-        description="Files or folders ingested when no path is given (default: the bundled seed pages).",
-    )
-
-    # --- index ---------------------------------------------------------------------------------------------
-    collection: str = Field(default="papers", description="Chroma collection name.")
     chroma_host: str | None = Field(
         default=None, description="Chroma server host; when set, the HTTP client replaces the embedded store."
     )
-    chroma_port: int = Field(default=8000, description="Chroma server port.")
+    chroma_port: int = Field(default=8000, ge=1, le=65535, description="Chroma server port.")
     chroma_connect_timeout_s: float = Field(
         default=5.0, gt=0, description="How long to wait for the Chroma server to answer before giving up."
     )
@@ -109,7 +113,12 @@ class Settings(BaseSettings):
         "sentence, once, at ingest. Off: each sentence is embedded when its paper is first shown.",
     )
 
-    # --- retrieval -----------------------------------------------------------------------------------------
+
+class RetrievalSettings(BaseModel):
+    """Which papers a question gets: retrievers, fusion, re-ranking, the relevance gate (rag/retrieve.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     retrieval_mode: Literal["hybrid", "dense", "lexical"] = Field(
         default="hybrid", description="Which retrievers run: both fused, dense (Chroma) only, or BM25 only."
     )
@@ -137,10 +146,11 @@ class Settings(BaseSettings):
     )
     zscore_floor: float | None = Field(
         default=-1.0,
+        le=0,
         description="In zscore fusion, a retriever's z-score below this counts as this (None: no floor), so a "
         "retriever blind to a query (an embedding model on a time slot or an unknown acronym) cannot bury the "
         "other's clear winner. At -1 only scores more than one standard deviation below the mean are raised, so "
-        "ordinary rankings keep their order.",
+        "ordinary rankings keep their order; at most 0, as a floor above the mean would flatten most of a ranking.",
     )
     rrf_k: int = Field(
         default=10,
@@ -153,6 +163,8 @@ class Settings(BaseSettings):
     )
     min_relevance: float = Field(
         default=0.35,
+        ge=-1,
+        le=1,
         description="Best dense cosine similarity below which a question is judged unanswerable (the answer "
         "stage then declines without calling the model), unless the query names a retrieved paper verbatim. "
         "Depends on the embedding model: calibrate it with bench/relevance.py, which scores off-topic and on-topic "
@@ -190,7 +202,12 @@ class Settings(BaseSettings):
         default=True, description="Strip plural/-ing/-ed suffixes in BM25 terms (never touches acronyms)."
     )
 
-    # --- generation ----------------------------------------------------------------------------------------
+
+class GenerationSettings(BaseModel):
+    """The generator: backend, model, server, sampling and token caps (rag/generate.py, rag/models.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     backend: BackendName = Field(
         default="auto",
         description="Generator: auto (llama_cpp if installed, else transformers), llama_cpp, transformers, "
@@ -206,20 +223,31 @@ class Settings(BaseSettings):
     openai_model: str = Field(default="local", description="Model name sent to the OpenAI-compatible server.")
     openai_api_key: str = Field(default="not-needed", description="API key for the OpenAI-compatible server.")
     request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout for calls to remote servers.")
-    n_threads: int | None = Field(default=None, description="CPU threads for local generation (default: all).")
+    n_threads: int | None = Field(default=None, ge=1, description="CPU threads for local generation (default: all).")
     context_window: int = Field(default=4096, ge=512, description="Model context length in tokens.")
     max_new_tokens: int = Field(default=220, ge=16, description="Cap on generated tokens per answer.")
     temperature: float = Field(default=0.0, ge=0, description="Sampling temperature (0 = greedy).")
     extractive_sentences: int = Field(
         default=3, ge=1, description="Source sentences the extractive (no-LLM) backend answers with."
     )
+    condense_max_tokens: int = Field(
+        default=48, ge=8, description="Token cap for rewriting a follow-up into a standalone question."
+    )
 
-    # --- answer --------------------------------------------------------------------------------------------
+
+class AnswerSettings(BaseModel):
+    """From sources to a checked answer: the prompt's papers and sentences, verification, the support judge,
+    quotes and records, follow-ups (rag/answer.py and the modules it calls)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     passage_sentences: int = Field(
         default=4, ge=1, description="Most relevant sentences of each paper shown to the model."
     )
     support_threshold: float = Field(
         default=0.45,
+        ge=0,
+        le=1,
         description="Least support score (see support_lexical_weight) for a source to back an answer sentence.",
     )
     max_question_chars: int = Field(default=2000, ge=10, description="Longer questions are rejected.")
@@ -371,34 +399,6 @@ class Settings(BaseSettings):
         description="Papers whose record (authors, schedule) is appended, composed in code, when a question asks "
         "who wrote a paper or when and where it was presented (rag/records.py); 0 leaves such answers to the model.",
     )
-    condense_max_tokens: int = Field(
-        default=48, ge=8, description="Token cap for rewriting a follow-up into a standalone question."
-    )
-
-    # --- chat UI -------------------------------------------------------------------------------------------
-    ui_host: str = Field(default="127.0.0.1", description="Address the chat binds to.")
-    ui_port: int = Field(default=7860, description="Port the chat listens on.")
-    ui_user: str | None = Field(default=None, description="Login user name (login is off unless both are set).")
-    ui_password: str | None = Field(default=None, description="Login password.")
-    ui_concurrency: int = Field(default=1, ge=1, description="Answers generated at once; others wait in a queue.")
-    ui_max_upload_mb: int = Field(
-        default=500,
-        ge=1,
-        le=20_000,
-        description="Largest bibliography file the chat accepts for import, in MB: the server refuses a larger upload "
-        "before writing it (an arXiv field's metadata is a few hundred MB).",
-    )
-    ui_admins: list[str] = Field(
-        default_factory=list,
-        description="Users who may import bibliographies into new collections from the chat when login is on "
-        "(empty: the configured ui_user). With login off, the one local user may import.",
-    )
-
-    @field_validator("collection")
-    @classmethod
-    def _chroma_collection_name(cls, value: str) -> str:
-        """A name Chroma would refuse fails here, in one line, before any store is opened."""
-        return check_collection_name(value)
 
     @field_validator("weak_source_margin", mode="before")
     @classmethod
@@ -407,6 +407,177 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in {"", "off", "none"}:
             return None
         return value
+
+
+class UISettings(BaseModel):
+    """The Gradio chat (ui/app.py). Flat names keep the `ui_` prefix: `ui_port` is `ui.port`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Address the chat binds to.")
+    port: int = Field(default=7860, ge=1, le=65535, description="Port the chat listens on.")
+    user: str | None = Field(default=None, description="Login user name (login is off unless both are set).")
+    password: str | None = Field(default=None, description="Login password.")
+    concurrency: int = Field(default=1, ge=1, description="Answers generated at once; others wait in a queue.")
+    max_upload_mb: int = Field(
+        default=500,
+        ge=1,
+        le=20_000,
+        description="Largest bibliography file the chat accepts for import, in MB: the server refuses a larger upload "
+        "before writing it (an arXiv field's metadata is a few hundred MB).",
+    )
+    admins: list[str] = Field(
+        default_factory=list,
+        description="Users who may import bibliographies into new collections from the chat when login is on "
+        "(empty: the configured ui_user). With login off, the one local user may import.",
+    )
+
+
+GROUPS: dict[str, type[BaseModel]] = {
+    "index": IndexSettings,
+    "retrieval": RetrievalSettings,
+    "generation": GenerationSettings,
+    "answer": AnswerSettings,
+    "ui": UISettings,
+}
+"""Settings' stage groups: attribute name -> model."""
+
+FLAT_PREFIXES: dict[str, str] = {"ui": "ui_"}
+"""Groups whose flat names carry a prefix (`ui_port`), because the bare name (`port`) would say too little."""
+
+
+def _flat_names() -> dict[str, tuple[str, str]]:
+    """Flat name -> (group, field name), generated from the group models so no list is written twice."""
+    table: dict[str, tuple[str, str]] = {}
+    for group, model in GROUPS.items():
+        for name in model.model_fields:
+            flat = FLAT_PREFIXES.get(group, "") + name
+            if flat in table:
+                raise TypeError(f"settings field {flat!r} is in groups {table[flat][0]!r} and {group!r}")
+            table[flat] = (group, name)
+    return table
+
+
+FLAT_NAMES: dict[str, tuple[str, str]] = _flat_names()
+"""Every stage field's flat name (`top_k`, `ui_port`) -> (group, field name): keyword arguments, `RAG_<NAME>`
+variables, `with_changes` and the faces' `--set name=value` use these."""
+
+
+class _FlatEnvSource(PydanticBaseSettingsSource):
+    """The stage fields under their flat variable names (`RAG_TOP_K`), read from the variables of an environment
+    or `.env` source and returned nested (`{"retrieval": {"top_k": "3"}}`), so the sources' usual order decides
+    between them."""
+
+    def __init__(self, settings_cls: type[BaseSettings], source: EnvSettingsSource):
+        super().__init__(settings_cls)
+        self.source = source
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every flat name at once
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, dict[str, Any]] = {}
+        for flat, (group, name) in FLAT_NAMES.items():
+            key = f"{self.source.env_prefix}{flat}"
+            value = self.source.env_vars.get(key if self.source.case_sensitive else key.lower())
+            if value is None:
+                continue
+            field = GROUPS[group].model_fields[name]
+            if self.source.field_is_complex(field):
+                value = self.source.decode_complex_value(flat, field, value)
+            found.setdefault(group, {})[name] = value
+        return found
+
+
+class Settings(BaseSettings):
+    """Configuration for corpus -> index -> retrieve -> answer, and for the faces on top."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        dotenv_filtering="only_existing",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("rag-abstracts", appauthor=False)),
+        description="Root for the Chroma index, assembled model files and caches.",
+    )
+    corpus_paths: list[Path] = Field(
+        default_factory=lambda: [BUNDLED_CORPUS_DIR],
+        description="Files or folders ingested when no path is given (default: the bundled seed pages).",
+    )
+    collection: str = Field(default="papers", description="Chroma collection name.")
+
+    index: IndexSettings = Field(default_factory=IndexSettings, description="Store, chunking, embedding model.")
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings, description="Retrievers, fusion, re-ranking, relevance gate."
+    )
+    generation: GenerationSettings = Field(
+        default_factory=GenerationSettings, description="Generator backend, model and sampling."
+    )
+    answer: AnswerSettings = Field(
+        default_factory=AnswerSettings, description="Prompt contents, verification, judge, quotes and records."
+    )
+    ui: UISettings = Field(default_factory=UISettings, description="The Gradio chat.")
+
+    @field_validator("collection")
+    @classmethod
+    def _chroma_collection_name(cls, value: str) -> str:
+        """A name Chroma would refuse fails here, in one line, before any store is opened."""
+        return check_collection_name(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The flat variables (`RAG_TOP_K`) just after the nested ones (`RAG_RETRIEVAL__TOP_K`) of each source."""
+        return (
+            init_settings,
+            env_settings,
+            _FlatEnvSource(settings_cls, env_settings),
+            dotenv_settings,
+            _FlatEnvSource(settings_cls, dotenv_settings),
+            file_secret_settings,
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_names_into_groups(cls, data: Any) -> Any:
+        """`Settings(top_k=3)`: each flat keyword goes to its group, over that group's other values (keywords are
+        the highest source); a name that is neither a field nor a flat name is an error, not silently dropped."""
+        if not isinstance(data, dict):
+            return data
+        nested = {name: value for name, value in data.items() if name in cls.model_fields}
+        for name, value in data.items():
+            if name in cls.model_fields:
+                continue
+            if name not in FLAT_NAMES:
+                raise PydanticCustomError("unknown_setting", f"unknown setting {name!r}{_did_you_mean(name)}")
+            group, field = FLAT_NAMES[name]
+            values = nested.get(group) or {}
+            values = values.model_dump() if isinstance(values, BaseModel) else dict(values)
+            nested[group] = values | {field: value}
+        return nested
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some settings changed, by flat name (`with_changes(top_k=3, judge_answers=False)`), and
+        validated like the constructor (bounds, types, unknown names); environment variables are not read again."""
+        return type(self).model_validate(self.model_dump() | changes)
+
+    def flat_dump(self, mode: Literal["python", "json"] = "python") -> dict[str, Any]:
+        """Every setting under its flat name (`top_k`, `ui_port`), in field order: what reports and hashes key on,
+        the same as before the groups."""
+        dumped = self.model_dump(mode=mode)
+        flat = {name: dumped[name] for name in type(self).model_fields if name not in GROUPS}
+        flat.update({name: dumped[group][field] for name, (group, field) in FLAT_NAMES.items()})
+        return flat
 
     @property
     def index_dir(self) -> Path:
@@ -417,3 +588,9 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """Folder where assembled model files are cached."""
         return self.data_dir / "models"
+
+
+def _did_you_mean(name: str) -> str:
+    """`; did you mean 'top_k'?` for a misspelt setting name, else nothing."""
+    close = difflib.get_close_matches(name, [*FLAT_NAMES, *Settings.model_fields], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -206,7 +206,7 @@ class ClaimCheck(BaseModel):
 class Restart(BaseModel):
     """Sent in an answer stream when the text streamed so far is withdrawn: the answer starts again.
 
-    The first prompt shows the model only the strongest papers (`Settings.weak_source_margin`). When that
+    The first prompt shows the model only the strongest papers (`Settings.answer.weak_source_margin`). When that
     answer is declined after verification, the model is asked again with every paper, and a stream consumer
     should clear what it has shown of the first attempt.
     """

@@ -8,9 +8,9 @@ claim no source makes. `verify_answer` fixes what can be fixed in code and remov
 * a marker naming no existing source is removed (`rag.markers.strip_invalid_citations`);
 * each sentence gets a support score against every source (`rag.evidence.support_score`: sentence cosine
   blended with key-term overlap, zero when a number is missing from the source);
-* a cited source that does not reach `Settings.support_threshold` loses its marker; if another source does,
+* a cited source that does not reach `Settings.answer.support_threshold` loses its marker; if another source does,
   the citation moves to the best such source; an uncited sentence that a source supports gets its marker;
-* a sentence no source supports is dropped, or kept without markers when `Settings.unsupported_policy` is
+* a sentence no source supports is dropped, or kept without markers when `Settings.answer.unsupported_policy` is
   "mark";
 * sentences that say the collection does not answer ("The collection does not say ...") are statements about
   the sources, not claims from them: they are kept without markers, never scored.
@@ -79,7 +79,7 @@ def verify_answer(
                 checks.append(SentenceCheck(text=remove_citations(sentence), removed_citations=cited, dropped=True))
                 continue
             renamed_from, sentence, cited = name, rename_paper(sentence, name, titles[right]), [right]
-        if vector is not None and _repeats(vector, kept_vectors, settings.duplicate_similarity):
+        if vector is not None and _repeats(vector, kept_vectors, settings.answer.duplicate_similarity):
             # small models restate their first sentence; a repeat adds nothing but length
             checks.append(SentenceCheck(text=sentence, citations=cited, dropped=True))
             continue
@@ -133,13 +133,13 @@ def _check_claim(
     sentence: str, cited: list[int], vector: np.ndarray, evidence: dict[int, Evidence], settings: Settings
 ) -> SentenceCheck:
     scores = {
-        number: support_score(sentence, vector, item, settings.support_lexical_weight)[0]
+        number: support_score(sentence, vector, item, settings.answer.support_lexical_weight)[0]
         for number, item in evidence.items()
     }
     if misattributes_numbers(sentence, evidence):
         scores = dict.fromkeys(scores, 0.0)
     best_overall = max(scores.values(), default=0.0)
-    floor = max(settings.support_threshold, best_overall - settings.citation_margin)
+    floor = max(settings.answer.support_threshold, best_overall - settings.answer.citation_margin)
     passing = {number for number, score in scores.items() if score >= floor}
     final = [number for number in cited if number in passing]
     added: list[int] = []
@@ -149,7 +149,7 @@ def _check_claim(
     removed = [number for number in cited if number not in final]
     best_score = max((scores[number] for number in final), default=max(scores.values(), default=0.0))
     if not final:
-        drop = settings.unsupported_policy == "drop"
+        drop = settings.answer.unsupported_policy == "drop"
         return SentenceCheck(
             text=remove_citations(sentence),
             support=round(best_score, 4),

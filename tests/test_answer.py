@@ -419,12 +419,12 @@ def test_a_follow_up_picks_its_sentences_by_what_it_asks(ordered, tmp_path, word
 
 def test_the_lean_first_prompt_is_on_by_default_and_off_spells_every_paper(monkeypatch, tmp_path):
     monkeypatch.delenv("RAG_WEAK_SOURCE_MARGIN", raising=False)
-    assert Settings(data_dir=tmp_path).weak_source_margin == 0.2
+    assert Settings(data_dir=tmp_path).answer.weak_source_margin == 0.2
     for off in ("off", "None", ""):
         monkeypatch.setenv("RAG_WEAK_SOURCE_MARGIN", off)
-        assert Settings(data_dir=tmp_path).weak_source_margin is None
+        assert Settings(data_dir=tmp_path).answer.weak_source_margin is None
     monkeypatch.setenv("RAG_WEAK_SOURCE_MARGIN", "0.3")
-    assert Settings(data_dir=tmp_path).weak_source_margin == 0.3
+    assert Settings(data_dir=tmp_path).answer.weak_source_margin == 0.3
 
 
 def test_a_declined_lean_prompt_is_asked_again_with_every_paper(ordered, tmp_path, word_embedder):
@@ -435,7 +435,7 @@ def test_a_declined_lean_prompt_is_asked_again_with_every_paper(ordered, tmp_pat
     completion = "We propose a robust SNR distance metric based on the signal-to-noise ratio [1]."
     generator = FakeGenerator(DECLINE_TEXT, completion)
     pieces, answer = run(Answerer(generator, word_embedder, settings), question, FakeRetriever(ordered))
-    assert [len(request.sources) for request in generator.requests] == [1, settings.answer_sources]
+    assert [len(request.sources) for request in generator.requests] == [1, settings.answer.answer_sources]
     assert "".join(pieces) == completion
     assert not answer.declined and answer.text == completion
     assert "lean_generate" in answer.timings and answer.timings["first_token"] > answer.timings["lean_generate"]
@@ -454,7 +454,7 @@ def test_an_unsupported_lean_answer_is_withdrawn_and_asked_again(ordered, tmp_pa
     assert "".join(items[:restart]) == unsupported
     assert "".join(items[restart + 1 : -1]) == completion
     answer = items[-1]
-    assert [len(request.sources) for request in generator.requests] == [1, settings.answer_sources]
+    assert [len(request.sources) for request in generator.requests] == [1, settings.answer.answer_sources]
     assert not answer.declined and answer.text == completion
     assert {"lean_generate", "lean_verify", "generate", "verify"} <= set(answer.timings)
     assert answer.timings["first_token"] > answer.timings["lean_generate"]
@@ -465,7 +465,7 @@ def test_a_lean_answer_declined_again_with_every_paper_stays_declined(ordered, t
     question = "What does the signal-to-noise ratio distance metric do for deep metric learning?"
     generator = FakeGenerator("Bananas grow on tall tropical plants [1].", DECLINE_TEXT)
     items = list(Answerer(generator, word_embedder, settings).stream(question, FakeRetriever(ordered)))
-    assert [len(request.sources) for request in generator.requests] == [1, settings.answer_sources]
+    assert [len(request.sources) for request in generator.requests] == [1, settings.answer.answer_sources]
     assert sum(isinstance(item, Restart) for item in items) == 1
     assert items[-1].declined and items[-1].text == DECLINE_TEXT and not items[-1].citations
 
@@ -494,7 +494,7 @@ def test_questions_about_several_papers_keep_every_paper(ordered, tmp_path, word
     answerer = Answerer(FakeGenerator(), word_embedder, settings)
     question = "Which papers use signal-to-noise ratios?"
     shown, _ = answerer.prepare_sources(question, FakeRetriever(ordered).search(question))
-    assert len(shown) == max(settings.answer_sources, settings.answer_sources_several)
+    assert len(shown) == max(settings.answer.answer_sources, settings.answer.answer_sources_several)
 
 
 def test_source_sentences_are_embedded_once_across_questions(ordered, answer_settings, word_embedder):
@@ -674,7 +674,7 @@ def test_follow_up_is_rewritten_by_the_model(ordered, answer_settings, word_embe
     retriever = FakeRetriever(ordered)
     _, answer = run(Answerer(generator, word_embedder, answer_settings), "Who wrote it?", retriever, history=HISTORY)
     condense = generator.requests[0]
-    assert condense.max_tokens == answer_settings.condense_max_tokens and condense.stop == ["\n"]
+    assert condense.max_tokens == answer_settings.generation.condense_max_tokens and condense.stop == ["\n"]
     assert "Which paper presents ViLT?" in condense.messages[-1]["content"]
     assert "Who wrote it?" in condense.messages[-1]["content"]
     assert "[1]" not in condense.messages[-1]["content"]  # earlier answers are shown without markers

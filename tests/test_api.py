@@ -54,7 +54,7 @@ def test_bot_builds_the_index_on_first_use(settings, tmp_path, papers):
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(json.dumps({"id": p.id, "title": p.title, "text": p.abstract}) for p in papers))
-    bot = Bot(settings.model_copy(update={"corpus_paths": [corpus]}))
+    bot = Bot(settings.with_changes(corpus_paths=[corpus]))
     assert bot.search("feature pyramid object detection", k=1)[0].paper.id == "fpn"
 
 
@@ -119,7 +119,7 @@ def test_collections_lists_every_collection_of_the_store(bot, papers):
     from rag.index import open_index
 
     bot.for_collection("second").index.ingest(papers[:2])
-    with open_index(bot.settings.model_copy(update={"collection": "foreign"}), OtherModel()) as foreign:
+    with open_index(bot.settings.with_changes(collection="foreign"), OtherModel()) as foreign:
         foreign.ingest(papers[:1])
     listed = {info.name: info for info in collections(bot.settings)}
     assert (listed["test"].chunks, listed["test"].papers) == (5, 5)

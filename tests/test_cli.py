@@ -66,7 +66,7 @@ def test_ask_on_a_terminal_says_when_the_streamed_draft_is_withdrawn(monkeypatch
 def test_unknown_backend_in_environment_is_one_line():
     result = run_cli("ask", "what is FPN?", env={"RAG_BACKEND": "gpt-17"})
     assert result.returncode == 2
-    assert result.stderr.startswith("rag: error: invalid setting backend")
+    assert result.stderr.startswith("rag: error: invalid setting generation.backend")  # named by its stage
     assert "Traceback" not in result.stderr
 
 
@@ -76,7 +76,7 @@ def test_missing_corpus_path_is_one_line(tmp_path, settings):
         str(tmp_path / "nope.jsonl"),
         "--data-dir",
         str(tmp_path / "data"),
-        env={"RAG_EMBEDDING_MODEL": str(settings.embedding_model)},
+        env={"RAG_EMBEDDING_MODEL": str(settings.index.embedding_model)},
     )
     assert result.returncode == 2
     assert "nope.jsonl" in result.stderr and "Traceback" not in result.stderr
@@ -91,7 +91,7 @@ def test_ingest_search_and_ask_json_over_a_small_corpus(tmp_path, settings, pape
         )
     )
     env = {
-        "RAG_EMBEDDING_MODEL": str(settings.embedding_model),
+        "RAG_EMBEDDING_MODEL": str(settings.index.embedding_model),
         "RAG_DATA_DIR": str(tmp_path / "data"),
         "RAG_RETRIEVAL_MODE": "lexical",  # the tiny test embedder is random; BM25 decides the ranking here
     }

@@ -21,6 +21,7 @@ from eval.harness import (
     load_questions,
     run_questions,
     select_questions,
+    settings_summary,
 )
 from eval.metrics import (
     OVERALL,
@@ -282,7 +283,7 @@ class FakeBot:
         if question not in self.script:
             return []  # the harness's warm-up query
         self.asked.append(question)
-        return self._sources(question, k or self.settings.top_k)
+        return self._sources(question, k or self.settings.retrieval.top_k)
 
     def ask_stream(self, question: str, history=(), k: int | None = None, filters=None):
         self.asked.append(question)
@@ -290,7 +291,7 @@ class FakeBot:
             raise RuntimeError("simulated crash")
         if not question.strip():
             raise QuestionError("The question is empty.")
-        sources = self._sources(question, k or self.settings.top_k)
+        sources = self._sources(question, k or self.settings.retrieval.top_k)
         _, text, declined = self.script[question]
         for word in text.split(" "):
             yield word + " "
@@ -362,16 +363,22 @@ def test_other_settings_or_edited_questions_are_not_resumed(tmp_path, fake_setti
     questions = load_questions(write_questions(tmp_path / "q.jsonl", QUESTIONS))
     out = tmp_path / "run"
     run_questions(FakeBot(fake_settings), questions, out, progress=False)
-    other = FakeBot(fake_settings.model_copy(update={"top_k": 2}))
+    other = FakeBot(fake_settings.with_changes(top_k=2))
     run_questions(other, questions, out, progress=False)
     assert len(other.asked) == 3
-    moved = FakeBot(fake_settings.model_copy(update={"data_dir": tmp_path / "elsewhere", "n_threads": 1}))
+    moved = FakeBot(fake_settings.with_changes(data_dir=tmp_path / "elsewhere", n_threads=1))
     run_questions(moved, questions, out, progress=False)
     assert moved.asked == []  # paths and thread counts do not change answers
     edited = [questions[0].model_copy(update={"must_include": [["SNR"]]}), *questions[1:]]
     again = FakeBot(fake_settings)
     run_questions(again, edited, out, progress=False)
     assert again.asked == [QUESTIONS[0]["question"]]
+
+
+def test_the_settings_summary_keys_on_flat_names_so_older_runs_compare(fake_settings):
+    summary = settings_summary(fake_settings.with_changes(top_k=2, ui_port=9005))
+    assert summary["top_k"] == 2 and summary["backend"] == fake_settings.generation.backend
+    assert "ui_port" not in summary and "retrieval" not in summary and "port" not in summary
 
 
 def test_rag_errors_are_recorded_as_failed_questions(tmp_path, fake_settings):
@@ -474,7 +481,7 @@ def test_rag_eval_end_to_end_with_a_real_bot(tmp_path, settings, papers, monkeyp
     from rag.cli import main as rag_main
 
     Bot(settings).index.ingest(papers)
-    monkeypatch.setenv("RAG_EMBEDDING_MODEL", settings.embedding_model)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", settings.index.embedding_model)
     questions = write_questions(tmp_path / "q.jsonl", QUESTIONS)
     out = tmp_path / "run"
     argv = ["eval", "--questions", str(questions), "--backend", "extractive", "--no-progress", "--no-plots"]
@@ -504,7 +511,7 @@ def test_rag_eval_on_a_beir_set_scores_rankings_and_answers(tmp_path, settings, 
         {"id": "t3", "query": "not selected: train split", "gold_ids": ["fpn"], "split": "train"},
     ]
     queries.write_text("".join(json.dumps({"split": "test", "tldr_index": 1} | row) + "\n" for row in rows))
-    monkeypatch.setenv("RAG_EMBEDDING_MODEL", settings.embedding_model)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", settings.index.embedding_model)
     out = tmp_path / "beir"
     argv = ["--corpus", str(corpus), "--queries", str(queries), "--modes", "lexical,hybrid", "--answers"]
     argv += ["--backend", "extractive", "--data-dir", str(settings.data_dir), "--out", str(out), "--no-plots"]
@@ -526,7 +533,7 @@ def test_smoke_set_meets_the_floors_with_the_default_model(tmp_path, real_settin
     and, where the checkout has them, the independent ones."""
     from eval.harness import question_set_names, smoke_question_files
 
-    monkeypatch.setenv("RAG_MODEL_PATH", str(real_settings.model_path))  # the cached GGUF, not re-assembled
+    monkeypatch.setenv("RAG_MODEL_PATH", str(real_settings.generation.model_path))  # the cached GGUF, not re-assembled
     out = tmp_path / "smoke"
     argv = ["--smoke", "--data-dir", str(real_settings.data_dir), "--out", str(out)]
     assert eval_cli.main([*argv, "--no-progress"]) == eval_cli.EXIT_OK
@@ -546,7 +553,7 @@ def test_benchmark_indexes_are_isolated_and_skip_the_sentence_vector_fill(tmp_pa
     mine = Settings(data_dir=tmp_path, collection="papers")
     isolated = bench_settings(mine)
     assert isolated.data_dir == tmp_path / "bench" and isolated.collection == "bench"
-    assert mine.sentence_vectors_at_ingest and not isolated.sentence_vectors_at_ingest
+    assert mine.index.sentence_vectors_at_ingest and not isolated.index.sentence_vectors_at_ingest
 
 
 # --- conversations, must_not_include, how answers read, several sets --------------------------------------

@@ -73,7 +73,7 @@ def test_extractive_cites_every_sentence_and_only_given_numbers(settings, papers
 
     pieces = list(ExtractiveGenerator(settings).stream(request))
 
-    assert 1 < len(pieces) <= settings.extractive_sentences  # one piece per sentence, so the UI streams
+    assert 1 < len(pieces) <= settings.generation.extractive_sentences  # one piece per sentence, so the UI streams
     valid = {source.number for source in sources}
     for piece in pieces:
         number = int(piece.rstrip(".").rsplit("[", 1)[1].rstrip("]"))
@@ -94,7 +94,7 @@ def test_extractive_declines_without_sources(settings):
 
 
 def test_extractive_sentence_count_follows_settings(settings, papers):
-    one = settings.model_copy(update={"extractive_sentences": 1})
+    one = settings.with_changes(extractive_sentences=1)
     request = GenerationRequest(messages=[], sources=numbered_sources(papers), question="deep networks")
     assert len(list(ExtractiveGenerator(one).stream(request))) == 1
 
@@ -135,7 +135,8 @@ def test_cut_at_stop_stops_consuming_its_input():
 
 
 def test_unknown_backend_is_a_one_line_backend_error(settings):
-    bad = settings.model_copy(update={"backend": "gpt-7"})
+    generation = settings.generation.model_copy(update={"backend": "gpt-7"})  # unvalidated: Settings refuses it
+    bad = settings.model_copy(update={"generation": generation})
     with pytest.raises(BackendError, match="Unknown generator backend 'gpt-7'") as caught:
         load_generator(bad)
     assert "\n" not in str(caught.value)
@@ -143,13 +144,13 @@ def test_unknown_backend_is_a_one_line_backend_error(settings):
 
 def test_openai_without_base_url_is_a_backend_error(settings):
     with pytest.raises(BackendError, match="RAG_OPENAI_BASE_URL"):
-        load_generator(settings.model_copy(update={"backend": "openai", "openai_base_url": None}))
+        load_generator(settings.with_changes(backend="openai", openai_base_url=None))
 
 
 @pytest.mark.parametrize("backend", ["llama_cpp", "transformers"])
 def test_missing_model_file_is_a_backend_error(settings, tmp_path, backend, monkeypatch):
     monkeypatch.setattr(generate, "llama_cpp_available", lambda: True)  # reach the model-file check
-    missing = settings.model_copy(update={"backend": backend, "model_path": tmp_path / "nope.gguf"})
+    missing = settings.with_changes(backend=backend, model_path=tmp_path / "nope.gguf")
     with pytest.raises(BackendError, match=r"Model file not found: .*nope\.gguf"):
         load_generator(missing)
 
@@ -157,7 +158,7 @@ def test_missing_model_file_is_a_backend_error(settings, tmp_path, backend, monk
 def test_llama_cpp_missing_package_is_a_backend_error(settings, monkeypatch):
     monkeypatch.setattr(generate, "llama_cpp_available", lambda: False)
     with pytest.raises(BackendError, match=r"llama-cpp-python.*RAG_BACKEND=transformers"):
-        load_generator(settings.model_copy(update={"backend": "llama_cpp"}))
+        load_generator(settings.with_changes(backend="llama_cpp"))
 
 
 def test_auto_prefers_llama_cpp_and_falls_back_to_transformers(monkeypatch):
@@ -170,7 +171,7 @@ def test_auto_prefers_llama_cpp_and_falls_back_to_transformers(monkeypatch):
 
 def test_extractive_and_openai_load_by_name(settings):
     assert load_generator(settings).name == "extractive"
-    remote = settings.model_copy(update={"backend": "openai", "openai_base_url": "http://127.0.0.1:9/v1/"})
+    remote = settings.with_changes(backend="openai", openai_base_url="http://127.0.0.1:9/v1/")
     generator = load_generator(remote)
     assert generator.name == "openai"
     assert generator.url == "http://127.0.0.1:9/v1/chat/completions"
@@ -231,13 +232,13 @@ def test_llama_cpp_stream_passes_request_and_stops_when_closed(settings):
     assert llm.produced == 2
     call = llm.calls[0]
     assert call["messages"] == MESSAGES and call["stream"] is True and call["stop"] == ["\n\n"]
-    assert call["temperature"] == settings.temperature
+    assert call["temperature"] == settings.generation.temperature
     # the model lock was released, so the next question can run
     assert "".join(generator.stream(GenerationRequest(messages=MESSAGES, max_tokens=3))) == "t0 t1 t2 "
 
 
 def test_a_stream_left_open_makes_the_next_one_fail_clearly_not_hang(settings):
-    generator = LlamaCppGenerator(FakeLlama(), settings.model_copy(update={"request_timeout_s": 0.2}))
+    generator = LlamaCppGenerator(FakeLlama(), settings.with_changes(request_timeout_s=0.2))
     abandoned = generator.stream(GenerationRequest(messages=MESSAGES, max_tokens=100))
     next(abandoned)  # holds the model, like a consumer that neither finishes nor closes
     with pytest.raises(BackendError, match="still busy"):
@@ -328,7 +329,7 @@ def test_transformers_generation_failure_is_a_one_line_backend_error(settings):
 def test_transformers_prompt_over_context_window_is_a_backend_error(settings):
     generator = TransformersGenerator(FakeCausalLM(), FakeTokenizer(), settings)
     with pytest.raises(BackendError, match="exceeds the context window"):
-        list(generator.stream(GenerationRequest(messages=MESSAGES, max_tokens=settings.context_window)))
+        list(generator.stream(GenerationRequest(messages=MESSAGES, max_tokens=settings.generation.context_window)))
 
 
 # --- OpenAI-compatible client against a fake SSE server -----------------------------------------------------
@@ -391,9 +392,7 @@ class FakeOpenAIServer:
 
 
 def openai_settings(settings, url, **update) -> Settings:
-    return settings.model_copy(
-        update={"backend": "openai", "openai_base_url": url, "openai_api_key": "sk-test", **update}
-    )
+    return settings.with_changes(**{"backend": "openai", "openai_base_url": url, "openai_api_key": "sk-test", **update})
 
 
 def test_openai_streams_deltas_and_sends_the_request(settings):
@@ -411,7 +410,7 @@ def test_openai_streams_deltas_and_sends_the_request(settings):
         "messages": MESSAGES,
         "stream": True,
         "max_tokens": 12,
-        "temperature": settings.temperature,
+        "temperature": settings.generation.temperature,
         "stop": ["\n\n"],
     }
 
@@ -480,18 +479,18 @@ def small_model_settings() -> Settings:
 @pytest.mark.integration
 @needs_llama_cpp
 def test_llama_cpp_answers_a_short_prompt(small_model_settings):
-    generator = load_generator(small_model_settings.model_copy(update={"backend": "llama_cpp"}))
+    generator = load_generator(small_model_settings.with_changes(backend="llama_cpp"))
     assert generator.name == "llama_cpp"
     text = "".join(generator.stream(GenerationRequest(messages=SHORT, max_tokens=8)))
     assert "paris" in text.lower()
     # the model is cached: a second load returns the same llama.cpp object, not a reload
-    again = load_generator(small_model_settings.model_copy(update={"backend": "llama_cpp"}))
+    again = load_generator(small_model_settings.with_changes(backend="llama_cpp"))
     assert again.llm is generator.llm
 
 
 @pytest.mark.integration
 def test_transformers_answers_a_short_prompt(small_model_settings):
-    generator = load_generator(small_model_settings.model_copy(update={"backend": "transformers"}))
+    generator = load_generator(small_model_settings.with_changes(backend="transformers"))
     text = "".join(generator.stream(GenerationRequest(messages=SHORT, max_tokens=8)))
     assert "paris" in text.lower()
 
@@ -544,9 +543,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: floa
 @pytest.mark.integration
 @needs_llama_cpp
 def test_openai_backend_against_real_llama_cpp_server(small_model_settings, llama_server):
-    remote = small_model_settings.model_copy(
-        update={"backend": "openai", "openai_base_url": llama_server, "openai_model": "qwen-0.5b"}
-    )
+    remote = small_model_settings.with_changes(backend="openai", openai_base_url=llama_server, openai_model="qwen-0.5b")
     generator = load_generator(remote)
     pieces = list(generator.stream(GenerationRequest(messages=SHORT, max_tokens=8)))
     assert len(pieces) >= 1

@@ -33,7 +33,7 @@ from rag.index import (
     list_collections,
     open_index,
 )
-from rag.settings import Settings, check_collection_name
+from rag.settings import IndexSettings, Settings, check_collection_name
 from rag.text import sentences_within
 from rag.types import IngestProgress, Paper
 
@@ -144,21 +144,21 @@ def test_long_abstract_splits_into_overlapping_chunks_that_each_stand_alone(sett
     chunks = chunk_paper(paper, settings)
     assert len(chunks) > 1
     assert [chunk.id for chunk in chunks] == [f"long#{i}" for i in range(len(chunks))]
-    sentences = sentences_within(paper.abstract, settings.chunk_chars)
+    sentences = sentences_within(paper.abstract, settings.index.chunk_chars)
     covered = []
     for chunk in chunks:
         header, body = chunk.text.split("\n", 1)
         assert header == "A Long Paper long. Authors: Ada Lovelace, Alan Turing."
-        assert len(body) <= settings.chunk_chars + 120  # about chunk_chars: never more than one sentence over
+        assert len(body) <= settings.index.chunk_chars + 120  # about chunk_chars: never more than one sentence over
         covered.append(body)
     assert all(sentence in " ".join(covered) for sentence in sentences)  # nothing lost
     for before, after in itertools.pairwise(chunks):  # one sentence of overlap
-        last_sentence = sentences_within(before.text.split("\n", 1)[1], settings.chunk_chars)[-1]
+        last_sentence = sentences_within(before.text.split("\n", 1)[1], settings.index.chunk_chars)[-1]
         assert after.text.split("\n", 1)[1].startswith(last_sentence)
 
 
 def test_no_overlap_means_every_sentence_appears_once(settings):
-    settings = settings.model_copy(update={"chunk_overlap_sentences": 0})
+    settings = settings.with_changes(chunk_overlap_sentences=0)
     paper = long_paper()
     bodies = [chunk.text.split("\n", 1)[1] for chunk in chunk_paper(paper, settings)]
     assert " ".join(bodies) == paper.abstract
@@ -169,14 +169,14 @@ def test_ten_megabyte_abstract_without_full_stops_chunks_in_bounded_pieces(setti
     huge = Paper(id="huge", title="Huge", abstract="word " * 2_000_000)  # 10 MB, no sentence ends at all
     chunks = chunk_paper(huge, settings)
     assert len(chunks) > 10_000
-    assert max(len(chunk.text) for chunk in chunks) <= settings.chunk_chars + len("Huge.\n")
+    assert max(len(chunk.text) for chunk in chunks) <= settings.index.chunk_chars + len("Huge.\n")
 
 
 def test_content_hash_follows_paper_and_chunk_settings(papers, settings):
     paper = papers[0]
     assert content_hash(paper, settings) == content_hash(paper.model_copy(), settings)
     assert content_hash(paper, settings) != content_hash(paper.model_copy(update={"year": 2021}), settings)
-    assert content_hash(paper, settings) != content_hash(paper, settings.model_copy(update={"chunk_chars": 300}))
+    assert content_hash(paper, settings) != content_hash(paper, settings.with_changes(chunk_chars=300))
 
 
 # --- embedder --------------------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_vectors_by_id_are_the_stored_ones_and_skip_unknown_ids(index, papers):
 
 
 def test_new_collection_gets_the_hnsw_settings_and_reopening_applies_ef_search(settings, embedder):
-    tuned = settings.model_copy(update={"hnsw_ef_construction": 150, "hnsw_max_neighbors": 24, "hnsw_ef_search": 120})
+    tuned = settings.with_changes(hnsw_ef_construction=150, hnsw_max_neighbors=24, hnsw_ef_search=120)
     with open_index(tuned, embedder) as index:
         hnsw = index._collection.configuration["hnsw"]
         assert (hnsw["space"], hnsw["ef_construction"], hnsw["max_neighbors"], hnsw["ef_search"]) == (
@@ -294,7 +294,7 @@ def test_new_collection_gets_the_hnsw_settings_and_reopening_applies_ef_search(s
             24,
             120,
         )
-    with open_index(tuned.model_copy(update={"hnsw_ef_search": 300}), embedder) as index:
+    with open_index(tuned.with_changes(hnsw_ef_search=300), embedder) as index:
         assert index._collection.configuration["hnsw"]["ef_search"] == 300
 
 
@@ -307,7 +307,7 @@ def test_chunks_cache_is_refreshed_by_ingest(index, papers):
 
 
 def test_large_ingest_respects_the_batch_limit(settings, embedder, monkeypatch):
-    settings = settings.model_copy(update={"ingest_batch_size": 7})
+    settings = settings.with_changes(ingest_batch_size=7)
     many = [long_paper(f"p{i}", sentences=6) for i in range(12)]
     with open_index(settings, embedder) as index:
         monkeypatch.setattr(index._client, "get_max_batch_size", lambda: 5)
@@ -321,7 +321,7 @@ def test_large_ingest_respects_the_batch_limit(settings, embedder, monkeypatch):
 
 
 def test_ingest_reports_progress_before_writing_and_after_each_step(settings, embedder, papers):
-    one_paper_steps = settings.model_copy(update={"ingest_batch_size": 1})  # each short paper is one chunk
+    one_paper_steps = settings.with_changes(ingest_batch_size=1)  # each short paper is one chunk
     seen: list[IngestProgress] = []
     with open_index(one_paper_steps, embedder) as index:
         index.ingest(papers[:2])
@@ -336,7 +336,7 @@ def test_ingest_reports_progress_before_writing_and_after_each_step(settings, em
 
 
 def test_an_ingest_stopped_between_steps_is_resumed_by_the_next(settings, embedder, papers):
-    one_paper_steps = settings.model_copy(update={"ingest_batch_size": 1})
+    one_paper_steps = settings.with_changes(ingest_batch_size=1)
 
     def stop_after_two(progress: IngestProgress) -> None:
         if progress.done == 2:
@@ -363,7 +363,7 @@ def test_progress_summary_reads_as_one_short_line():
 
 
 def test_collections_lists_each_collection_with_its_counts_and_model(settings, embedder, papers):
-    other = settings.model_copy(update={"collection": "other.papers"})
+    other = settings.with_changes(collection="other.papers")
     with open_index(settings, embedder) as index, open_index(other, embedder) as second:
         index.ingest(papers)
         second.ingest([long_paper("long", sentences=20)])
@@ -377,7 +377,7 @@ def test_collections_lists_each_collection_with_its_counts_and_model(settings, e
 
 def test_collections_of_an_unreachable_server_is_a_one_line_index_error(settings):
     closed_port = free_port()
-    remote = settings.model_copy(update={"chroma_host": "127.0.0.1", "chroma_port": closed_port})
+    remote = settings.with_changes(chroma_host="127.0.0.1", chroma_port=closed_port)
     with pytest.raises(IndexError_) as caught:
         list_collections(remote.model_copy(update={"chroma_connect_timeout_s": 1.0}))
     assert "Cannot reach the Chroma server" in str(caught.value) and "\n" not in str(caught.value)
@@ -416,7 +416,7 @@ def test_switching_embedding_model_rebuilds_instead_of_mixing(settings, embedder
         index.ingest(papers)
     other_dir = tmp_path / "other-model"
     shutil.copytree(tiny_model_dir, other_dir)
-    other_settings = settings.model_copy(update={"embedding_model": str(other_dir)})
+    other_settings = settings.with_changes(embedding_model=str(other_dir))
     other = CountingEmbedder(Embedder(str(other_dir)))
     with open_index(other_settings, other) as rebuilt:
         assert rebuilt.count() == 0
@@ -506,12 +506,12 @@ def test_damaged_sentence_vector_file_never_fails_and_is_repaired(embedder, tmp_
 
 
 def test_ingest_fills_sentence_vectors_only_when_asked(settings, embedder, papers):
-    assert Settings.model_fields["sentence_vectors_at_ingest"].default is True  # the product fills them
+    assert IndexSettings.model_fields["sentence_vectors_at_ingest"].default is True  # the product fills them
     with open_index(settings, embedder) as index:
         index.ingest(papers)
         assert len(index.sentence_vectors) == 0
         assert not (settings.index_dir / SENTENCE_VECTORS_FILE).exists()
-    eager = settings.model_copy(update={"sentence_vectors_at_ingest": True})
+    eager = settings.with_changes(sentence_vectors_at_ingest=True)
     with open_index(eager, embedder) as index:
         index.ingest(papers)  # every paper is skipped, but its missing sentence vectors are filled
         wanted = set(evidence_sentences(papers))
@@ -531,7 +531,7 @@ def test_unwritable_index_folder_is_a_one_line_index_error(settings, embedder, t
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the data folder should be")
     with pytest.raises(IndexError_) as caught:
-        open_index(settings.model_copy(update={"data_dir": blocker}), embedder)
+        open_index(settings.with_changes(data_dir=blocker), embedder)
     assert "RAG_DATA_DIR" in str(caught.value) and "\n" not in str(caught.value)
     assert blocker.read_text() == "a file where the data folder should be"
 
@@ -549,7 +549,7 @@ def test_corrupt_store_is_an_index_error_and_stays_untouched(settings, embedder)
 
 
 def test_unreachable_server_is_an_index_error(settings, embedder):
-    settings = settings.model_copy(update={"chroma_host": "127.0.0.1", "chroma_port": free_port()})
+    settings = settings.with_changes(chroma_host="127.0.0.1", chroma_port=free_port())
     with pytest.raises(IndexError_, match="Cannot reach the Chroma server"):
         open_index(settings, embedder)
 
@@ -590,7 +590,7 @@ def version(paper_id: str, grows: bool, second: bool) -> Paper:
 
 @pytest.mark.timeout(600)
 def test_sigkill_mid_ingest_leaves_an_index_that_the_next_ingest_completes(settings, embedder, tmp_path):
-    settings = settings.model_copy(update={"ingest_batch_size": 8, "chunk_chars": 200})
+    settings = settings.with_changes(ingest_batch_size=8, chunk_chars=200)
     first = [version(f"p{i:03}", grows=i % 2 == 0, second=False) for i in range(60)]
     second = [version(f"p{i:03}", grows=i % 2 == 0, second=True) for i in range(60)]
     second += [long_paper(f"new{i}", sentences=3) for i in range(20)]
@@ -687,7 +687,7 @@ def test_chroma_server_mode_ingests_queries_and_persists(settings, embedder, pap
     )
     try:
         wait_for_port(port, server, tmp_path / "chroma.log")
-        remote = settings.model_copy(update={"chroma_host": "127.0.0.1", "chroma_port": port})
+        remote = settings.with_changes(chroma_host="127.0.0.1", chroma_port=port)
         with open_index(remote, embedder) as index:
             report = index.ingest(papers)
             assert report.chunks_added == 5 and index.count() == 5

@@ -306,7 +306,7 @@ def test_rag_check_json(settings, papers, capsys, monkeypatch):
     Bot(settings).index.ingest(papers)
     for name, value in {
         "RAG_DATA_DIR": str(settings.data_dir),
-        "RAG_EMBEDDING_MODEL": settings.embedding_model,
+        "RAG_EMBEDDING_MODEL": settings.index.embedding_model,
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("RAG_SENTENCE_VECTORS_AT_INGEST", "false")

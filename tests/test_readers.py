@@ -391,8 +391,8 @@ def test_category_is_hashed_only_when_set(settings):
     paper = Paper(id="p", title="T", abstract="a", year=2020)
     before_the_field = {
         "paper": paper.model_dump(mode="json", exclude={"category"}),
-        "chunk_chars": settings.chunk_chars,
-        "overlap": settings.chunk_overlap_sentences,
+        "chunk_chars": settings.index.chunk_chars,
+        "overlap": settings.index.chunk_overlap_sentences,
         "schema": SCHEMA_VERSION,
     }
     old_hash = hashlib.sha256(json.dumps(before_the_field, sort_keys=True).encode()).hexdigest()[:32]
@@ -426,7 +426,7 @@ def library_bot(request, settings, tmp_path):
             for n, (yymm, year, category) in enumerate((("2101", 2021, "cs.LG"), ("2201", 2022, "q-bio.BM")), 1)
         ]
     )
-    bot = Bot(settings.model_copy(update={"retrieval_mode": request.param}))
+    bot = Bot(settings.with_changes(retrieval_mode=request.param))
     report = bot.ingest([write(tmp_path / "lib.txt", bib), write(tmp_path / "arxiv.jsonl", snapshot)])
     assert (report.papers, report.missing_abstracts) == (4, 0)
     yield bot

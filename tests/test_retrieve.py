@@ -170,7 +170,7 @@ def test_zscore_fusion_matches_hand_computation_and_keeps_margins():
 def test_hybrid_scores_a_lexical_only_candidate_by_its_exact_cosine(papers, settings):
     embedder = BagOfWordsEmbedder()
     index = FakeIndex(papers, embedder)
-    retriever = Retriever(index, embedder, settings.model_copy(update={"candidate_chunks": 1}))
+    retriever = Retriever(index, embedder, settings.with_changes(candidate_chunks=1))
     query = "annealed Gaussian noise added to the gradient"
     found = retriever._candidates(query, retriever.corpus(), None)
     dense, lexical = found.paper_scores["dense"], found.paper_scores["lexical"]
@@ -221,7 +221,7 @@ def test_ann_dense_candidates_agree_with_exact_search_over_every_stored_vector(s
     embedder = NamedBagOfWords()
     with open_index(settings, embedder) as index:
         index.ingest([*papers, *filler_papers(60)])
-        retriever = Retriever(index, embedder, settings.model_copy(update={"candidate_chunks": 10}))
+        retriever = Retriever(index, embedder, settings.with_changes(candidate_chunks=10))
         stored = index.chunk_vectors()
         ids = list(stored)
         matrix = np.stack([stored[chunk_id] for chunk_id in ids])
@@ -273,8 +273,8 @@ def test_the_dense_query_is_the_question_without_its_frame(papers, settings):
     embedder = BagOfWordsEmbedder()
     index = FakeIndex([*papers, survey], embedder)
     question = "Which method reduces the failure rate?"
-    dense = settings.model_copy(update={"retrieval_mode": "dense"})
-    framed = Retriever(index, embedder, dense.model_copy(update={"dense_without_question_frame": False}))
+    dense = settings.with_changes(retrieval_mode="dense")
+    framed = Retriever(index, embedder, dense.with_changes(dense_without_question_frame=False))
     assert framed.search(question, k=1)[0].paper_id == "survey"
     retriever = Retriever(index, embedder, dense)
     sources = retriever.search(question, k=1)
@@ -286,11 +286,14 @@ def test_the_dense_query_is_the_question_without_its_frame(papers, settings):
 
 
 def test_rrf_fusion_setting_still_fuses_ranks(fake_retriever, settings):
-    fake_retriever.settings = settings.model_copy(update={"fusion": "rrf"})
+    fake_retriever.settings = settings.with_changes(fusion="rrf")
     sources = fake_retriever.search("annealed Gaussian noise added to the gradient", k=3)
     assert sources[0].paper_id == "gradient-noise"
     top = sources[0].score
-    assert top <= (settings.dense_weight + settings.lexical_weight) / (settings.rrf_k + 1) + 1e-9
+    assert (
+        top
+        <= (settings.retrieval.dense_weight + settings.retrieval.lexical_weight) / (settings.retrieval.rrf_k + 1) + 1e-9
+    )
 
 
 def test_papers_keep_the_rank_of_their_best_chunk():
@@ -317,7 +320,7 @@ def test_passage_is_the_best_matching_chunk(fake_retriever):
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
 def test_every_mode_finds_a_distinctive_paper(fake_retriever, settings, mode):
-    fake_retriever.settings = settings.model_copy(update={"retrieval_mode": mode})
+    fake_retriever.settings = settings.with_changes(retrieval_mode=mode)
     sources = fake_retriever.search("annealed Gaussian noise added to the gradient", k=3)
     assert sources[0].paper_id == "gradient-noise"
     assert (sources[0].dense_score is None) == (mode == "lexical")
@@ -334,7 +337,7 @@ def test_filters_match_case_insensitive_substrings(papers):
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
 def test_filters_apply_to_every_retriever(fake_retriever, settings, mode):
-    fake_retriever.settings = settings.model_copy(update={"retrieval_mode": mode})
+    fake_retriever.settings = settings.with_changes(retrieval_mode=mode)
     sources = fake_retriever.search("deep networks", k=5, filters=Filters(source="004"))
     assert {source.paper_id for source in sources} <= {"snr-metric", "integrated-gradients"}
     assert sources, "the filtered papers mention deep networks"
@@ -427,7 +430,7 @@ def test_mmr_skips_a_near_duplicate():
 
 
 def test_mmr_setting_changes_the_order_but_not_the_set_size(fake_retriever, settings):
-    fake_retriever.settings = settings.model_copy(update={"mmr_lambda": 0.3})
+    fake_retriever.settings = settings.with_changes(mmr_lambda=0.3)
     sources = fake_retriever.search("deep networks", k=4)
     assert len(sources) == len({s.paper_id for s in sources}) == 4
     assert [s.number for s in sources] == [1, 2, 3, 4]
@@ -448,7 +451,7 @@ def test_reranker_hook_is_used_when_enabled(settings, papers):
 
 def test_sentence_maxsim_reranker_prefers_the_matching_sentence(settings, papers):
     embedder = BagOfWordsEmbedder()
-    retriever = Retriever(FakeIndex(papers, embedder), embedder, settings.model_copy(update={"rerank": True}))
+    retriever = Retriever(FakeIndex(papers, embedder), embedder, settings.with_changes(rerank=True))
     sources = retriever.search("two axioms Sensitivity and Implementation Invariance", k=3)
     assert sources[0].paper_id == "integrated-gradients"
 
@@ -458,7 +461,7 @@ def test_is_relevant_follows_the_best_dense_score(fake_retriever, settings, pape
     def source(dense):
         return Source(number=1, paper=papers[0], score=0.1, dense_score=dense)
 
-    fake_retriever.settings = settings.model_copy(update={"min_relevance": 0.3})
+    fake_retriever.settings = settings.with_changes(min_relevance=0.3)
     assert fake_retriever.is_relevant([source(0.1), source(0.35)])
     assert not fake_retriever.is_relevant([source(0.1), source(0.29)])
     assert not fake_retriever.is_relevant([])
@@ -471,7 +474,7 @@ def test_is_relevant_follows_the_best_dense_score(fake_retriever, settings, pape
 def test_bm25_is_rebuilt_when_the_index_grows(settings, papers):
     embedder = BagOfWordsEmbedder()
     index = FakeIndex(papers[:2], embedder)
-    retriever = Retriever(index, embedder, settings.model_copy(update={"retrieval_mode": "lexical"}))
+    retriever = Retriever(index, embedder, settings.with_changes(retrieval_mode="lexical"))
     assert retriever.search("feature pyramid", k=5) == [] or all(
         s.paper_id != "fpn" for s in retriever.search("feature pyramid", k=5)
     )
@@ -555,7 +558,7 @@ def real_retriever(settings, papers):
     index.ingest(papers)
     # The tiny model's cosines are noise, and score fusion (unlike rank fusion) lets a noisy retriever outvote
     # a single strong BM25 hit among five papers; weight 0 keeps the dense path running but out of the order.
-    yield Retriever(index, embedder, settings.model_copy(update={"dense_weight": 0.0}))
+    yield Retriever(index, embedder, settings.with_changes(dense_weight=0.0))
     index.close()
 
 
@@ -579,7 +582,7 @@ def test_real_index_growth_rebuilds_the_lexical_index(real_retriever, papers):
 
 
 def test_a_named_paper_is_relevant_whatever_its_dense_score(fake_retriever, settings):
-    fake_retriever.settings = settings.model_copy(update={"min_relevance": 0.99})
+    fake_retriever.settings = settings.with_changes(min_relevance=0.99)
     for question in ("Who wrote ViLT?", "What did Razvan Pascanu moderate?"):
         sources = fake_retriever.search(question, k=3)
         assert sources[0].paper_id == "vilt" and sources[0].named
@@ -620,7 +623,7 @@ def test_coined_names_are_the_names_an_abstract_gives_its_method(abstract, names
 
 def test_an_acronym_the_abstract_coins_names_its_paper(papers, settings):
     embedder = BagOfWordsEmbedder()
-    strict = settings.model_copy(update={"min_relevance": 0.99})
+    strict = settings.with_changes(min_relevance=0.99)
     question = "Which paper proposes FPN?"
     used = Retriever(FakeIndex(papers, embedder), embedder, strict).search(question, k=3)
     assert used[0].paper_id == "fpn" and not used[0].named  # "FPN runs at 5 FPS": used, not coined
@@ -673,9 +676,9 @@ def test_the_paper_that_coins_a_name_outranks_papers_that_build_on_it(papers, se
     )
     index = FakeIndex([*papers, clip, catlip], embedder)
     question = "Why was CLIP trained on 5 billion image-text pairs?"
-    off = Retriever(index, embedder, settings.model_copy(update={"coined_name_weight": 0.0}))
+    off = Retriever(index, embedder, settings.with_changes(coined_name_weight=0.0))
     assert off.search(question, k=2)[0].paper_id == "catlip"
-    on = Retriever(index, embedder, settings.model_copy(update={"coined_name_weight": 1.0}))
+    on = Retriever(index, embedder, settings.with_changes(coined_name_weight=1.0))
     sources = on.search(question, k=2)
     assert [source.paper_id for source in sources] == ["clip", "catlip"] and sources[0].named
 
@@ -756,7 +759,7 @@ def test_catalog_lookups_agree_with_the_in_memory_structures(papers, settings):
         "Why was ViLT trained without convolutions?",
         "who moderated the session where XNet was presented",
     ]
-    rare = rare_names(by_id, settings.rare_title_word_papers)
+    rare = rare_names(by_id, settings.retrieval.rare_title_word_papers)
     owners = coined_name_owners(by_id)
     for query in queries:
         assert set(retriever._mentioned(query, catalog)) == set(MetadataMentions(by_id).find(query))

@@ -525,13 +525,13 @@ def test_a_collection_of_another_model_is_never_imported_into(settings, papers, 
 
             return np.full((len(texts), 4), 0.5, dtype=np.float32)
 
-    with open_index(settings.model_copy(update={"collection": "theirs"}), OtherModel()) as theirs:
+    with open_index(settings.with_changes(collection="theirs"), OtherModel()) as theirs:
         theirs.ingest(papers[:1])
     upload = tmp_path / "lib.bib"
     upload.write_text(BIBTEX)
     html, imported = import_bibliography(Bot(settings), str(upload), "theirs")
     assert imported is None and "another embedding model" in html
-    with open_index(settings.model_copy(update={"collection": "theirs"}), OtherModel()) as theirs:
+    with open_index(settings.with_changes(collection="theirs"), OtherModel()) as theirs:
         assert theirs.count() == 1  # not rebuilt
 
 

@@ -124,7 +124,7 @@ def serving(bot) -> Iterator[str]:
     app = build_app(bot)
     serve(app, bot.settings, prevent_thread_lock=True, quiet=True)
     try:
-        yield f"http://127.0.0.1:{bot.settings.ui_port}/"
+        yield f"http://127.0.0.1:{bot.settings.ui.port}/"
     finally:
         app.close()
 
@@ -163,13 +163,11 @@ def extractive_url(settings, corpus_dir) -> Iterator[str]:
                     time.sleep(STREAM_DELAY_S)
                 yield item
 
-    test_settings = settings.model_copy(
-        update={
-            "corpus_paths": [corpus_dir],
-            "ui_port": free_port(),
-            "min_relevance": -1.0,  # the tiny random embedder's similarities mean nothing; never decline
-            "extractive_sentences": 3,
-        }
+    test_settings = settings.with_changes(
+        corpus_paths=[corpus_dir],
+        ui_port=free_port(),
+        min_relevance=-1.0,  # the tiny random embedder's similarities mean nothing; never decline
+        extractive_sentences=3,
     )
     with serving(SlowBot(test_settings)) as url:
         yield url
@@ -250,7 +248,7 @@ def test_default_model_answers_with_a_citation(page, real_settings):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed yet")
     from rag import Bot
 
-    settings = real_settings.model_copy(update={"ui_port": free_port()})  # the shared bundled index
+    settings = real_settings.with_changes(ui_port=free_port())  # the shared bundled index
     with serving(Bot(settings)) as url:
         open_chat(page, url, ready_timeout_s=600)
         ask(page, "How does ViLT process images without convolutions?")

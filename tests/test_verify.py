@@ -325,11 +325,11 @@ def test_near_repeat_with_other_wording_is_dropped(verify, sources, cite_setting
 
 def test_weaker_extra_citation_is_pruned_even_when_it_passes_the_threshold(verify, sources, cite_settings):
     """A source far behind the best one (beyond citation_margin) loses its marker."""
-    lenient = cite_settings.model_copy(update={"support_threshold": 0.0, "citation_margin": 0.12})
+    lenient = cite_settings.with_changes(support_threshold=0.0, citation_margin=0.12)
     text, checks = verify("ViLT processes visual inputs without convolution [2][3].", sources, lenient)
     assert text == "ViLT processes visual inputs without convolution [2]."
     assert checks[0].citations == [2]
-    wide = lenient.model_copy(update={"citation_margin": 1.0})
+    wide = lenient.with_changes(citation_margin=1.0)
     text, _ = verify("ViLT processes visual inputs without convolution [2][3].", sources, wide)
     assert text == "ViLT processes visual inputs without convolution [2][3]."
 

@@ -104,8 +104,8 @@ class Warmup:
     def backend_name(self) -> str:
         """The backend actually loaded ('auto' resolved), once start-up is over."""
         if self.ready.is_set() and not self.error:
-            return getattr(self.bot.generator, "name", None) or self.bot.settings.backend
-        return self.bot.settings.backend
+            return getattr(self.bot.generator, "name", None) or self.bot.settings.generation.backend
+        return self.bot.settings.generation.backend
 
     def status_html(self) -> str:
         if self.error:
@@ -290,7 +290,7 @@ def collection_names(bot: Bot) -> list[str]:
 
 def login_on(settings: Settings) -> bool:
     """The chat asks for a login only when both a user name and a password are set."""
-    return bool(settings.ui_user and settings.ui_password)
+    return bool(settings.ui.user and settings.ui.password)
 
 
 def may_import(settings: Settings, username: str | None) -> bool:
@@ -298,7 +298,7 @@ def may_import(settings: Settings, username: str | None) -> bool:
     user); with login off the chat is one local user's, who may."""
     if not login_on(settings):
         return True
-    admins = settings.ui_admins or [settings.ui_user]
+    admins = settings.ui.admins or [settings.ui.user]
     return username is not None and username in admins
 
 
@@ -511,7 +511,7 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
                         placeholder="Ask a question about the papers…",
                         lines=1,
                         max_lines=6,
-                        max_length=settings.max_question_chars,
+                        max_length=settings.answer.max_question_chars,
                         scale=8,
                         autofocus=True,
                     )
@@ -528,7 +528,7 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
                     )
             with gr.Column(scale=2, min_width=340):
                 with gr.Accordion("Search settings", open=False, elem_id="settings"):
-                    k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Papers to retrieve (k)")
+                    k = gr.Slider(1, 20, value=settings.retrieval.top_k, step=1, label="Papers to retrieve (k)")
                     source = gr.Dropdown(
                         choices=[""],
                         value="",
@@ -546,7 +546,7 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
                     category = gr.Textbox(
                         label="Category or venue", placeholder="e.g. cs.LG, or part of a journal", elem_id="f-category"
                     )
-                    backend = gr.HTML(_backend_html(settings.backend), elem_id="backend")
+                    backend = gr.HTML(_backend_html(settings.generation.backend), elem_id="backend")
                 with gr.Accordion("Library", open=False, elem_id="library"):
                     collection_choice = gr.Dropdown(
                         choices=[settings.collection],
@@ -630,14 +630,14 @@ def build_app(bot: Bot, warmup: Warmup | None = None) -> gr.Blocks:
 
 def launch_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `Blocks.launch`: bind address, login, no share link, look and feel."""
-    auth = (settings.ui_user, settings.ui_password) if settings.ui_user and settings.ui_password else None
+    auth = (settings.ui.user, settings.ui.password) if settings.ui.user and settings.ui.password else None
     system_fonts = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
     return {
-        "server_name": settings.ui_host,
-        "server_port": settings.ui_port,
+        "server_name": settings.ui.host,
+        "server_port": settings.ui.port,
         "share": False,
         "auth": auth,
-        "max_file_size": settings.ui_max_upload_mb * 1024 * 1024,
+        "max_file_size": settings.ui.max_upload_mb * 1024 * 1024,
         "show_error": False,
         "footer_links": [],
         "theme": gr.themes.Soft(
@@ -653,7 +653,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
 
 def serve(app: gr.Blocks, settings: Settings, **overrides: Any) -> Any:
     """Queue the app with bounded concurrency and launch it with `launch_options` (plus overrides)."""
-    app.queue(default_concurrency_limit=settings.ui_concurrency, max_size=None)
+    app.queue(default_concurrency_limit=settings.ui.concurrency, max_size=None)
     options = launch_options(settings) | overrides
     options["share"] = False  # never open a public tunnel
     return app.launch(**options)

@@ -92,7 +92,7 @@ class FakeBot:
         if name == self.settings.collection:
             return self
         if name not in self._family:
-            settings = self.settings.model_copy(update={"collection": name})
+            settings = self.settings.with_changes(collection=name)
             self._family[name] = FakeBot(self.library.get(name, []), settings, library=self.library)
         return self._family[name]
 
@@ -115,7 +115,7 @@ class FakeBot:
         scored.sort(key=lambda pair: -pair[0])
         return [
             Source(number=rank, paper=paper, score=score, dense_score=score, passage=paper.abstract)
-            for rank, (score, paper) in enumerate(scored[: k or self.settings.top_k], start=1)
+            for rank, (score, paper) in enumerate(scored[: k or self.settings.retrieval.top_k], start=1)
         ]
 
     def check(self, claim: str, k: int | None = None, filters: Filters | None = None) -> ClaimCheck:

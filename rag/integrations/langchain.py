@@ -58,7 +58,7 @@ class BotRunnable(RunnableSerializable[BotInput, Answer]):
     bot: Any
     """The `rag.Bot` that answers (its index is built on first use, as with `Bot.ask`)."""
     k: int | None = None
-    """Papers retrieved per question (None: `settings.top_k`)."""
+    """Papers retrieved per question (None: `settings.retrieval.top_k`)."""
     filters: Filters | None = None
     """Metadata filters applied to every question."""
 
@@ -152,7 +152,7 @@ class PaperRetriever(BaseRetriever):
     searcher: Any
     """A `rag.Bot` or `rag.retrieve.Retriever`."""
     k: int | None = None
-    """Papers per query (None: `settings.top_k`)."""
+    """Papers per query (None: `settings.retrieval.top_k`)."""
     filters: Filters | None = None
     """Metadata filters applied to every query."""
     content: Literal["passage", "abstract"] = "passage"
