@@ -53,6 +53,8 @@ SETTINGS_THAT_DO_NOT_MATTER = frozenset(
         "ui_user",
         "ui_password",
         "ui_concurrency",
+        "ui_admins",
+        "ui_max_upload_mb",
     }
 )
 """Fields that change where or how fast the bot runs, not what it answers: left out of the resume key."""
