@@ -85,7 +85,7 @@ _MOJIBAKE_CODECS = ("cp1252", "cp1250")
 _VALID_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
 
 
-_NAMING_VERBS = r"called|named|dubbed|termed|coined"
+_NAMING_VERBS = r"called|named|dubbed|termed|coined|referred\s+to\s+as"
 _ACRONYM_AFTER = r"\b[^.()]{0,80}\(([A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*)\)"
 _COINED_ACRONYM = re.compile(rf"\b(?:{_NAMING_VERBS}|proposes?|introduces?|presents?){_ACRONYM_AFTER}")
 _NAMED_ACRONYM = re.compile(rf"\b(?:{_NAMING_VERBS}){_ACRONYM_AFTER}")

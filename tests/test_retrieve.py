@@ -603,6 +603,7 @@ def test_a_named_paper_is_relevant_whatever_its_dense_score(fake_retriever, sett
         ("Feature pyramid networks (FPN) are widely exploited in detection.", []),  # used, not coined
         ("We present a new method (AI) here.", []),  # too short to be a name on its own
         ("In this paper, we propose ClusterNet that uses pairwise constraints.", ["ClusterNet"]),
+        ("We learn a model referred to as Sparse Sub-Networks (SparseNet).", ["SparseNet", "Sparse Sub-Networks"]),
         ("We propose GNN-based solvers for scheduling.", []),  # describes, does not name
         ("We propose Gaussian processes for it.", []),  # an ordinary capitalised word
         (
