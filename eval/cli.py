@@ -29,14 +29,16 @@ EXIT_BELOW_FLOOR = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
-SMOKE_MIN_FACT_ACCURACY = 0.3
-"""Regression floor on smoke-set fact accuracy with the default model. Set from a measurement, not a wish: the
-1.5B model got 4 of 11 answerable smoke questions (0.36) on 2026-11-23, so one question fewer fails CI. Raise it
-as the answer stage improves (the target is 0.8)."""
+SMOKE_MIN_FACT_ACCURACY = 0.6
+"""Regression floor on each smoke set's fact accuracy with the default model. Set from a measurement, not a wish:
+at 2f5bcb2 (2026-12-03) the marked questions of eval/questions.jsonl scored 0.91 (10 of 11) and seed_dev's first
+two of each type 0.83 (10 of 12); 0.6 lets two or three more answers of a set fail (another CPU's llama.cpp
+arithmetic can flip a greedy token) before CI does. Raise it as the answer stage improves."""
 SMOKE_MIN_CITATION_VALIDITY = 1.0
 """Every citation of every answer must name a retrieved source: anything less is a bug, not a weak model."""
-SMOKE_MIN_REFUSAL_RECALL = 0.6
-"""Floor on the share of unanswerable smoke questions the default model declines (measured 2 of 3)."""
+SMOKE_MIN_REFUSAL_RECALL = 0.5
+"""Floor on the share of each smoke set's should-decline questions the default model declines. Measured 1.00 on
+both sets at 2f5bcb2; a set holds only two or three such questions, so one miss (0.5 or 0.67) still passes."""
 
 DEFAULT_RUNS_DIR = Path("artifacts") / "eval"
 """Where runs go without --out (git-ignored); the folder name carries the settings hash, so reruns resume."""
