@@ -461,7 +461,7 @@ def test_cli_smoke_passes_floors_and_fails_below_them(tmp_path, fake_rag_bot, ca
 
     script["What is the capital of Mongolia?"] = ([VILT], "Ulaanbaatar [1].", False)  # should have declined
     assert eval_cli.main([*base, "--smoke", "--out", str(tmp_path / "bad")]) == eval_cli.EXIT_BELOW_FLOOR
-    assert "refusal_recall 0.00 < floor 0.60" in capsys.readouterr().err
+    assert f"refusal_recall 0.00 < floor {eval_cli.SMOKE_MIN_REFUSAL_RECALL:.2f}" in capsys.readouterr().err
     assert (tmp_path / "bad" / REPORT_MD).exists()
 
 
