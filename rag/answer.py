@@ -346,10 +346,11 @@ class Answerer:
             for claim, index, sentences in zip(claims, targets, shown_sentences, strict=True)
         ]
         judged = list(checks)
-        for index, judgement, sentences in zip(targets, self.judge.judge_many(pairs), shown_sentences, strict=True):
+        verdicts = zip(targets, claims, self.judge.judge_many(pairs), shown_sentences, strict=True)
+        for index, claim, judgement, sentences in verdicts:
             check = checks[index]
             unaddressed = judgement.verdict == "not_addressed" and self.settings.answer.drop_unaddressed_figures
-            if unaddressed and misplaced_figure(remove_citations(check.text), evidence[check.citations[0]]):
+            if unaddressed and misplaced_figure(claim, evidence[check.citations[0]]):
                 judged[index] = check.model_copy(update={"verdict": "not_addressed", "dropped": True})
                 continue
             if judgement.verdict != "contradicted":
