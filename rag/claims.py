@@ -19,6 +19,7 @@ import numpy as np
 from rag.evidence import Evidence, build_evidence
 from rag.judge import Judge, Judgement
 from rag.settings import Settings
+from rag.text import opens_with_reference
 from rag.types import ClaimCheck, Filters, Paper, PaperVerdict, Source
 
 DECIDING = ("supported", "contradicted")
@@ -38,15 +39,22 @@ def claim_of(message: str) -> str | None:
 
 
 def passage_sentences(claim_vector: np.ndarray, evidence: Evidence, count: int) -> list[str]:
-    """The `count` abstract sentences most like the claim, in the order the abstract has them (the title and
-    author lines of the evidence are left out: the passage gets the title separately)."""
-    body = evidence.sentences[evidence.abstract_start :]
-    vectors = evidence.vectors[evidence.abstract_start :]
-    if not body:
+    """The `count` sentences of the paper most like the claim, in the paper's order, among its record (authors,
+    schedule: a claim about who or when is read against them) and its abstract; the title is left out, since
+    the passage gets it separately. An abstract sentence that opens by pointing back ("This approach ...")
+    comes with the sentence before it: alone, the judge reads "this approach" as the paper's own method when
+    the abstract meant the earlier work it had just named."""
+    start = 1 if evidence.sentences and evidence.abstract_start else 0
+    sentences = evidence.sentences[start:]
+    if not sentences:
         return []
-    similarity = vectors @ claim_vector
-    best = sorted(np.argsort(-similarity)[:count].tolist())
-    return [body[index] for index in best]
+    similarity = evidence.vectors[start:] @ claim_vector
+    best = set(np.argsort(-similarity)[:count].tolist())
+    first_of_abstract = evidence.abstract_start - start
+    for index in sorted(best):
+        if index > first_of_abstract and opens_with_reference(sentences[index]):
+            best.add(index - 1)
+    return [sentences[index] for index in sorted(best)]
 
 
 def format_passage(title: str, sentences: Sequence[str]) -> str:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from rag.corpus import coined_names
 from rag.injection import looks_like_instruction, safe_sentences
 from rag.markers import with_citations
-from rag.text import as_words, clock_times, short_name, slot_start, start_minute
+from rag.text import as_words, clock_times, short_name, slot_end, slot_start, start_minute
 from rag.types import Paper, SentenceCheck, Source
 
 AUTHORS, MODERATOR, ROOM, SESSION, TIME, TITLE = "authors", "moderator", "room", "session", "time", "title"
@@ -46,7 +46,7 @@ _ASKS = {
     ROOM: re.compile(r"\b(?:which|what) room\b|\bwhere was\b[^?]*\b(?:presented|held|given)\b"),
     SESSION: re.compile(r"\b(?:which|what) session\b"),
     TIME: re.compile(
-        r"\bwhen (?:was|were|is|are|did)\b[^?]*\b(?:present|schedul|held|given|talk)"
+        r"\bwhen (?:\w+ )?(?:was|were|is|are|did)\b[^?]*\b(?:present|schedul|held|given|talk)"
         r"|\bwhat time\b|\b(?:which|what) (?:day|date|time|slot)\b"
     ),
 }
@@ -155,7 +155,7 @@ def _values(paper: Paper, fields: set[str]) -> list[str]:
         MODERATOR: [paper.moderator],
         ROOM: [paper.room],
         SESSION: [paper.session],
-        TIME: [slot_start(paper.time_slot), None if _dates(paper.day or "") else paper.day],
+        TIME: [slot_start(paper.time_slot), slot_end(paper.time_slot), None if _dates(paper.day or "") else paper.day],
         TITLE: [short_name(paper.title)],
     }
     return [value for field in fields for value in values[field] if value]

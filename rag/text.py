@@ -115,6 +115,17 @@ def _stop_pattern(next_start: str | None) -> re.Pattern[str]:
     return re.compile(r"(?<=[.!?])\s+" + (f"(?={next_start})" if next_start else ""))
 
 
+_REFERRING_OPENER = re.compile(
+    r"^\W*(?:this|these|that|those|such|it|its|they|their|both|the latter|the former)\b", re.IGNORECASE
+)
+
+
+def opens_with_reference(sentence: str) -> bool:
+    """True when a sentence opens by pointing back ("This approach ...", "It ...", "Such models ..."): read
+    alone, its subject is whatever the reader takes it for, so the sentence before it belongs with it."""
+    return bool(_REFERRING_OPENER.match(sentence))
+
+
 def split_prose(text: str, next_start: str | None = PROSE_START) -> list[str]:
     """Sentences of edited prose (an abstract), split at whitespace after ".", "!" or "?" when what follows
     matches `next_start` (a regex character class; None: always). Lighter than `split_sentences`: abstracts
@@ -335,6 +346,16 @@ def slot_start(slot: str | None) -> str | None:
     """The start of a time slot as written: "13:05" for "Thu 21 July, 13:05 - 13:25 PDT"."""
     start = _CLOCK.search(slot or "")
     return start[0] if start else None
+
+
+def slot_end(slot: str | None) -> str | None:
+    """The end of a time slot as written: "13:25" for "Thu 21 July, 13:05 - 13:25 PDT" (the start when the
+    slot gives one time only)."""
+    times = _ANY_CLOCK.findall(slot or "")
+    return times[-1] if times else None
+
+
+_ANY_CLOCK = re.compile(r"\b\d{1,2}:\d{2}\b")
 
 
 def start_minute(slot: str | None) -> int | None:

@@ -17,7 +17,7 @@ from rag.claims import overall_verdict, passage_sentences
 from rag.evidence import build_evidence
 from rag.judge import Judgement, LlamaJudge, SimilarityJudge, decide, label_logprobs
 from rag.settings import Settings
-from rag.types import PaperVerdict, Source
+from rag.types import Paper, PaperVerdict, Source
 from tests.test_answer import FakeGenerator, FakeRetriever, run
 
 # --- decision logic ----------------------------------------------------------------------------------------
@@ -260,6 +260,29 @@ def test_the_passage_is_the_sentences_most_like_the_claim_in_abstract_order(pape
     body = evidence.sentences[evidence.abstract_start :]
     assert len(chosen) == 2 and chosen[-1].startswith("ViLT is up to tens of times faster")
     assert [body.index(sentence) for sentence in chosen] == sorted(body.index(sentence) for sentence in chosen)
+
+
+def test_a_sentence_that_points_back_comes_with_the_one_before_it(word_embedder):
+    paper = Paper(
+        id="p",
+        title="Token inputs, extended",
+        abstract="Storage is a bottleneck. An earlier method fed quantised tokens to the network. "
+        "This approach reached 90% accuracy with 1% of the storage. We extend it with masked modelling.",
+    )
+    evidence = build_evidence([Source(number=1, paper=paper, score=1.0)], word_embedder)[1]
+    vector = word_embedder.embed(["reached 90% accuracy with 1% of the storage"])[0]
+    chosen = passage_sentences(vector, evidence, 1)
+    assert chosen == [
+        "An earlier method fed quantised tokens to the network.",
+        "This approach reached 90% accuracy with 1% of the storage.",
+    ]
+
+
+def test_a_claim_about_authors_is_read_against_the_author_record(papers, word_embedder):
+    source = Source(number=1, paper=papers[1], score=1.0)
+    evidence = build_evidence([source], word_embedder)[1]
+    vector = word_embedder.embed(["ViLT was written by Wonjae Kim"])[0]
+    assert any("written by" in sentence for sentence in passage_sentences(vector, evidence, 2))
 
 
 def verdict(kind: str, confidence: float) -> PaperVerdict:

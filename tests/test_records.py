@@ -37,6 +37,7 @@ def sources_of(papers: list[Paper]) -> list[Source]:
         ("Who moderated the session where GLSearch was presented?", {MODERATOR}),
         ("In which room was the Bregman Neural Networks talk held?", {ROOM}),
         ("When was the ViLT talk scheduled?", {TIME}),
+        ("When exactly was the ViLT talk scheduled?", {TIME}),
         ("At what time was ViLT presented, and in which session?", {TIME, SESSION}),
         ("Which paper did Massimiliano Pontil co-author, and when was it presented?", {TIME}),
         ("Which researchers are behind XNet?", {AUTHORS}),
@@ -97,8 +98,16 @@ def test_schedule_record_names_day_and_slot(papers):
     sources = sources_of(papers)
     (check,) = record_checks("When was ViLT presented?", sources, "", [], limit=2)
     assert "Tuesday 20 July" in check.text and "7:00 - 7:20 PDT" in check.text and check.text.endswith("[2].")
-    said = "ViLT was presented on July 20 at 7:00 [2]."  # another spelling of the same day and slot
+    said = "ViLT was presented on July 20 at 7:00 - 7:20 [2]."  # another spelling of the same day and slot
     assert record_checks("When was ViLT presented?", sources, said, [2], limit=2) == []
+
+
+def test_a_slot_given_by_its_start_only_gets_the_whole_slot(papers):
+    """A talk's time is a slot: an answer that gives when it starts but not when it ends is incomplete."""
+    sources = sources_of(papers)
+    said = "ViLT was presented on July 20 at 7:00 [2]."
+    (check,) = record_checks("When exactly was ViLT presented?", sources, said, [2], limit=2)
+    assert "7:00 - 7:20 PDT" in check.text
 
 
 def test_a_paper_without_the_field_adds_nothing(papers):

@@ -14,6 +14,7 @@ from rag.text import (
     numbers_in,
     sentences_within,
     short_name,
+    slot_end,
     slot_start,
     split_prose,
     split_sentences,
@@ -90,6 +91,8 @@ def test_clock_times_read_a_slot_start_not_a_range_end():
     slot = "Thu 21 July, 13:05 - 13:25 PDT"
     assert clock_times(slot) == {(13, 5)}
     assert slot_start(slot) == "13:05"
+    assert slot_end(slot) == "13:25"
+    assert slot_end("13:05 PDT") == "13:05" and slot_end(None) is None
     assert start_minute(slot) == 13 * 60 + 5
     assert start_minute(None) is None and slot_start("") is None
 
