@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from rag.errors import CorpusError
-from rag.text import normalise_title
+from rag.text import normalise_title, split_sentences
 from rag.types import Paper
 
 PAGE_SUFFIXES = (".txt",)
@@ -748,8 +748,9 @@ def read_file(path: str | Path) -> FileLoad:
 def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
     """One paper per normalised title, in first-seen order, with the richest metadata of all its entries.
 
-    Kept: the first id and title, the longest abstract, every author once (first spelling, first-seen order),
-    every source once, and for session fields, year and category the first value that is set.
+    Kept: the first id and title, the longest abstract with what other versions say differently
+    (`merged_abstract`), every author once (first spelling, first-seen order), every source once, and for
+    session fields, year and category the first value that is set.
     """
     groups: dict[str, list[Paper]] = {}
     for paper in papers:
@@ -760,13 +761,39 @@ def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
 def _merge_group(group: list[Paper]) -> Paper:
     first = group[0]
     update: dict[str, Any] = {
-        "abstract": max((paper.abstract for paper in group), key=len),
+        "abstract": merged_abstract([paper.abstract for paper in group]),
         "authors": _union((author for paper in group for author in paper.authors), key=normalise_title),
         "sources": _union((source for paper in group for source in paper.sources), key=str),
     }
     for field in (*_EXTRA_FIELDS, "year", "category"):
         update[field] = next((getattr(p, field) for p in group if getattr(p, field) not in (None, "")), None)
     return first.model_copy(update=update)
+
+
+ANOTHER_VERSION = "Another version of this abstract says:"
+"""Opens the sentences that only another version of a paper's abstract has (see `merged_abstract`)."""
+
+
+def merged_abstract(abstracts: Sequence[str]) -> str:
+    """The longest abstract, followed by the sentences that only the other versions have.
+
+    The same paper listed twice often carries two versions of its abstract (a preprint and the final paper),
+    and they can differ in their figures. Keeping the longest alone would lose what the other one states, and a
+    reader who saw the other figure elsewhere could not find it. A shorter version that is a truncation or a
+    subset of the longest adds nothing."""
+    versions = sorted(dict.fromkeys(abstract.strip() for abstract in abstracts if abstract.strip()), key=len)
+    if not versions:
+        return ""
+    longest = versions.pop()
+    seen = " ".join(longest.split())
+    extra: list[str] = []
+    for version in reversed(versions):
+        for sentence in split_sentences(version):
+            flat = " ".join(sentence.split()).rstrip(".…")
+            if flat and flat not in seen:
+                extra.append(sentence)
+                seen += " " + flat
+    return f"{longest}\n\n{ANOTHER_VERSION} {' '.join(extra)}" if extra else longest
 
 
 def _union(values: Iterable[str], key) -> list[str]:

@@ -13,9 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag.corpus import (
+    ANOTHER_VERSION,
     CorpusLoad,
     load_corpus,
     merge_papers,
+    merged_abstract,
     paper_id_for,
     parse_page,
     read_csv,
@@ -24,7 +26,7 @@ from rag.corpus import (
 )
 from rag.errors import CorpusError
 from rag.settings import BUNDLED_CORPUS_DIR
-from rag.text import normalise_title
+from rag.text import normalise_title, split_sentences
 from rag.types import Paper
 
 SESSION_PAGE = BUNDLED_CORPUS_DIR / "000_7e744d423e2c9d74.txt"
@@ -251,14 +253,24 @@ def test_bundled_duplicates_keep_every_source_and_the_longest_abstract():
     fcn = by_title["Fully Convolutional Networks for Semantic Segmentation"]
     versions = [p for path in BUNDLED_CORPUS_DIR.glob("*.txt") for p in parse_file(path) if p.title == fcn.title]
     assert len({len(p.abstract) for p in versions}) == 2
-    assert len(fcn.abstract) == max(len(p.abstract) for p in versions)
+    longest, shorter = sorted((p.abstract for p in versions), key=len, reverse=True)
+    assert fcn.abstract.startswith(longest) and ANOTHER_VERSION in fcn.abstract
+    assert all(" ".join(s.split()) in " ".join(fcn.abstract.split()) for s in split_sentences(shorter))
+
+
+def test_a_second_version_of_an_abstract_adds_only_what_it_says_differently():
+    longest = "We train a network. It reaches 67.2% on the test set. Inference takes 0.1 s."
+    assert merged_abstract([longest, "We train a network. It reaches 67.2% on the"]) == longest  # a truncation
+    assert merged_abstract([longest, longest, ""]) == longest
+    merged = merged_abstract(["We train a network. It reaches 62.2% on the test set.", longest])
+    assert merged == f"{longest}\n\n{ANOTHER_VERSION} It reaches 62.2% on the test set."
 
 
 def test_merge_normalises_titles_and_unions_metadata():
     page_entry = Paper(
         id=paper_id_for("Poincaré ResNet"),
         title="Poincaré ResNet",
-        abstract="short",
+        abstract="the longer",
         authors=["Max van Spengler", "Erwin Berkhout"],
         sources=["a.txt"],
         session="Geometry",
