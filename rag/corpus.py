@@ -170,10 +170,15 @@ def _repair_word(match: re.Match[str]) -> str:
 
 
 def _clean(text: str) -> str:
-    """NFC, mojibake repaired, control characters dropped, surrounding space stripped."""
+    """NFC, mojibake repaired, control characters dropped, TeX-escaped characters ("96.98\\%", "R\\&D") as
+    the characters they stand for (abstracts copied from arXiv keep them, and "\\%" after a figure reads as
+    noise to a reader and to the model), surrounding space stripped."""
     text = unicodedata.normalize("NFC", text)
     text = _CONTROL_CHARS.sub("", _repair_mojibake(text))
-    return text.strip()
+    return _TEX_ESCAPED.sub(r"\1", text).strip()
+
+
+_TEX_ESCAPED = re.compile(r"\\([%&_#])")
 
 
 def _clean_line(text: str) -> str:

@@ -21,6 +21,7 @@ from rag.corpus import (
     paper_id_for,
     parse_page,
     read_csv,
+    read_file,
     read_jsonl,
     read_page,
 )
@@ -113,6 +114,13 @@ def test_mojibake_author_name_is_repaired():
     intra_batch = next(paper for paper in papers if paper.title.startswith("Learning Intra-Batch"))
 
     assert intra_batch.authors[-1] == "Laura Leal-Taixé"  # the page holds the double-encoded "Leal-TaixĂ©"
+
+
+def test_tex_escaped_characters_read_as_themselves(tmp_path):
+    path = tmp_path / "papers.jsonl"
+    path.write_text('{"title": "R\\\\&D at scale", "abstract": "It reaches 96.98\\\\% accuracy."}\n')
+    (paper,) = read_file(path).papers
+    assert (paper.title, paper.abstract) == ("R&D at scale", "It reaches 96.98% accuracy.")
 
 
 def test_single_author_and_title_only_talk(tmp_path):
