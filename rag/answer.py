@@ -144,10 +144,35 @@ def premise_correction(
     shared = len(asked & claimed)
     if not passage or not _PRESUPPOSES.search(question) or shared < _PREMISE_TERMS or shared < len(asked) / 2:
         return None
+    return correction(claimed, passage, source)
+
+
+def correction(claimed: set[str], passage: Sequence[str], source: Source) -> SentenceCheck:
+    """The sentence "The question's premise does not hold: “XNet” states that ... [n]", quoting the passage
+    sentence that shares the most key terms with the false claim (the one that says otherwise about the same
+    thing)."""
     deciding = max(passage, key=lambda sentence: len(key_terms(sentence) & claimed))
     name = short_name(source.title)
     text = f"The question's premise does not hold: “{name}” states that {_lowered(deciding)} [{source.number}]"
     return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="contradicted")
+
+
+def stated_premise(question: str) -> str | None:
+    """The claim a question states outright and builds on: "Given that P, why ...?", "Since P, which ...?",
+    "P, right? ...". None for any other question, including "Why did X do Y?", whose premise only the answer
+    repeating it can show (see `premise_correction`)."""
+    match = _STATED_PREMISE.search(question)
+    if not match:
+        return None
+    premise = (match["lead"] or match["tail"]).strip(" ,")
+    return premise[:1].upper() + premise[1:] if len(premise.split()) >= 4 else None
+
+
+_STATED_PREMISE = re.compile(
+    r"^\W*(?:given that|since|considering that|now that|assuming that)\s+(?P<lead>[^,?]+),"
+    r"|^\W*(?P<tail>[^?]+?),?\s*(?:right|correct|true|isn't it|aren't they|didn't they|wasn't it)\s*\?",
+    re.IGNORECASE,
+)
 
 
 def _lowered(sentence: str) -> str:
@@ -267,6 +292,7 @@ class Answerer:
         text, checks = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=question)
         judging = time.perf_counter()
         checks = self.judged(question, shown, evidence, checks)
+        checks = self.with_premise_checked(question, shown, evidence, checks)
         clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
         checks = self.with_quotes(question, shown, evidence, checks)
         checks = self.with_identified_paper(question, shown, evidence, checks)
@@ -361,6 +387,31 @@ class Answerer:
             if correction is not None and not any(c.composed and c.text == correction.text for c in judged):
                 judged.insert(index + 1, correction)
         return judged
+
+    def with_premise_checked(
+        self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
+    ) -> list[SentenceCheck]:
+        """A question that states its premise ("Given that P, ...", "P, right?") gets P judged against the
+        paper the answer is about (the first it cites, else the best retrieved); when that abstract contradicts
+        P, the answer opens by saying so. The model tends to build on a stated premise rather than echo it,
+        so judging its sentences alone let such premises stand."""
+        premise = stated_premise(question)
+        judge = self.judge
+        if premise is None or not shown or not getattr(judge, "detects_contradiction", False):
+            return checks
+        if not self.settings.answer.judge_answers or any(c.composed and c.verdict == "contradicted" for c in checks):
+            return checks
+        by_number = {source.number: source for source in shown}
+        cited = [c.citations[0] for c in checks if c.citations and not c.dropped and c.citations[0] in by_number]
+        source = by_number[cited[0]] if cited else shown[0]
+        vector = np.asarray(self.embedder.embed([premise]), dtype=np.float32)[0]
+        sentences = passage_sentences(vector, evidence[source.number], self.settings.answer.judge_passage_sentences)
+        if not sentences:
+            return checks
+        (judgement,) = judge.judge_many([(premise, format_passage(source.title, sentences))])
+        if judgement.verdict != "contradicted":
+            return checks
+        return [correction(key_terms(premise), sentences, source), *checks]
 
     def with_identified_paper(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

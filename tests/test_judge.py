@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from eval.claims import ClaimRow, fit_bias, macro_f1, rationale_recall, stratified, support_vs_contradict
-from rag.answer import Answerer
+from rag.answer import Answerer, stated_premise
 from rag.claims import overall_verdict, passage_sentences
 from rag.evidence import build_evidence
 from rag.judge import Judgement, LlamaJudge, SimilarityJudge, decide, label_logprobs
@@ -199,6 +199,41 @@ def test_a_question_without_a_premise_gets_no_premise_correction(papers, tmp_pat
     _, answer = run(answerer, "How much slower is ViLT than previous VLP models?", FakeRetriever(papers))
     assert "premise" not in answer.text and "slower" not in answer.text
     assert not any(check.composed for check in answer.sentences)
+
+
+@pytest.mark.parametrize(
+    ("question", "premise"),
+    [
+        ("Given that ViLT is slower than previous VLP models, why use it?", "ViLT is slower than previous VLP models"),
+        ("Since XNet was trained on ten images, how well does it generalise?", "XNet was trained on ten images"),
+        ("ViLT is slower than previous VLP models, right? By how much?", "ViLT is slower than previous VLP models"),
+        ("Why is ViLT slower than previous VLP models?", None),  # its premise shows only if the answer repeats it
+        ("How fast is ViLT?", None),
+        ("Since when, right?", None),  # too short to be a claim
+    ],
+)
+def test_a_stated_premise_is_read_off_the_question(question, premise):
+    assert stated_premise(question) == premise
+
+
+def test_a_stated_premise_the_source_contradicts_opens_the_answer(papers, tmp_path, word_embedder):
+    judge = ScriptedJudge(bad="slower")
+    answer_text = "ViLT processes visual inputs without convolution [2]."
+    answerer = Answerer(FakeGenerator(answer_text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    question = "Given that ViLT is slower than previous VLP models, why does it skip convolution?"
+    _, answer = run(answerer, question, FakeRetriever(papers))
+    assert answer.text.startswith("The question's premise does not hold: “ViLT” states that")
+    assert "without convolution [2]" in answer.text
+    assert tuple(c for c, _ in judge.seen if "slower" in c) == ("ViLT is slower than previous VLP models",)
+
+
+def test_a_stated_premise_the_source_supports_changes_nothing(papers, tmp_path, word_embedder):
+    judge = ScriptedJudge(bad="never said")
+    answer_text = "ViLT processes visual inputs without convolution [2]."
+    answerer = Answerer(FakeGenerator(answer_text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    question = "Given that ViLT is faster than previous VLP models, why does it skip convolution?"
+    _, answer = run(answerer, question, FakeRetriever(papers))
+    assert "premise" not in answer.text and not any(check.composed for check in answer.sentences)
 
 
 @pytest.mark.parametrize(
