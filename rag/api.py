@@ -50,6 +50,9 @@ class Bot:
         self._family: dict[str, Bot] = {}
         self._family_lock = threading.Lock()
         self._sentence_vectors = None  # one in-memory copy of <index_dir>/sentence-vectors.bin per family
+        self._index_checked = False
+        self._check_lock = threading.Lock()
+        """Whether `ensure_index` has run: the default corpus is compared with the index once per bot."""
 
     def for_collection(self, name: str) -> Bot:
         """A bot over collection `name` of the same store (created on first ingest), sharing this bot's
@@ -146,11 +149,14 @@ class Bot:
 
         `progress`, if given, is called with an `IngestProgress` before the first write and after each step."""
         from rag.corpus import load_corpus
+        from rag.index import corpus_fingerprint
 
         started = time.perf_counter()
         with self._ingest_lock:
             corpus = load_corpus(paths or self.settings.corpus_paths)
             report = self.index.ingest(corpus.papers, progress=progress)
+            if not paths:
+                self.index.remember_default_corpus(corpus_fingerprint(corpus.papers, self.settings))
             self.__dict__.pop("retriever", None)
             if report.chunks_added:  # derived files (BM25, catalog) are rebuilt and saved now, not at first question
                 self.retriever.corpus()
@@ -166,9 +172,24 @@ class Bot:
         )
 
     def ensure_index(self) -> None:
-        """Build the index from the default corpus on first use, so a fresh install answers at once."""
-        if self.index.count() == 0:
-            self.ingest()
+        """Build the index from the default corpus on first use, so a fresh install answers at once; and, once
+        per bot, bring a collection built from the default corpus up to date when that corpus, or the code that
+        reads it, has changed since (an upgrade that reads the bundled pages better reaches an existing index
+        without a manual `rag ingest`; only changed papers are re-embedded)."""
+        if self._index_checked:
+            return
+        with self._check_lock:  # chat users asking at once: one of them checks, the others wait for it
+            if self._index_checked:
+                return
+            if self.index.count() == 0:
+                self.ingest()
+            elif (stored := self.index.default_corpus()) is not None:
+                from rag.corpus import load_corpus
+                from rag.index import corpus_fingerprint
+
+                if stored != corpus_fingerprint(load_corpus(self.settings.corpus_paths).papers, self.settings):
+                    self.ingest()
+            self._index_checked = True
 
     def warm_up(self) -> None:
         """Load every model, build the index if needed and prime the generator, so the first question is fast.

@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,6 +61,9 @@ REVISION_KEY = "rag_revision"
 PAPERS_KEY = "rag_papers"
 """Collection metadata key: the papers stored, counted by the last ingest that wrote (a count of chunk-0 records
 would read every record of a large collection)."""
+CORPUS_KEY = "rag_default_corpus"
+"""Collection metadata key: the fingerprint (`corpus_fingerprint`) of the default corpus as last ingested, so a
+bot can tell that the bundled corpus, or the code that reads it, changed since (`Bot.ensure_index`)."""
 LIST_PAGE = 100
 """Collections asked of Chroma per `list_collections` call."""
 SENTENCE_VECTORS_FILE = "sentence-vectors.bin"
@@ -146,6 +149,14 @@ def _overlap_tail(group: list[str], overlap: int, max_chars: int) -> list[str]:
     while tail and sum(len(sentence) for sentence in tail) > max_chars:
         tail = tail[1:]
     return tail
+
+
+def corpus_fingerprint(papers: Sequence[Paper], settings: Settings) -> str:
+    """One hash of every paper's content hash: it changes when any paper of the corpus, as read, changes."""
+    digest = hashlib.sha256()
+    for value in sorted(content_hash(paper, settings) for paper in papers):
+        digest.update(value.encode())
+    return digest.hexdigest()[:16]
 
 
 def content_hash(paper: Paper, settings: Settings) -> str:
@@ -330,6 +341,15 @@ class PaperIndex:
         except Exception:  # a server that went away: the count check will fail loudly elsewhere
             metadata = self._collection.metadata
         return (metadata or {}).get(REVISION_KEY)
+
+    def default_corpus(self) -> str | None:
+        """The fingerprint of the default corpus as last ingested into this collection; None when the default
+        corpus never was (a collection of the user's own files is never refreshed from it)."""
+        return (self._collection.metadata or {}).get(CORPUS_KEY)
+
+    def remember_default_corpus(self, fingerprint: str) -> None:
+        metadata = {**(self._collection.metadata or {}), CORPUS_KEY: fingerprint}
+        self._chroma("write to", self._collection.modify, metadata=metadata)
 
     def _new_revision(self, papers: int) -> None:
         """A new revision token, and the paper count `collections()` shows without reading every record."""

@@ -58,6 +58,26 @@ def test_bot_builds_the_index_on_first_use(settings, tmp_path, papers):
     assert bot.search("feature pyramid object detection", k=1)[0].paper.id == "fpn"
 
 
+def test_an_index_built_from_the_default_corpus_follows_its_changes(settings, tmp_path, papers):
+    corpus = jsonl(tmp_path / "corpus.jsonl", papers[:2])
+    settings = settings.with_changes(corpus_paths=[corpus])
+    Bot(settings).ensure_index()
+    jsonl(corpus, papers[:3])  # the default corpus (or the code reading it) changed since
+    bot = Bot(settings)
+    assert {source.paper.id for source in bot.search("anything", k=10)} == {p.id for p in papers[:3]}
+    jsonl(corpus, papers[:4])
+    assert bot.index.paper_count() == 3  # checked once per bot, not on every question
+    assert len(bot.search("anything", k=10)) == 3
+
+
+def test_a_collection_of_the_users_own_files_is_not_filled_from_the_default_corpus(settings, tmp_path, papers):
+    settings = settings.with_changes(corpus_paths=[jsonl(tmp_path / "default.jsonl", papers[:3])])
+    Bot(settings).ingest([jsonl(tmp_path / "mine.jsonl", papers[3:5])])
+    bot = Bot(settings)
+    bot.ensure_index()
+    assert {paper.id for paper in bot.index.papers().values()} == {p.id for p in papers[3:5]}
+
+
 @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(question=st.text(min_size=0, max_size=300))
 def test_any_text_gives_an_answer_or_a_one_line_error(bot, question):
