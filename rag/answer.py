@@ -305,6 +305,10 @@ class Answerer:
             update |= {"text": text, "citations": citations_for(text, sources), "declined": False}
         return answer.model_copy(update=update), bool(pieces)
 
+    @property
+    def _lexical_weight(self) -> float:
+        return self.settings.answer.support_lexical_weight
+
     def request(self, question: str, shown: Sequence[Source]) -> GenerationRequest:
         """The answer request for `question` over the `shown` sources (ANSWER_STOPS cut a made-up next turn)."""
         return GenerationRequest(
@@ -363,10 +367,10 @@ class Answerer:
         claims = [remove_citations(checks[index].text) for index in targets]
         vectors = np.asarray(self.embedder.embed(claims), dtype=np.float32)
         shown_sentences = []
-        for index, vector in zip(targets, vectors, strict=True):
+        for index, claim, vector in zip(targets, claims, vectors, strict=True):
             number = checks[index].citations[0]
             count = self.settings.answer.judge_answer_passage_sentences
-            shown_sentences.append(passage_sentences(vector, evidence[number], count))
+            shown_sentences.append(passage_sentences(claim, vector, evidence[number], count, self._lexical_weight))
         pairs = [
             (claim, format_passage(by_number[checks[index].citations[0]].title, sentences))
             for claim, index, sentences in zip(claims, targets, shown_sentences, strict=True)
@@ -405,7 +409,8 @@ class Answerer:
         cited = [c.citations[0] for c in checks if c.citations and not c.dropped and c.citations[0] in by_number]
         source = by_number[cited[0]] if cited else shown[0]
         vector = np.asarray(self.embedder.embed([premise]), dtype=np.float32)[0]
-        sentences = passage_sentences(vector, evidence[source.number], self.settings.answer.judge_passage_sentences)
+        count = self.settings.answer.judge_passage_sentences
+        sentences = passage_sentences(premise, vector, evidence[source.number], count, self._lexical_weight)
         if not sentences:
             return checks
         (judgement,) = judge.judge_many([(premise, format_passage(source.title, sentences))])
@@ -432,7 +437,8 @@ class Answerer:
         vector = self.question_vector(description)
 
         def fits(source: Source) -> bool:
-            sentences = passage_sentences(vector, evidence[source.number], self.settings.answer.judge_passage_sentences)
+            count = self.settings.answer.judge_passage_sentences
+            sentences = passage_sentences(description, vector, evidence[source.number], count, self._lexical_weight)
             if not sentences:
                 return False
             return describes(self.judge.judge_many([(description, format_passage(source.title, sentences))])[0])

@@ -19,7 +19,7 @@ import numpy as np
 from rag.evidence import Evidence, build_evidence
 from rag.judge import Judge, Judgement
 from rag.settings import Settings
-from rag.text import opens_with_reference
+from rag.text import key_terms, opens_with_reference
 from rag.types import ClaimCheck, Filters, Paper, PaperVerdict, Source
 
 DECIDING = ("supported", "contradicted")
@@ -38,18 +38,29 @@ def claim_of(message: str) -> str | None:
     return claim[:1].upper() + claim[1:] if claim else None
 
 
-def passage_sentences(claim_vector: np.ndarray, evidence: Evidence, count: int) -> list[str]:
+def passage_sentences(
+    claim: str, claim_vector: np.ndarray, evidence: Evidence, count: int, lexical_weight: float = 0.0
+) -> list[str]:
     """The `count` sentences of the paper most like the claim, in the paper's order, among its record (authors,
     schedule: a claim about who or when is read against them) and its abstract; the title is left out, since
-    the passage gets it separately. An abstract sentence that opens by pointing back ("This approach ...")
-    comes with the sentence before it: alone, the judge reads "this approach" as the paper's own method when
-    the abstract meant the earlier work it had just named."""
+    the passage gets it separately.
+
+    "Most like" is the support score's blend (`Settings.answer.support_lexical_weight`): cosine similarity and
+    the share of the claim's key terms a sentence holds. The sentence that decides a claim names what the
+    claim names, and on expert-labelled claims outside this project's field the blend put it in a 3-sentence
+    passage more often than cosine alone (rationale recall 0.74 -> 0.77). An abstract sentence that opens by
+    pointing back ("This approach ...") comes with the sentence before it: alone, the judge reads "this
+    approach" as the paper's own method when the abstract meant the earlier work it had just named."""
     start = 1 if evidence.sentences and evidence.abstract_start else 0
     sentences = evidence.sentences[start:]
     if not sentences:
         return []
     similarity = evidence.vectors[start:] @ claim_vector
-    best = set(np.argsort(-similarity)[:count].tolist())
+    terms = key_terms(claim)
+    if lexical_weight and terms:
+        overlap = np.array([len(terms & key_terms(sentence)) / len(terms) for sentence in sentences])
+        similarity = (1 - lexical_weight) * similarity + lexical_weight * overlap
+    best = set(np.argsort(-similarity, kind="stable")[:count].tolist())
     first_of_abstract = evidence.abstract_start - start
     for index in sorted(best):
         if index > first_of_abstract and opens_with_reference(sentences[index]):
@@ -103,7 +114,11 @@ class ClaimChecker:
         evidence = build_evidence(sources, self.sentence_vectors)
         claim_vector = np.asarray(self.embedder.embed([claim])[0], dtype=np.float32)
         count = self.settings.answer.judge_passage_sentences
-        shown = [(source, passage_sentences(claim_vector, evidence[source.number], count)) for source in sources]
+        weight = self.settings.answer.support_lexical_weight
+        shown = [
+            (source, passage_sentences(claim, claim_vector, evidence[source.number], count, weight))
+            for source in sources
+        ]
         shown = [(source, sentences) for source, sentences in shown if sentences]
         passages = [format_passage(source.title, sentences) for source, sentences in shown]
         judgements = self.judge.judge_many([(claim, passage) for passage in passages])

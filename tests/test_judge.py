@@ -291,7 +291,7 @@ def test_the_passage_is_the_sentences_most_like_the_claim_in_abstract_order(pape
     source = Source(number=1, paper=papers[1], score=1.0)
     evidence = build_evidence([source], word_embedder)[1]
     vector = word_embedder.embed(["faster VLP models"])[0]
-    chosen = passage_sentences(vector, evidence, 2)
+    chosen = passage_sentences("faster VLP models", vector, evidence, 2)
     body = evidence.sentences[evidence.abstract_start :]
     assert len(chosen) == 2 and chosen[-1].startswith("ViLT is up to tens of times faster")
     assert [body.index(sentence) for sentence in chosen] == sorted(body.index(sentence) for sentence in chosen)
@@ -306,18 +306,30 @@ def test_a_sentence_that_points_back_comes_with_the_one_before_it(word_embedder)
     )
     evidence = build_evidence([Source(number=1, paper=paper, score=1.0)], word_embedder)[1]
     vector = word_embedder.embed(["reached 90% accuracy with 1% of the storage"])[0]
-    chosen = passage_sentences(vector, evidence, 1)
+    chosen = passage_sentences("reached 90% accuracy with 1% of the storage", vector, evidence, 1)
     assert chosen == [
         "An earlier method fed quantised tokens to the network.",
         "This approach reached 90% accuracy with 1% of the storage.",
     ]
 
 
+def test_the_passage_prefers_the_sentence_that_names_what_the_claim_names(papers, word_embedder):
+    source = Source(number=1, paper=papers[1], score=1.0)
+    evidence = build_evidence([source], word_embedder)[1]
+    claim = "ViLT processes visual inputs without convolution"
+    vector = word_embedder.embed(["faster VLP models"])[0]  # a vector that points elsewhere
+    assert passage_sentences(claim, vector, evidence, 1, lexical_weight=0.0)[0].startswith("ViLT is up to")
+    assert "without convolution" in passage_sentences(claim, vector, evidence, 1, lexical_weight=0.9)[0]
+
+
 def test_a_claim_about_authors_is_read_against_the_author_record(papers, word_embedder):
     source = Source(number=1, paper=papers[1], score=1.0)
     evidence = build_evidence([source], word_embedder)[1]
     vector = word_embedder.embed(["ViLT was written by Wonjae Kim"])[0]
-    assert any("written by" in sentence for sentence in passage_sentences(vector, evidence, 2))
+    assert any(
+        "written by" in sentence
+        for sentence in passage_sentences("ViLT was written by Wonjae Kim", vector, evidence, 2)
+    )
 
 
 def verdict(kind: str, confidence: float) -> PaperVerdict:
