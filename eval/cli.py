@@ -219,6 +219,9 @@ def run_claim_set(args: argparse.Namespace) -> int:
 
     if not args.corpus:
         raise RagError("--claims needs --corpus: the abstracts the claims are about (corpus.jsonl).")
+    for path, what in ((args.claims, "claim file"), (args.corpus, "corpus file")):
+        if not Path(path).is_file():
+            raise RagError(f"{path}: {what} not found.")
     settings = make_settings(args)
     out = args.out or DEFAULT_RUNS_DIR / f"claims-{args.claims.stem}"
     summary = run_claims(

@@ -473,6 +473,9 @@ def test_cli_compare_and_user_errors(tmp_path, fake_settings, capsys):
     assert "no results.json" in capsys.readouterr().err
     assert eval_cli.main(["--questions", str(tmp_path / "none.jsonl")]) == eval_cli.EXIT_USER_ERROR
     assert "question file not found" in capsys.readouterr().err
+    missing = ["--claims", str(tmp_path / "claims.jsonl"), "--corpus", str(tmp_path / "corpus.jsonl")]
+    assert eval_cli.main(missing) == eval_cli.EXIT_USER_ERROR
+    assert "claims.jsonl: claim file not found." in capsys.readouterr().err
 
 
 def test_rag_eval_end_to_end_with_a_real_bot(tmp_path, settings, papers, monkeypatch):
