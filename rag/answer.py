@@ -170,7 +170,7 @@ def stated_premise(question: str) -> str | None:
 
 _STATED_PREMISE = re.compile(
     r"^\W*(?:given that|since|considering that|now that|assuming that)\s+(?P<lead>[^,?]+),"
-    r"|^\W*(?P<tail>[^?]+?),?\s*(?:right|correct|true|isn't it|aren't they|didn't they|wasn't it)\s*\?",
+    r"|^\W*(?P<tail>[^?]+?),\s*(?:right|correct|true|isn't it|aren't they|didn't they|wasn't it)\s*\?",
     re.IGNORECASE,
 )
 

@@ -210,6 +210,7 @@ def test_a_question_without_a_premise_gets_no_premise_correction(papers, tmp_pat
         ("Why is ViLT slower than previous VLP models?", None),  # its premise shows only if the answer repeats it
         ("How fast is ViLT?", None),
         ("Since when, right?", None),  # too short to be a claim
+        ("Is the claim that ViLT uses convolution true?", None),  # asks, does not assume
     ],
 )
 def test_a_stated_premise_is_read_off_the_question(question, premise):
