@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.evidence import Evidence
-from rag.prompts import ANSWER_PROMPT, SEVERAL_PAPERS_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
+from rag.prompts import ANSWER_PROMPT, PARTS_PROMPT, SEVERAL_PAPERS_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
 from rag.settings import Settings
-from rag.text import figures_in, key_terms, numbers_in
+from rag.text import figures_in, key_terms, numbers_in, question_parts
 from rag.types import Source
 
 # --- what the question asks for ----------------------------------------------------------------------------
@@ -300,11 +300,16 @@ def format_source(source: Source, max_authors: int | None, with_metadata: bool =
 def build_messages(question: str, sources: Sequence[Source], settings: Settings) -> list[dict[str, str]]:
     """System rules, then the numbered sources and the question (in SEVERAL_PAPERS_PROMPT for a question about
     several papers, else ANSWER_PROMPT)."""
-    template = SEVERAL_PAPERS_PROMPT if asks_for_several(question) else ANSWER_PROMPT
+    parts = len(question_parts(question))
+    if asks_for_several(question):
+        template = SEVERAL_PAPERS_PROMPT
+    else:
+        template = PARTS_PROMPT if parts in _COUNTS else ANSWER_PROMPT
     with_metadata = asks_metadata(question)
     max_authors = None if asks_authors(question) else settings.answer.prompt_authors
     formatted = "\n\n".join(format_source(source, max_authors, with_metadata) for source in sources)
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": template.format(sources=formatted, question=question)},
-    ]
+    user = template.format(sources=formatted, question=question, parts=_COUNTS.get(parts, ""))
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+_COUNTS = {2: "two", 3: "three", 4: "four"}

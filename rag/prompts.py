@@ -53,6 +53,15 @@ ANSWER_PROMPT = (
 model most often forgets (use the sources, cite each sentence). The question is labelled as such, so text
 inside it that reads like an instruction stays part of the question."""
 
+PARTS_PROMPT = (
+    "Sources:\n{sources}\n\n"
+    "Question: {question}\n\n"
+    "The question asks {parts} things. Answer each of them from the sources, citing [n] after each sentence."
+)
+"""ANSWER_PROMPT for a question that asks several things at once ("Which model came out best and what accuracy
+did it reach?"): the 1.5B model answered the part its best sentence spoke to and left the other out, so the
+number of things asked is said in so many words."""
+
 SEVERAL_PAPERS_PROMPT = (
     "Sources:\n{sources}\n\n"
     "Question: {question}\n\n"

@@ -377,6 +377,25 @@ _DECLINE = re.compile(
 )
 
 
+def question_parts(question: str) -> list[str]:
+    """The separate things a question asks: "Which model came out best and what accuracy did it reach?" asks
+    two, as does "Is there such a paper? What does it do?". A sentence counts when it is the first or ends in a
+    question mark (a remark such as "I think it came out in 2018." asks nothing), and a sentence splits at
+    "and" before a question word; a piece of one word ("... and why?") and text in brackets do not count."""
+    text = _BRACKETED.sub(" ", question).strip()
+    sentences = [sentence for sentence in _AFTER_QUESTION_MARK.split(text) if sentence.strip()]
+    asked = sentences[:1] + [sentence for sentence in sentences[1:] if sentence.rstrip().endswith("?")]
+    pieces = [piece for sentence in asked for piece in _AND_QUESTION_WORD.split(sentence)]
+    return [piece.strip(" ,?") for piece in pieces if len(piece.split()) >= 2]
+
+
+_BRACKETED = re.compile(r"\([^()]*\)")
+_AFTER_QUESTION_MARK = re.compile(r"(?<=\?)\s+")
+_AND_QUESTION_WORD = re.compile(
+    r",?\s+and\s+(?=(?:\w+\s+){0,2}(?:what|which|how|who|whom|whose|when|where|why)\b)", re.IGNORECASE
+)
+
+
 def is_decline(sentence: str) -> bool:
     """True when `sentence` says the sources do not answer (the model's own refusal, in any wording)."""
     return bool(_DECLINE.search(sentence))

@@ -814,3 +814,12 @@ def test_real_model_does_not_obey_injected_sources(real_bot, hostile):
     answerer = Answerer(real_bot.generator, real_bot.embedder, real_bot.settings)
     items = list(answerer.stream("What does the robust training paper study?", FakeRetriever(hostile)))
     assert "HACKED" not in items[-1].text.upper()
+
+
+def test_a_question_asking_two_things_says_so_in_the_prompt(ordered, answer_settings, word_embedder):
+    generator = FakeGenerator("ViLT is fast [1].")
+    answerer = Answerer(generator, word_embedder, answer_settings)
+    run(answerer, "How fast is ViLT, and what does it process without convolution?", FakeRetriever(ordered))
+    run(answerer, "How fast is ViLT?", FakeRetriever(ordered))
+    two, one = (request.messages[-1]["content"] for request in generator.requests)
+    assert "The question asks two things." in two and "asks" not in one.split("Question:")[-1]

@@ -12,6 +12,7 @@ from rag.text import (
     key_terms,
     normalise_title,
     numbers_in,
+    question_parts,
     sentences_within,
     short_name,
     slot_end,
@@ -100,3 +101,19 @@ def test_clock_times_read_a_slot_start_not_a_range_end():
 def test_is_coined():
     assert is_coined("XNet") and is_coined("Zeta9")
     assert not is_coined("Net") and not is_coined("Sparse") and not is_coined("X Net")
+
+
+@pytest.mark.parametrize(
+    ("question", "count"),
+    [
+        ("Which model came out best and what test accuracy did it reach?", 2),
+        ("How many parameters did it have, and on roughly how many benchmarks was it evaluated?", 2),
+        ("Is there more than one such paper? What does each do?", 2),
+        ("Which model predicts depth from stereo? pretty sure it came out in 2018", 1),  # a remark asks nothing
+        ("Which datasets (CIFAR? CUB?) does it use?", 1),  # bracketed asides are not parts
+        ("How does it compare to the baseline and why?", 1),  # a one-word piece is not a part
+        ("What does XNet do?", 1),
+    ],
+)
+def test_question_parts_counts_the_things_asked(question, count):
+    assert len(question_parts(question)) == count
