@@ -19,7 +19,7 @@ import numpy as np
 from rag.evidence import Evidence, build_evidence
 from rag.judge import Judge, Judgement
 from rag.settings import Settings
-from rag.text import key_terms, opens_with_reference
+from rag.text import figures_in, key_terms, opens_with_reference
 from rag.types import ClaimCheck, Filters, Paper, PaperVerdict, Source
 
 DECIDING = ("supported", "contradicted")
@@ -48,7 +48,9 @@ def passage_sentences(
     "Most like" is the support score's blend (`Settings.answer.support_lexical_weight`): cosine similarity and
     the share of the claim's key terms a sentence holds. The sentence that decides a claim names what the
     claim names, and on expert-labelled claims outside this project's field the blend put it in a 3-sentence
-    passage more often than cosine alone (rationale recall 0.74 -> 0.77). An abstract sentence that opens by
+    passage more often than cosine alone (rationale recall 0.74 -> 0.77). A sentence that holds a figure the
+    claim states is added (up to `count` of them): without it the judge cannot see where the figure comes from,
+    reads the claim as not addressed, and a correct figure was removed. An abstract sentence that opens by
     pointing back ("This approach ...") comes with the sentence before it: alone, the judge reads "this
     approach" as the paper's own method when the abstract meant the earlier work it had just named."""
     start = 1 if evidence.sentences and evidence.abstract_start else 0
@@ -60,7 +62,11 @@ def passage_sentences(
     if lexical_weight and terms:
         overlap = np.array([len(terms & key_terms(sentence)) / len(terms) for sentence in sentences])
         similarity = (1 - lexical_weight) * similarity + lexical_weight * overlap
-    best = set(np.argsort(-similarity, kind="stable")[:count].tolist())
+    ranked = np.argsort(-similarity, kind="stable").tolist()
+    best = set(ranked[:count])
+    if figures := figures_in(claim):  # a figure is read in its own sentence, whatever else is most alike
+        holding = [index for index in ranked[count:] if figures_in(sentences[index]) & figures]
+        best.update(holding[:count])
     first_of_abstract = evidence.abstract_start - start
     for index in sorted(best):
         if index > first_of_abstract and opens_with_reference(sentences[index]):

@@ -323,6 +323,20 @@ def test_the_passage_prefers_the_sentence_that_names_what_the_claim_names(papers
     assert "without convolution" in passage_sentences(claim, vector, evidence, 1, lexical_weight=0.9)[0]
 
 
+def test_a_sentence_holding_the_claims_figure_is_always_in_the_passage(word_embedder):
+    paper = Paper(
+        id="p",
+        title="Searching for cells",
+        abstract="We search for a cell on a small dataset. The cell transfers to a large dataset. "
+        "Stacked cells reach a 2.4% error rate. Searching costs a few days.",
+    )
+    evidence = build_evidence([Source(number=1, paper=paper, score=1.0)], word_embedder)[1]
+    claim = "The searched cell transfers with 2.4% error"
+    vector = word_embedder.embed(["search for a cell on a small dataset"])[0]  # points at another sentence
+    chosen = passage_sentences(claim, vector, evidence, 1)
+    assert "Stacked cells reach a 2.4% error rate." in chosen and len(chosen) == 2
+
+
 def test_a_claim_about_authors_is_read_against_the_author_record(papers, word_embedder):
     source = Source(number=1, paper=papers[1], score=1.0)
     evidence = build_evidence([source], word_embedder)[1]
