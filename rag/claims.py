@@ -41,9 +41,10 @@ def claim_of(message: str) -> str | None:
 def passage_sentences(
     claim: str, claim_vector: np.ndarray, evidence: Evidence, count: int, lexical_weight: float = 0.0
 ) -> list[str]:
-    """The `count` sentences of the paper most like the claim, in the paper's order, among its record (authors,
-    schedule: a claim about who or when is read against them) and its abstract; the title is left out, since
-    the passage gets it separately.
+    """The `count` sentences of the paper most like the claim, in the paper's order, among its abstract and its
+    record (authors, schedule), the title left out since the passage gets it separately. A record sentence is a
+    candidate only for a claim that shares a word with it beyond the title (a name, a day, a room): "X was
+    written by ..." holds the title's words, and the judge read "X proposes Y" against it as contradicted.
 
     "Most like" is the support score's blend (`Settings.answer.support_lexical_weight`): cosine similarity and
     the share of the claim's key terms a sentence holds. The sentence that decides a claim names what the
@@ -62,12 +63,16 @@ def passage_sentences(
     if lexical_weight and terms:
         overlap = np.array([len(terms & key_terms(sentence)) / len(terms) for sentence in sentences])
         similarity = (1 - lexical_weight) * similarity + lexical_weight * overlap
-    ranked = np.argsort(-similarity, kind="stable").tolist()
+    first_of_abstract = evidence.abstract_start - start
+    title_terms = key_terms(evidence.sentences[0]) if start else set()
+    for index in range(first_of_abstract):  # a record sentence only for a claim about the record itself
+        if not (terms & (key_terms(sentences[index]) - title_terms)):
+            similarity[index] = -np.inf
+    ranked = [index for index in np.argsort(-similarity, kind="stable").tolist() if similarity[index] > -np.inf]
     best = set(ranked[:count])
     if figures := figures_in(claim):  # a figure is read in its own sentence, whatever else is most alike
         holding = [index for index in ranked[count:] if figures_in(sentences[index]) & figures]
         best.update(holding[:count])
-    first_of_abstract = evidence.abstract_start - start
     for index in sorted(best):
         if index > first_of_abstract and opens_with_reference(sentences[index]):
             best.add(index - 1)

@@ -323,6 +323,14 @@ def test_the_passage_prefers_the_sentence_that_names_what_the_claim_names(papers
     assert "without convolution" in passage_sentences(claim, vector, evidence, 1, lexical_weight=0.9)[0]
 
 
+def test_a_claim_about_the_paper_is_not_read_against_its_author_record(papers, word_embedder):
+    source = Source(number=1, paper=papers[1], score=1.0)
+    evidence = build_evidence([source], word_embedder)[1]
+    claim = "ViLT Vision-and-Language Transformer Without Convolution or Region Supervision is proposed"
+    vector = word_embedder.embed([claim])[0]
+    assert not any("written by" in sentence for sentence in passage_sentences(claim, vector, evidence, 3, 0.4))
+
+
 def test_a_sentence_holding_the_claims_figure_is_always_in_the_passage(word_embedder):
     paper = Paper(
         id="p",
