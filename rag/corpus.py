@@ -170,7 +170,7 @@ def _repair_word(match: re.Match[str]) -> str:
 
 
 def _clean(text: str) -> str:
-    """NFC, mojibake repaired, control characters dropped, TeX-escaped characters ("96.98\\%", "R\\&D") as
+    """NFC, mojibake repaired, control characters dropped, TeX-escaped characters ("88.25\\%", "R\\&D") as
     the characters they stand for (abstracts copied from arXiv keep them, and "\\%" after a figure reads as
     noise to a reader and to the model), surrounding space stripped."""
     text = unicodedata.normalize("NFC", text)

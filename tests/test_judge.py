@@ -301,16 +301,16 @@ def test_the_passage_is_the_sentences_most_like_the_claim_in_abstract_order(pape
 def test_a_sentence_that_points_back_comes_with_the_one_before_it(word_embedder):
     paper = Paper(
         id="p",
-        title="Token inputs, extended",
-        abstract="Storage is a bottleneck. An earlier method fed quantised tokens to the network. "
-        "This approach reached 90% accuracy with 1% of the storage. We extend it with masked modelling.",
+        title="Compact inputs, extended",
+        abstract="Memory is a bottleneck. An earlier method fed compact codes to the network. "
+        "This approach reached 85% accuracy with 3% of the memory. We extend it to unlabelled data.",
     )
     evidence = build_evidence([Source(number=1, paper=paper, score=1.0)], word_embedder)[1]
-    vector = word_embedder.embed(["reached 90% accuracy with 1% of the storage"])[0]
-    chosen = passage_sentences("reached 90% accuracy with 1% of the storage", vector, evidence, 1)
+    vector = word_embedder.embed(["reached 85% accuracy with 3% of the memory"])[0]
+    chosen = passage_sentences("reached 85% accuracy with 3% of the memory", vector, evidence, 1)
     assert chosen == [
-        "An earlier method fed quantised tokens to the network.",
-        "This approach reached 90% accuracy with 1% of the storage.",
+        "An earlier method fed compact codes to the network.",
+        "This approach reached 85% accuracy with 3% of the memory.",
     ]
 
 
@@ -334,15 +334,15 @@ def test_a_claim_about_the_paper_is_not_read_against_its_author_record(papers, w
 def test_a_sentence_holding_the_claims_figure_is_always_in_the_passage(word_embedder):
     paper = Paper(
         id="p",
-        title="Searching for cells",
+        title="Searching for blocks",
         abstract="We search for a cell on a small dataset. The cell transfers to a large dataset. "
-        "Stacked cells reach a 2.4% error rate. Searching costs a few days.",
+        "Stacked cells reach a 3.7% error rate. Searching costs a few days.",
     )
     evidence = build_evidence([Source(number=1, paper=paper, score=1.0)], word_embedder)[1]
-    claim = "The searched cell transfers with 2.4% error"
+    claim = "The searched cell transfers with 3.7% error"
     vector = word_embedder.embed(["search for a cell on a small dataset"])[0]  # points at another sentence
     chosen = passage_sentences(claim, vector, evidence, 1)
-    assert "Stacked cells reach a 2.4% error rate." in chosen and len(chosen) == 2
+    assert "Stacked cells reach a 3.7% error rate." in chosen and len(chosen) == 2
 
 
 def test_a_claim_about_authors_is_read_against_the_author_record(papers, word_embedder):
