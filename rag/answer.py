@@ -387,7 +387,11 @@ class Answerer:
                 judged[index] = check.model_copy(update={"verdict": judgement.verdict})
                 continue
             judged[index] = check.model_copy(update={"verdict": "contradicted", "dropped": True, "supported": False})
-            correction = premise_correction(question, check, sentences, by_number[check.citations[0]])
+            source = by_number[check.citations[0]]
+            correction = premise_correction(question, check, sentences, source)
+            if correction is not None and len(sentences) > 1:
+                deciding = self.contradicting_sentence(claim, sentences, source)
+                correction = premise_correction(question, check, [deciding], source)
             if correction is not None and not any(c.composed and c.text == correction.text for c in judged):
                 judged.insert(index + 1, correction)
         return judged
@@ -416,7 +420,19 @@ class Answerer:
         (judgement,) = judge.judge_many([(premise, format_passage(source.title, sentences))])
         if judgement.verdict != "contradicted":
             return checks
-        return [correction(key_terms(premise), sentences, source), *checks]
+        deciding = self.contradicting_sentence(premise, sentences, source)
+        return [correction(key_terms(premise), [deciding], source), *checks]
+
+    def contradicting_sentence(self, claim: str, sentences: Sequence[str], source: Source) -> str:
+        """Of a passage found to contradict `claim`, the sentence that does: each is judged alone and the one
+        the judge finds most contradicting is quoted. (The sentence sharing the most words with a false claim
+        is often a background sentence on the same topic, not the one that says otherwise.) Runs only when a
+        premise was found false, so its extra judgements are rare."""
+        if len(sentences) <= 1:
+            return sentences[0]
+        judgements = self.judge.judge_many([(claim, format_passage(source.title, [s])) for s in sentences])
+        scores = [judgement.probabilities.get("contradicted", 0.0) for judgement in judgements]
+        return sentences[max(range(len(sentences)), key=scores.__getitem__)]
 
     def with_identified_paper(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

@@ -180,7 +180,7 @@ def test_a_contradicted_sentence_is_removed_and_a_supported_one_stays(papers, tm
 
 
 def test_a_contradicted_premise_of_the_question_is_corrected_from_the_source(papers, tmp_path, word_embedder):
-    judge = ScriptedJudge(bad="slower")
+    judge = SentenceJudge(bad="slower", by="faster")
     answer_text = "ViLT is up to tens of times slower than previous VLP models [2]."
     answerer = Answerer(FakeGenerator(answer_text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
     _, answer = run(answerer, "Why is ViLT slower than previous VLP models?", FakeRetriever(papers))
@@ -225,7 +225,35 @@ def test_a_stated_premise_the_source_contradicts_opens_the_answer(papers, tmp_pa
     _, answer = run(answerer, question, FakeRetriever(papers))
     assert answer.text.startswith("The question's premise does not hold: “ViLT” states that")
     assert "without convolution [2]" in answer.text
-    assert tuple(c for c, _ in judge.seen if "slower" in c) == ("ViLT is slower than previous VLP models",)
+    assert {c for c, _ in judge.seen if "slower" in c} == {"ViLT is slower than previous VLP models"}
+
+
+class SentenceJudge(ScriptedJudge):
+    """Finds a claim containing `bad` contradicted, most strongly by a passage containing `by`."""
+
+    def __init__(self, bad: str, by: str):
+        super().__init__(bad)
+        self.by = by
+
+    def judge_many(self, pairs):
+        self.seen.extend(pairs)
+        return [
+            Judgement("contradicted", {"contradicted": 0.9 if self.by in passage else 0.6})
+            if self.bad in claim
+            else Judgement("supported", {"supported": 0.9})
+            for claim, passage in pairs
+        ]
+
+
+def test_the_correction_quotes_the_sentence_the_judge_finds_contradicting(papers, tmp_path, word_embedder):
+    judge = SentenceJudge(bad="slower", by="tens of times faster")
+    answer_text = "ViLT processes visual inputs without convolution [2]."
+    settings = Settings(data_dir=tmp_path, judge_passage_sentences=3)
+    answerer = Answerer(FakeGenerator(answer_text), word_embedder, settings, judge=judge)
+    question = "Given that ViLT is slower than previous VLP models, why does it skip convolution?"
+    _, answer = run(answerer, question, FakeRetriever(papers))
+    first = answer.sentences[0]
+    assert first.composed and "tens of times faster than previous VLP models [2]" in first.text
 
 
 def test_a_stated_premise_the_source_supports_changes_nothing(papers, tmp_path, word_embedder):
