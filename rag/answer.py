@@ -153,7 +153,8 @@ def correction(claimed: set[str], passage: Sequence[str], source: Source) -> Sen
     thing)."""
     deciding = max(passage, key=lambda sentence: len(key_terms(sentence) & claimed))
     name = short_name(source.title)
-    text = f"The question's premise does not hold: “{name}” states that {_lowered(deciding)} [{source.number}]"
+    stated = deciding.strip().rstrip(".") if deciding.startswith(name) else _lowered(deciding)
+    text = f"The question's premise does not hold: “{name}” states that {stated} [{source.number}]"
     return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="contradicted")
 
 

@@ -228,6 +228,15 @@ def test_a_stated_premise_the_source_contradicts_opens_the_answer(papers, tmp_pa
     assert {c for c, _ in judge.seen if "slower" in c} == {"ViLT is slower than previous VLP models"}
 
 
+def test_a_quoted_record_sentence_keeps_the_papers_name_as_written(papers):
+    from rag.answer import correction
+
+    source = Source(number=2, paper=papers[1], score=1.0)
+    record = "ViLT was presented as a talk on Tuesday 20 July."
+    check = correction({"tuesday"}, [record], source)
+    assert check.text.endswith("“ViLT” states that ViLT was presented as a talk on Tuesday 20 July [2]")
+
+
 class SentenceJudge(ScriptedJudge):
     """Finds a claim containing `bad` contradicted, most strongly by a passage containing `by`."""
 
