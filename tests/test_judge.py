@@ -335,14 +335,18 @@ def test_the_passage_is_the_sentences_most_like_the_claim_in_abstract_order(pape
     assert [body.index(sentence) for sentence in chosen] == sorted(body.index(sentence) for sentence in chosen)
 
 
+def evidence_of(title: str, abstract: str, embedder):
+    """The evidence of one fixture paper given by its title and abstract."""
+    paper = Paper(id="p", title=title, abstract=abstract)
+    return build_evidence([Source(number=1, paper=paper, score=1.0)], embedder)[1]
+
+
 def test_a_sentence_that_points_back_comes_with_the_one_before_it(word_embedder):
-    paper = Paper(
-        id="p",
-        title="Compact inputs, extended",
-        abstract="Memory is a bottleneck. An earlier method fed compact codes to the network. "
-        "This approach reached 85% accuracy with 3% of the memory. We extend it to unlabelled data.",
+    abstract = (
+        "Memory is a bottleneck. An earlier method fed compact codes to the network. "
+        "This approach reached 85% accuracy with 3% of the memory. We extend it to unlabelled data."
     )
-    evidence = build_evidence([Source(number=1, paper=paper, score=1.0)], word_embedder)[1]
+    evidence = evidence_of("Compact inputs, extended", abstract, word_embedder)
     vector = word_embedder.embed(["reached 85% accuracy with 3% of the memory"])[0]
     chosen = passage_sentences("reached 85% accuracy with 3% of the memory", vector, evidence, 1)
     assert chosen == [
@@ -369,13 +373,11 @@ def test_a_claim_about_the_paper_is_not_read_against_its_author_record(papers, w
 
 
 def test_a_sentence_holding_the_claims_figure_is_always_in_the_passage(word_embedder):
-    paper = Paper(
-        id="p",
-        title="Searching for blocks",
-        abstract="We search for a cell on a small dataset. The cell transfers to a large dataset. "
-        "Stacked cells reach a 3.7% error rate. Searching costs a few days.",
+    abstract = (
+        "We search for a cell on a small dataset. The cell transfers to a large dataset. "
+        "Stacked cells reach a 3.7% error rate. Searching costs a few days."
     )
-    evidence = build_evidence([Source(number=1, paper=paper, score=1.0)], word_embedder)[1]
+    evidence = evidence_of("Searching for blocks", abstract, word_embedder)
     claim = "The searched cell transfers with 3.7% error"
     vector = word_embedder.embed(["search for a cell on a small dataset"])[0]  # points at another sentence
     chosen = passage_sentences(claim, vector, evidence, 1)
