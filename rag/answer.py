@@ -149,8 +149,8 @@ def premise_correction(
 
 def correction(claimed: set[str], passage: Sequence[str], source: Source) -> SentenceCheck:
     """The sentence "The question's premise does not hold: “XNet” states that ... [n]", quoting the passage
-    sentence that shares the most key terms with the false claim (the one that says otherwise about the same
-    thing)."""
+    sentence that shares the most key terms with the false claim; the answer stage passes the one sentence the
+    judge found most contradicting (`Answerer.contradicting_sentence`) when it has judged them one by one."""
     deciding = max(passage, key=lambda sentence: len(key_terms(sentence) & claimed))
     name = short_name(source.title)
     stated = deciding.strip().rstrip(".") if deciding.startswith(name) else _lowered(deciding)
