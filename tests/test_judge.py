@@ -217,12 +217,18 @@ def test_a_stated_premise_is_read_off_the_question(question, premise):
     assert stated_premise(question) == premise
 
 
+def answer_with_premise(judge, premise: str, papers, tmp_path, word_embedder, **settings):
+    """The answer to "Given that <premise>, why does it skip convolution?" over a fixed model answer."""
+    answer_text = "ViLT processes visual inputs without convolution [2]."
+    settings = Settings(data_dir=tmp_path, **settings)
+    answerer = Answerer(FakeGenerator(answer_text), word_embedder, settings, judge=judge)
+    question = f"Given that {premise}, why does it skip convolution?"
+    return run(answerer, question, FakeRetriever(papers))[1]
+
+
 def test_a_stated_premise_the_source_contradicts_opens_the_answer(papers, tmp_path, word_embedder):
     judge = ScriptedJudge(bad="slower")
-    answer_text = "ViLT processes visual inputs without convolution [2]."
-    answerer = Answerer(FakeGenerator(answer_text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
-    question = "Given that ViLT is slower than previous VLP models, why does it skip convolution?"
-    _, answer = run(answerer, question, FakeRetriever(papers))
+    answer = answer_with_premise(judge, "ViLT is slower than previous VLP models", papers, tmp_path, word_embedder)
     assert answer.text.startswith("The question's premise does not hold: “ViLT” states that")
     assert "without convolution [2]" in answer.text
     assert {c for c, _ in judge.seen if "slower" in c} == {"ViLT is slower than previous VLP models"}
@@ -256,21 +262,15 @@ class SentenceJudge(ScriptedJudge):
 
 def test_the_correction_quotes_the_sentence_the_judge_finds_contradicting(papers, tmp_path, word_embedder):
     judge = SentenceJudge(bad="slower", by="tens of times faster")
-    answer_text = "ViLT processes visual inputs without convolution [2]."
-    settings = Settings(data_dir=tmp_path, judge_passage_sentences=3)
-    answerer = Answerer(FakeGenerator(answer_text), word_embedder, settings, judge=judge)
-    question = "Given that ViLT is slower than previous VLP models, why does it skip convolution?"
-    _, answer = run(answerer, question, FakeRetriever(papers))
+    premise = "ViLT is slower than previous VLP models"
+    answer = answer_with_premise(judge, premise, papers, tmp_path, word_embedder, judge_passage_sentences=3)
     first = answer.sentences[0]
     assert first.composed and "tens of times faster than previous VLP models [2]" in first.text
 
 
 def test_a_stated_premise_the_source_supports_changes_nothing(papers, tmp_path, word_embedder):
     judge = ScriptedJudge(bad="never said")
-    answer_text = "ViLT processes visual inputs without convolution [2]."
-    answerer = Answerer(FakeGenerator(answer_text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
-    question = "Given that ViLT is faster than previous VLP models, why does it skip convolution?"
-    _, answer = run(answerer, question, FakeRetriever(papers))
+    answer = answer_with_premise(judge, "ViLT is faster than previous VLP models", papers, tmp_path, word_embedder)
     assert "premise" not in answer.text and not any(check.composed for check in answer.sentences)
 
 
