@@ -443,8 +443,9 @@ class Answerer:
 
         * Declined: the best papers are read (`identify_paper_tries`, best first), and the first that fits is
           named, cited. The small model declines such questions when the question paraphrases the abstract,
-          even with the matching paper as source [1]. A refusal stays when no paper fits, and a paper the
-          question names itself ("Which datasets does XNet use?") is never the answer: the question is about it.
+          even with the matching paper as source [1]. A refusal stays when no paper fits, and when the question
+          names a paper in view ("Which datasets does XNet use?"): the question is about that paper, and another
+          paper whose abstract shares its topic would answer a question nobody asked.
         * Answered with another paper than the best-retrieved one: both are read. When the best-retrieved
           paper fits and the model's does not, the model's sentences about its paper go and the best-retrieved
           paper is named instead; in every other case the model's choice stands."""
@@ -461,10 +462,9 @@ class Answerer:
             return describes(self.judge.judge_many([(description, format_passage(source.title, sentences))])[0])
 
         if not has_supported_claim(checks):
-            named = named_papers(question, evidence)  # a question that names its paper is not asking which it is
-            tried = [
-                source for source in shown[: self.settings.answer.identify_paper_tries] if source.number not in named
-            ]
+            if named_papers(question, evidence):  # a question that names its paper is not asking which it is
+                return checks
+            tried = shown[: self.settings.answer.identify_paper_tries]
             found = next((source for source in tried if fits(source)), None)
             return checks if found is None else [*checks, _names_paper(found)]
         named = _first_cited(checks)

@@ -19,7 +19,7 @@ import numpy as np
 from rag.evidence import Evidence
 from rag.prompts import ANSWER_PROMPT, PARTS_PROMPT, SEVERAL_PAPERS_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
 from rag.settings import Settings
-from rag.text import figures_in, key_terms, numbers_in, question_parts
+from rag.text import FUNCTION_WORDS, figures_in, key_terms, numbers_in, question_parts
 from rag.types import Source
 
 # --- what the question asks for ----------------------------------------------------------------------------
@@ -153,6 +153,9 @@ def select_passages(
     figure = lead_figure(question, kept, candidates, evidence, chosen[kept[0].number]) if kept else None
     if figure is not None:
         chosen[kept[0].number].append(figure)
+    if kept and not asks_for_several(question):
+        lead = kept[0].number
+        chosen[lead] += asked_sentences(question, lead, candidates, evidence, chosen[lead])
     words = {(number, index): len(evidence[number].sentences[index].split()) for _, number, index in candidates}
     budget = passage_budget(len(kept), len(sources), settings)
     budget -= sum(words[number, index] for number, indexes in chosen.items() for index in indexes)
@@ -218,6 +221,76 @@ def lead_figure(
     if others and not any(states_quantity(sentences[index]) for index in chosen):
         return others[0]
     return None
+
+
+def asked_terms(part: str) -> list[str]:
+    """Key terms of the thing a question part asks for, in order: the words right after its question word, up to
+    the first function word ("list the remote sensing datasets that ..." -> remote, sens, dataset; "how many
+    parameters did ..." -> parameter). Empty when a function word follows ("what is ...", "how does ..."): that
+    part asks about a clause, and the question's own words already choose its sentences."""
+    match = _ASKED_THING.search(part)
+    if not match:
+        return []
+    terms: list[str] = []
+    for word in match.group(1).split()[:_ASKED_WORDS]:
+        if word.lower() in FUNCTION_WORDS:
+            break
+        terms += [term for term in sorted(key_terms(word)) if term not in terms]  # "new": no term, not the end
+    return terms
+
+
+_ASKED_THING = re.compile(
+    r"\b(?:how (?:many|much)|which|what|list(?: all)?(?: of)?(?: the)?|name(?: all)?(?: the)?)\s+([^?,;:()]+)",
+    re.IGNORECASE,
+)
+_ASKED_WORDS = 3
+_COUNTING = re.compile(r"\s*(?:\w+\s+){0,3}how (?:many|much)\b", re.IGNORECASE)
+
+
+def asked_sentences(
+    question: str,
+    lead: int,
+    candidates: Sequence[tuple[float, int, int]],
+    evidence: dict[int, Evidence],
+    chosen: Sequence[int],
+) -> list[int]:
+    """For each part of the question (`question_parts`), the lead paper's sentence that holds the thing the part
+    asks for (`asked_terms`) when its `chosen` sentences lack it; at most one sentence per part.
+
+    Why: sentences are chosen by likeness to the whole question, and a question that describes its paper at
+    length ("the model trained on X with Y ..., how many parameters did it have?") is most like the sentences
+    that repeat the description, while the sentence that answers shares one word with it. The asked thing's
+    last word is its head ("remote sensing datasets", "test accuracy"), so the best-scored sentence holding it
+    is added, unless a chosen sentence holds it; when no sentence holds it and no chosen sentence holds any asked
+    word, the best one holding the rarest other asked word. For a "how many / how much" part only a sentence
+    that states a quantity answers."""
+    sentences = evidence[lead].sentences
+    own = [index for _, number, index in candidates if number == lead]  # best-scored first
+    added: list[int] = []
+    for part in question_parts(question):
+        wanted = asked_terms(part)
+        shown = [*chosen, *added]
+        seen = set().union(*(key_terms(sentences[index]) for index in shown))
+        if not wanted or wanted[-1] in seen:
+            continue
+        counting = bool(_COUNTING.match(part))
+        holding = {
+            term: [
+                index
+                for index in own
+                if index not in shown
+                and term in key_terms(sentences[index])
+                and (not counting or states_quantity(sentences[index]))
+            ]
+            for term in wanted
+        }
+        head = wanted[-1]
+        others = [term for term in wanted[:-1] if holding[term]]
+        if holding[head]:
+            added.append(holding[head][0])
+        elif others and not set(wanted) & seen:
+            added.append(holding[min(others, key=lambda term: len(holding[term]))][0])
+    return added
 
 
 _QUOTED_TITLE = re.compile(r"[\"'“‘]([A-Z][^\"'“”‘’]{8,}?)[\"'”’](?!\w)")

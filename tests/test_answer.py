@@ -823,3 +823,43 @@ def test_a_question_asking_two_things_says_so_in_the_prompt(ordered, answer_sett
     run(answerer, "How fast is ViLT?", FakeRetriever(ordered))
     two, one = (request.messages[-1]["content"] for request in generator.requests)
     assert "The question asks two things." in two and "asks" not in one.split("Question:")[-1]
+
+
+@pytest.mark.parametrize(
+    ("part", "terms"),
+    [
+        ("list the remote sensing datasets that it was evaluated on", ["remote", "sens", "dataset"]),
+        ("How many parameters did the model trained on web images have", ["parameter"]),
+        ("on roughly how many benchmarks was it evaluated", ["benchmark"]),
+        ("what new dataset did the authors collect", ["dataset"]),
+        ("What is the main idea of the paper", []),
+        ("Who wrote it", []),
+    ],
+)
+def test_asked_terms_are_the_words_right_after_the_question_word(part, terms):
+    from rag.context import asked_terms
+
+    assert asked_terms(part) == terms
+
+
+def test_the_sentence_holding_what_each_part_asks_joins_the_lead_papers_passage():
+    """The chosen sentence repeats the question's description; the sentences that answer its two parts share
+    one word each with it. The asked thing's last word picks the sentence; a "how many" part needs a quantity."""
+    from types import SimpleNamespace
+
+    from rag.context import asked_sentences
+
+    sentences = [
+        "Title of a survey of coastal sensors",  # the record's first sentence: never a candidate below
+        "We deploy coastal sensors along remote shores to log tides.",
+        "The sensors run on solar power for months.",
+        "Tests on the Harbour and Delta datasets show fewer gaps than buoys.",
+        "Sensor counts grew every year, and the parameters of the tide model were refit.",
+        "The tide model has 12 parameters.",
+    ]
+    evidence = {1: SimpleNamespace(sentences=sentences)}
+    candidates = [(0.9, 1, 1), (0.8, 1, 4), (0.7, 1, 2), (0.6, 1, 3), (0.5, 1, 5)]
+    question = "Which remote sensing datasets were the sensors tested on, and how many parameters has the model?"
+    assert asked_sentences(question, 1, candidates, evidence, chosen=[1]) == [3, 5]
+    assert asked_sentences(question, 1, candidates, evidence, chosen=[1, 3, 5]) == []
+    assert asked_sentences("What is the point of coastal sensors?", 1, candidates, evidence, chosen=[1]) == []
