@@ -39,7 +39,7 @@ from contextlib import closing
 import numpy as np
 
 from rag.attribution import named_papers
-from rag.claims import format_passage, passage_sentences
+from rag.claims import format_passage, likeness, passage_sentences
 from rag.context import asks_for_paper, asks_for_several, asks_quantity, build_messages, select_passages
 from rag.embeddings import SentenceVectors
 from rag.evidence import Evidence, build_evidence
@@ -104,6 +104,11 @@ def describes(judgement) -> bool:
 def _names_paper(source: Source) -> SentenceCheck:
     text = f"The paper that fits this description is “{source.title}” [{source.number}]."
     return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="supported")
+
+
+def _naming_verdict(checks: Sequence[SentenceCheck], number: int) -> str | None:
+    """The judge's verdict on the first kept sentence citing paper `number` (None when it was not judged)."""
+    return next((c.verdict for c in checks if not c.dropped and c.citations[:1] == [number]), None)
 
 
 def _first_cited(checks: Sequence[SentenceCheck]) -> int | None:
@@ -296,7 +301,7 @@ class Answerer:
         checks = self.with_premise_checked(question, shown, evidence, checks)
         clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
         checks = self.with_quotes(question, shown, evidence, checks)
-        checks = self.with_identified_paper(question, shown, evidence, checks)
+        checks = self.with_identified_paper(question, shown, evidence, checks, retrieved=sources)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
         text, checks = self.with_records(question, sources, checks)
@@ -436,7 +441,12 @@ class Answerer:
         return sentences[max(range(len(sentences)), key=scores.__getitem__)]
 
     def with_identified_paper(
-        self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
+        self,
+        question: str,
+        shown: Sequence[Source],
+        evidence: dict[int, Evidence],
+        checks: list[SentenceCheck],
+        retrieved: Sequence[Source] = (),
     ) -> list[SentenceCheck]:
         """A "which paper ...?" answer whose paper is chosen on evidence. The judge reads the description in the
         question against a paper's sentences most like it (`describes`).
@@ -448,15 +458,21 @@ class Answerer:
           paper whose abstract shares its topic would answer a question nobody asked.
         * Answered with another paper than the best-retrieved one: both are read. When the best-retrieved
           paper fits and the model's does not, the model's sentences about its paper go and the best-retrieved
-          paper is named instead; in every other case the model's choice stands."""
+          paper is named instead.
+        * Answered with the best-retrieved paper, but the judge found its abstract does not address the answer's
+          naming sentence, nor fit the description: the other retrieved papers (`retrieved`, those the model was
+          not shown included) most like the description are read (`identify_paper_tries`, best first), and the
+          first that fits replaces it.
+        In every other case the model's choice stands."""
         if not asks_for_paper(question) or not getattr(self.judge, "detects_contradiction", False) or not shown:
             return checks
         description = question_content(question)
         vector = self.question_vector(description)
+        pool = dict(evidence)  # with the evidence of retrieved papers the model was not shown, once needed
 
         def fits(source: Source) -> bool:
             count = self.settings.answer.judge_passage_sentences
-            sentences = passage_sentences(description, vector, evidence[source.number], count, self._lexical_weight)
+            sentences = passage_sentences(description, vector, pool[source.number], count, self._lexical_weight)
             if not sentences:
                 return False
             return describes(self.judge.judge_many([(description, format_passage(source.title, sentences))])[0])
@@ -471,15 +487,26 @@ class Answerer:
         lead = shown[0]
         by_number = {source.number: source for source in shown}
         tries = self.settings.answer.identify_paper_tries
-        if named is None or named == lead.number or named not in by_number or tries == 0:
+        if named is None or named not in by_number or tries == 0:
             return checks
-        if not fits(lead) or fits(by_number[named]):
+        if named != lead.number:
+            found = lead if fits(lead) and not fits(by_number[named]) else None
+        elif _naming_verdict(checks, named) == "not_addressed" and not fits(lead):
+            others = [source for source in retrieved if source.number != named]
+            unseen = [source for source in others if source.number not in pool]
+            pool.update(build_evidence(unseen, self.sentence_vectors))
+            weight = self._lexical_weight
+            ranked = sorted(others, key=lambda source: -likeness(description, vector, pool[source.number], weight))
+            found = next((source for source in ranked[:tries] if fits(source)), None)
+        else:
+            found = None
+        if found is None:
             return checks
         kept = [
             check.model_copy(update={"dropped": True}) if named in check.citations and not check.dropped else check
             for check in checks
         ]
-        return [_names_paper(lead), *kept]
+        return [_names_paper(found), *kept]
 
     def with_quotes(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

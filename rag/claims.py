@@ -58,11 +58,8 @@ def passage_sentences(
     sentences = evidence.sentences[start:]
     if not sentences:
         return []
-    similarity = evidence.vectors[start:] @ claim_vector
+    similarity = _likeness(claim, claim_vector, evidence, start, lexical_weight)
     terms = key_terms(claim)
-    if lexical_weight and terms:
-        overlap = np.array([len(terms & key_terms(sentence)) / len(terms) for sentence in sentences])
-        similarity = (1 - lexical_weight) * similarity + lexical_weight * overlap
     first_of_abstract = evidence.abstract_start - start
     title_terms = key_terms(evidence.sentences[0]) if start else set()
     for index in range(first_of_abstract):  # a record sentence only for a claim about the record itself
@@ -77,6 +74,23 @@ def passage_sentences(
         if index > first_of_abstract and opens_with_reference(sentences[index]):
             best.add(index - 1)
     return [sentences[index] for index in sorted(best)]
+
+
+def likeness(claim: str, claim_vector: np.ndarray, evidence: Evidence, lexical_weight: float = 0.0) -> float:
+    """How like `claim` the paper's most alike abstract sentence is, scored as `passage_sentences` ranks them
+    (-inf for a paper without abstract sentences): which of several papers a description fits best."""
+    scores = _likeness(claim, claim_vector, evidence, evidence.abstract_start, lexical_weight)
+    return float(scores.max()) if scores.size else -np.inf
+
+
+def _likeness(claim: str, claim_vector: np.ndarray, evidence: Evidence, start: int, weight: float) -> np.ndarray:
+    """Each sentence's (from `start`) cosine to the claim, blended with the share of its key terms it holds."""
+    similarity = evidence.vectors[start:] @ claim_vector
+    terms = key_terms(claim)
+    if weight and terms:
+        overlap = np.array([len(terms & key_terms(sentence)) / len(terms) for sentence in evidence.sentences[start:]])
+        similarity = (1 - weight) * similarity + weight * overlap
+    return similarity
 
 
 def format_passage(title: str, sentences: Sequence[str]) -> str:

@@ -598,6 +598,32 @@ def test_a_which_paper_answer_about_another_paper_than_the_best_retrieved(
     assert ("The paper that fits this description is “ViLT" in answer.text) is (named == "vilt")
 
 
+@pytest.mark.parametrize(("fitting", "named"), [(("Feature",), "fpn"), ((), "vilt"), (("ViLT",), "vilt")])
+def test_a_named_paper_whose_abstract_does_not_address_the_answer_gives_way_to_one_that_fits(
+    papers, tmp_path, word_embedder, fitting, named
+):
+    """The model names the best-retrieved paper [1], the only one it was shown. When the judge finds [1] does not
+    address the answer, the retrieved papers the model was not shown are read against the description, and one
+    that fits replaces [1]; when none fits, or [1] supports the answer, the model's choice stands."""
+
+    class FittingJudge(PassageJudge):
+        def judge_many(self, pairs):
+            self.seen.extend(pairs)
+            return [
+                Judgement("supported" if passage.startswith(fitting) else "not_addressed", {"supported": 0.9})
+                for _, passage in pairs
+            ]
+
+    vilt, fpn = papers[1], papers[2]
+    generator = FakeGenerator("ViLT processes visual inputs without convolution [1].")
+    settings = Settings(data_dir=tmp_path, answer_sources=1, weak_source_margin=None)
+    answerer = Answerer(generator, word_embedder, settings, judge=FittingJudge(""))
+    question = "Which model builds feature pyramids inside a deep convnet?"
+    _, answer = run(answerer, question, FakeRetriever([vilt, fpn]))
+    assert [citation.paper_id for citation in answer.citations] == [named]
+    assert ("The paper that fits this description is “Feature Pyramid" in answer.text) is (named == "fpn")
+
+
 @pytest.mark.parametrize(
     ("question", "asks"),
     [
