@@ -59,7 +59,7 @@ from rag.rewrite import (
     search_in_view,
 )
 from rag.settings import Settings
-from rag.text import figures_in, is_decline, key_terms, short_name
+from rag.text import figures_in, is_decline, key_terms, question_parts, short_name
 from rag.types import Answer, Citation, Filters, History, Paper, Restart, SentenceCheck, Source
 from rag.verify import answer_text, verify_answer
 
@@ -103,6 +103,11 @@ def describes(judgement) -> bool:
 
 def _names_paper(source: Source) -> SentenceCheck:
     text = f"The paper that fits this description is “{source.title}” [{source.number}]."
+    return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="supported")
+
+
+def _another_paper(source: Source) -> SentenceCheck:
+    text = f"Another paper that fits: “{source.title}” [{source.number}]."
     return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="supported")
 
 
@@ -302,6 +307,7 @@ class Answerer:
         clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
         checks = self.with_quotes(question, shown, evidence, checks)
         checks = self.with_identified_paper(question, shown, evidence, checks, retrieved=sources)
+        checks = self.with_omitted_papers(question, shown, evidence, checks)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
         text, checks = self.with_records(question, sources, checks)
@@ -507,6 +513,41 @@ class Answerer:
             for check in checks
         ]
         return [_names_paper(found), *kept]
+
+    def with_omitted_papers(
+        self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
+    ) -> list[SentenceCheck]:
+        """A several-paper answer ("Which papers ...?") completed with the shown papers it left out that fit the
+        question: the judge reads the question's first part, without its frame, against each left-out paper
+        (`omitted_paper_checks` of them, best retrieved first), and one it finds described is named, cited:
+        "Another paper that fits: “Title” [n]." Given four papers, the 1.5B model writes about two or three and
+        skips a fitting one, often the first; only the title is added, so nothing unchecked is said of it."""
+        tries = self.settings.answer.omitted_paper_checks
+        if not tries or not asks_for_several(question) or not getattr(self.judge, "detects_contradiction", False):
+            return checks
+        kept = [check for check in checks if not check.dropped]
+        cited = {number for check in kept for number in check.citations}
+        if not cited or not has_supported_claim(kept):
+            return checks
+        parts = question_parts(question)
+        description = question_content(parts[0] if parts else question)
+        vector = self.question_vector(description)
+        count = self.settings.answer.judge_passage_sentences
+        left_out = [source for source in shown if source.number not in cited][:tries]
+        passages = {
+            source.number: passage_sentences(description, vector, evidence[source.number], count, self._lexical_weight)
+            for source in left_out
+        }
+        left_out = [source for source in left_out if passages[source.number]]
+        if not left_out:
+            return checks
+        pairs = [(description, format_passage(source.title, passages[source.number])) for source in left_out]
+        fitting = [
+            source
+            for source, judgement in zip(left_out, self.judge.judge_many(pairs), strict=True)
+            if describes(judgement)
+        ]
+        return [*checks, *(_another_paper(source) for source in fitting)]
 
     def with_quotes(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

@@ -375,6 +375,14 @@ class AnswerSettings(BaseModel):
         "is named. When the model names another paper than the best-retrieved one, the judge reads both and the "
         "best-retrieved one replaces it only if it alone fits. 0: neither check runs.",
     )
+    omitted_paper_checks: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="How many of the papers a several-paper answer ('Which papers ...?') left out the judge reads "
+        "against the question, best retrieved first; each one found to fit is named after the answer. Each costs "
+        "~2.5 s of prefill on a 2-core CPU; 0: none.",
+    )
     judge_passage_sentences: int = Field(
         default=3,
         ge=1,

@@ -684,3 +684,29 @@ def test_a_check_reads_deciding_papers_first_in_the_cli_text():
     text = format_check(result)
     assert text.startswith("The collection contradicts this claim.")
     assert text.index("[2] Against") < text.index("[1] Silent") and "“C.”" in text
+
+
+@pytest.mark.parametrize(("fitting", "added"), [(("Feature",), True), ((), False)])
+def test_a_several_paper_answer_names_a_left_out_paper_the_judge_finds_fitting(
+    papers, tmp_path, word_embedder, fitting, added
+):
+    """The model writes about [1] only; the judge reads the question against the left-out papers, and one it finds
+    fitting is named after the answer, title and citation only."""
+
+    class FittingJudge(PassageJudge):
+        def judge_many(self, pairs):
+            self.seen.extend(pairs)
+            return [
+                Judgement(
+                    "supported" if passage.startswith(("ViLT", *fitting)) else "not_addressed", {"supported": 0.9}
+                )
+                for _, passage in pairs
+            ]
+
+    vilt, fpn = papers[1], papers[2]
+    generator = FakeGenerator("ViLT processes visual inputs without convolution [1].")
+    settings = Settings(data_dir=tmp_path, weak_source_margin=None)
+    answerer = Answerer(generator, word_embedder, settings, judge=FittingJudge(""))
+    _, answer = run(answerer, "Which papers process images efficiently?", FakeRetriever([vilt, fpn]))
+    assert ("Another paper that fits: “Feature Pyramid Networks for Object Detection” [2]." in answer.text) is added
+    assert [citation.paper_id for citation in answer.citations] == (["vilt", "fpn"] if added else ["vilt"])
