@@ -519,7 +519,8 @@ class Answerer:
     ) -> list[SentenceCheck]:
         """A several-paper answer ("Which papers ...?") completed with the shown papers it left out that fit the
         question: the judge reads the question's first part, without its frame, against each left-out paper
-        (`omitted_paper_checks` of them, best retrieved first), and one it finds described is named, cited:
+        (`omitted_paper_checks` of them, best retrieved first), and one it finds supported with its calibrated
+        bias (stricter than `describes`: a wrongly added paper is a false claim) is named, cited:
         "Another paper that fits: “Title” [n]." Given four papers, the 1.5B model writes about two or three and
         skips a fitting one, often the first; only the title is added, so nothing unchecked is said of it."""
         tries = self.settings.answer.omitted_paper_checks
@@ -545,7 +546,7 @@ class Answerer:
         fitting = [
             source
             for source, judgement in zip(left_out, self.judge.judge_many(pairs), strict=True)
-            if describes(judgement)
+            if judgement.verdict == "supported"
         ]
         return [*checks, *(_another_paper(source) for source in fitting)]
 
