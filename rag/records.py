@@ -122,10 +122,14 @@ def gives_slot(question: str, paper: Paper) -> bool:
 
 
 def subjects(question: str, sources: Sequence[Source], cited: Sequence[int], limit: int) -> list[Source]:
-    """The papers an answer to `question` is about (see the module docstring), at most `limit`."""
+    """The papers an answer to `question` is about (see the module docstring), at most `limit`. A paper the
+    question names counts only when its record holds a field the question asks for: a question asking when
+    "the paper about inverting XNet's output" was presented names XNet as its topic, not as its subject."""
     by_slot = [source for source in sources if gives_slot(question, source.paper)]
     in_place = [source for source in by_slot if _names_place(question, source.paper)]
     named = [source for source in sources if names_paper(question, source.paper)]
+    if asked := asked_fields(question):  # "the paper about inverting XNet's output ...": XNet's paper is a topic
+        named = [source for source in named if _values(source.paper, asked)]
     by_number = {source.number: source for source in sources}
     chosen = in_place or by_slot or named or [by_number[number] for number in cited if number in by_number]
     return list({source.number: source for source in chosen}.values())[:limit]

@@ -228,3 +228,13 @@ def test_a_record_question_whose_only_claim_the_judge_contradicted_gets_the_cite
     assert check.composed and "Tuesday 20 July" in check.text and check.citations == [2]
     unsupported = contradicted.model_copy(update={"verdict": None})
     assert not any(c.composed for c in complete_from_records(question, sources, [unsupported], limit=2))
+
+
+def test_a_named_paper_without_the_asked_field_is_a_topic_not_the_subject(papers):
+    """Asked when a talk building on a named paper was given, the answer is about the cited talk, since the named
+    paper has no schedule; asked who wrote a named paper that lists its authors, it is the subject."""
+    sources = sources_of(papers)
+    when = "When was the talk building on “Feature Pyramid Networks for Object Detection” presented?"
+    assert [s.number for s in subjects(when, sources, cited=[2], limit=2)] == [2]
+    who = "Who wrote “ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision”?"
+    assert [s.number for s in subjects(who, sources, cited=[3], limit=2)] == [2]
