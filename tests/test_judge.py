@@ -523,11 +523,11 @@ def test_the_real_judge_separates_support_from_contradiction(real_settings):
 
 
 class PassageJudge:
-    """Supports a claim only against a passage from the paper whose title starts with `title`."""
+    """Supports a claim only against a passage from the paper whose title starts with `title` (or one of them)."""
 
     detects_contradiction = True
 
-    def __init__(self, title: str):
+    def __init__(self, title: str | tuple[str, ...]):
         self.title = title
         self.seen: list[tuple[str, str]] = []
 
@@ -580,18 +580,10 @@ def test_a_which_paper_answer_about_another_paper_than_the_best_retrieved(
     """The model names source [2] although [1] was retrieved first: the best-retrieved paper replaces the model's
     only when the judge finds the description in it and not in the model's paper."""
 
-    class FittingJudge(PassageJudge):
-        def judge_many(self, pairs):
-            self.seen.extend(pairs)
-            return [
-                Judgement("supported" if passage.startswith(fitting) else "not_addressed", {"supported": 0.9})
-                for _, passage in pairs
-            ]
-
     vilt, fpn = papers[1], papers[2]
     generator = FakeGenerator("Feature Pyramid Networks build feature pyramids inside a deep convnet [2].")
     settings = Settings(data_dir=tmp_path, weak_source_margin=None)
-    answerer = Answerer(generator, word_embedder, settings, judge=FittingJudge(""))
+    answerer = Answerer(generator, word_embedder, settings, judge=PassageJudge(fitting))
     question = "Which model processes visual inputs without any convolution?"
     _, answer = run(answerer, question, FakeRetriever([vilt, fpn]))
     assert [citation.paper_id for citation in answer.citations] == [named]
@@ -606,18 +598,10 @@ def test_a_named_paper_whose_abstract_does_not_address_the_answer_gives_way_to_o
     address the answer, the retrieved papers the model was not shown are read against the description, and one
     that fits replaces [1]; when none fits, or [1] supports the answer, the model's choice stands."""
 
-    class FittingJudge(PassageJudge):
-        def judge_many(self, pairs):
-            self.seen.extend(pairs)
-            return [
-                Judgement("supported" if passage.startswith(fitting) else "not_addressed", {"supported": 0.9})
-                for _, passage in pairs
-            ]
-
     vilt, fpn = papers[1], papers[2]
     generator = FakeGenerator("ViLT processes visual inputs without convolution [1].")
     settings = Settings(data_dir=tmp_path, answer_sources=1, weak_source_margin=None)
-    answerer = Answerer(generator, word_embedder, settings, judge=FittingJudge(""))
+    answerer = Answerer(generator, word_embedder, settings, judge=PassageJudge(fitting))
     question = "Which model builds feature pyramids inside a deep convnet?"
     _, answer = run(answerer, question, FakeRetriever([vilt, fpn]))
     assert [citation.paper_id for citation in answer.citations] == [named]
@@ -693,20 +677,10 @@ def test_a_several_paper_answer_names_a_left_out_paper_the_judge_finds_fitting(
     """The model writes about [1] only; the judge reads the question against the left-out papers, and one it finds
     fitting is named after the answer, title and citation only."""
 
-    class FittingJudge(PassageJudge):
-        def judge_many(self, pairs):
-            self.seen.extend(pairs)
-            return [
-                Judgement(
-                    "supported" if passage.startswith(("ViLT", *fitting)) else "not_addressed", {"supported": 0.9}
-                )
-                for _, passage in pairs
-            ]
-
     vilt, fpn = papers[1], papers[2]
     generator = FakeGenerator("ViLT processes visual inputs without convolution [1].")
     settings = Settings(data_dir=tmp_path, weak_source_margin=None)
-    answerer = Answerer(generator, word_embedder, settings, judge=FittingJudge(""))
+    answerer = Answerer(generator, word_embedder, settings, judge=PassageJudge(("ViLT", *fitting)))
     _, answer = run(answerer, "Which papers process images efficiently?", FakeRetriever([vilt, fpn]))
     assert ("Another paper that fits: “Feature Pyramid Networks for Object Detection” [2]." in answer.text) is added
     assert [citation.paper_id for citation in answer.citations] == (["vilt", "fpn"] if added else ["vilt"])
