@@ -297,7 +297,7 @@ def complete_from_records(
     said = " ".join(check.text for check in kept)
     cited = [number for check in kept if check.supported for number in check.citations]
     if not cited:  # the judge removed the answer's claims as contradicted: they still spoke of the paper they cite
-        cited = [check.citations[0] for check in checks if check.verdict == "contradicted" and check.citations]
+        cited = [c.citations[0] for c in checks if c.dropped and c.verdict == "contradicted" and c.citations]
     records = record_checks(question, sources, said, cited, limit)
     if adjacent and adjacent[1].number not in cited:
         records.append(order_check(adjacent))

@@ -373,15 +373,18 @@ class AnswerSettings(BaseModel):
         description="When the model declines a question that describes one paper ('Which model ...?'), how many "
         "of the best papers the judge reads against the description, best first; the first it finds supporting "
         "is named. When the model names another paper than the best-retrieved one, the judge reads both and the "
-        "best-retrieved one replaces it only if it alone fits. 0: neither check runs.",
+        "best-retrieved one replaces it only if it alone fits. When the model names the best-retrieved one and "
+        "the judge finds it neither addresses the answer nor fits, this many of the other retrieved papers (those "
+        "not in the prompt included) most like the description are read, and the first that fits replaces it. "
+        "0: none of these checks runs.",
     )
     omitted_paper_checks: int = Field(
         default=2,
         ge=0,
         le=10,
         description="How many of the papers a several-paper answer ('Which papers ...?') left out the judge reads "
-        "against the question, best retrieved first; each one found to fit is named after the answer. Each costs "
-        "~2.5 s of prefill on a 2-core CPU; 0: none.",
+        "against the question, best retrieved first; each the judge finds supported is named after the answer. "
+        "Each costs ~2.5 s of prefill on a 2-core CPU; 0: none.",
     )
     judge_passage_sentences: int = Field(
         default=3,
