@@ -477,11 +477,8 @@ class Answerer:
         pool = dict(evidence)  # with the evidence of retrieved papers the model was not shown, once needed
 
         def fits(source: Source) -> bool:
-            count = self.settings.answer.judge_passage_sentences
-            sentences = passage_sentences(description, vector, pool[source.number], count, self._lexical_weight)
-            if not sentences:
-                return False
-            return describes(self.judge.judge_many([(description, format_passage(source.title, sentences))])[0])
+            passage = self.description_passage(description, vector, source, pool[source.number])
+            return bool(passage) and describes(self.judge.judge_many([(description, passage)])[0])
 
         if not has_supported_claim(checks):
             if named_papers(question, evidence):  # a question that names its paper is not asking which it is
@@ -533,22 +530,24 @@ class Answerer:
         parts = question_parts(question)
         description = question_content(parts[0] if parts else question)
         vector = self.question_vector(description)
-        count = self.settings.answer.judge_passage_sentences
         left_out = [source for source in shown if source.number not in cited][:tries]
         passages = {
-            source.number: passage_sentences(description, vector, evidence[source.number], count, self._lexical_weight)
+            source.number: self.description_passage(description, vector, source, evidence[source.number])
             for source in left_out
         }
         left_out = [source for source in left_out if passages[source.number]]
         if not left_out:
             return checks
-        pairs = [(description, format_passage(source.title, passages[source.number])) for source in left_out]
-        fitting = [
-            source
-            for source, judgement in zip(left_out, self.judge.judge_many(pairs), strict=True)
-            if judgement.verdict == "supported"
-        ]
+        judgements = self.judge.judge_many([(description, passages[source.number]) for source in left_out])
+        fitting = [source for source, judged in zip(left_out, judgements, strict=True) if judged.verdict == "supported"]
         return [*checks, *(_another_paper(source) for source in fitting)]
+
+    def description_passage(self, description: str, vector: np.ndarray, source: Source, evidence: Evidence) -> str:
+        """What the judge reads a question's description of a paper against: the paper's title and its
+        `judge_passage_sentences` sentences most like the description ("" when it has none)."""
+        count = self.settings.answer.judge_passage_sentences
+        sentences = passage_sentences(description, vector, evidence, count, self._lexical_weight)
+        return format_passage(source.title, sentences) if sentences else ""
 
     def with_quotes(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
