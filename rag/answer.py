@@ -59,7 +59,7 @@ from rag.rewrite import (
     search_in_view,
 )
 from rag.settings import Settings
-from rag.text import figures_in, is_decline, key_terms, question_parts, short_name
+from rag.text import described_alternatives, figures_in, is_decline, key_terms, question_parts, short_name
 from rag.types import Answer, Citation, Filters, History, Paper, Restart, SentenceCheck, Source
 from rag.verify import answer_text, verify_answer
 
@@ -307,7 +307,7 @@ class Answerer:
         clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
         checks = self.with_quotes(question, shown, evidence, checks)
         checks = self.with_identified_paper(question, shown, evidence, checks, retrieved=sources)
-        checks = self.with_omitted_papers(question, shown, evidence, checks)
+        checks = self.with_omitted_papers(question, shown, evidence, checks, retrieved=sources)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
         text, checks = self.with_records(question, sources, checks)
@@ -512,14 +512,21 @@ class Answerer:
         return [_names_paper(found), *kept]
 
     def with_omitted_papers(
-        self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
+        self,
+        question: str,
+        shown: Sequence[Source],
+        evidence: dict[int, Evidence],
+        checks: list[SentenceCheck],
+        retrieved: Sequence[Source] = (),
     ) -> list[SentenceCheck]:
-        """A several-paper answer ("Which papers ...?") completed with the shown papers it left out that fit the
-        question: the judge reads the question's first part, without its frame, against each left-out paper
-        (`omitted_paper_checks` of them, best retrieved first), and one it finds supported with its calibrated
-        bias (stricter than `describes`: a wrongly added paper is a false claim) is named, cited:
-        "Another paper that fits: “Title” [n]." Given four papers, the 1.5B model writes about two or three and
-        skips a fitting one, often the first; only the title is added, so nothing unchecked is said of it."""
+        """A several-paper answer ("Which papers ...?") completed with the papers it left out that fit the
+        question. A question that describes its papers one by one ("one that A, the other B") goes to
+        `with_described_papers`. Otherwise the judge reads the question's first part, without its frame,
+        against each left-out shown paper (`omitted_paper_checks` of them, best retrieved first), and one it
+        finds supported with its calibrated bias (stricter than `describes`: a wrongly added paper is a false
+        claim) is named, cited: "Another paper that fits: “Title” [n]." Given four papers, the 1.5B model
+        writes about two or three and skips a fitting one, often the first; only the title is added, so
+        nothing unchecked is said of it."""
         tries = self.settings.answer.omitted_paper_checks
         if not tries or not asks_for_several(question) or not getattr(self.judge, "detects_contradiction", False):
             return checks
@@ -527,6 +534,9 @@ class Answerer:
         cited = {number for check in kept for number in check.citations}
         if not cited or not has_supported_claim(kept):
             return checks
+        alternatives = [question_content(alternative) for alternative in described_alternatives(question)]
+        if alternatives:
+            return self.with_described_papers(question, alternatives, retrieved or shown, evidence, checks)
         parts = question_parts(question)
         description = question_content(parts[0] if parts else question)
         vector = self.question_vector(description)
@@ -541,6 +551,65 @@ class Answerer:
         judgements = self.judge.judge_many([(description, passages[source.number]) for source in left_out])
         fitting = [source for source, judged in zip(left_out, judgements, strict=True) if judged.verdict == "supported"]
         return [*checks, *(_another_paper(source) for source in fitting)]
+
+    def with_described_papers(
+        self,
+        question: str,
+        alternatives: Sequence[str],
+        retrieved: Sequence[Source],
+        evidence: dict[int, Evidence],
+        checks: list[SentenceCheck],
+    ) -> list[SentenceCheck]:
+        """A several-paper answer to a question that describes each paper it wants (`described_alternatives`),
+        checked description by description. The judge reads each description against the papers the answer
+        cites and the `omitted_paper_checks` retrieved papers most like it (those the model was not shown
+        included); each description goes to the paper it finds supporting it most (calibrated verdict), which
+        is named when the answer left it out. A cited paper that no description fits and one contradicts is
+        dropped: the model mixes in unrelated retrieved papers. Read whole, no paper fits such a question (the
+        judge finds it undecided for every paper); read one by one, each description is decided by its paper."""
+        cited = {number for check in checks if not check.dropped for number in check.citations}
+        pool = dict(evidence)
+        pool.update(build_evidence([s for s in retrieved if s.number not in pool], self.sentence_vectors))
+        weight, per_description = self._lexical_weight, self.settings.answer.omitted_paper_checks
+        candidates = set(cited)
+        for alternative in alternatives:
+            vector = self.question_vector(alternative)
+            ranked = sorted(retrieved, key=lambda source: -likeness(alternative, vector, pool[source.number], weight))
+            candidates.update(source.number for source in ranked[:per_description])
+        description = question_content(question)
+        vector = self.question_vector(description)
+        passages = {
+            source.number: self.description_passage(description, vector, source, pool[source.number])
+            for source in retrieved
+            if source.number in candidates
+        }
+        papers = [source for source in retrieved if passages.get(source.number)]
+        # paper by paper, so that each passage is evaluated once and its descriptions reuse it in the KV cache
+        pairs = [(alternative, passages[source.number]) for source in papers for alternative in alternatives]
+        judged = iter(self.judge.judge_many(pairs))
+        verdicts = {source.number: [next(judged) for _ in alternatives] for source in papers}
+        chosen: list[Source] = []
+        for index in range(len(alternatives)):
+            supporting = [source for source in papers if verdicts[source.number][index].verdict == "supported"]
+            if supporting:
+                best = max(supporting, key=lambda source: verdicts[source.number][index].probabilities["supported"])
+                if best not in chosen:
+                    chosen.append(best)
+        unrelated = {
+            number
+            for number, judgements in verdicts.items()
+            if number in cited
+            and not any(judgement.verdict == "supported" for judgement in judgements)
+            and any(judgement.verdict == "contradicted" for judgement in judgements)
+        }
+        kept = [
+            check.model_copy(update={"dropped": True})
+            if not check.dropped and check.citations and set(check.citations) <= unrelated
+            else check
+            for check in checks
+        ]
+        added = [_another_paper(source) for source in chosen if source.number not in cited]
+        return [*kept, *added] if has_supported_claim(kept) else [*checks, *added]
 
     def description_passage(self, description: str, vector: np.ndarray, source: Source, evidence: Evidence) -> str:
         """What the judge reads a question's description of a paper against: the paper's title and its

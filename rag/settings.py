@@ -384,7 +384,9 @@ class AnswerSettings(BaseModel):
         le=10,
         description="How many of the papers a several-paper answer ('Which papers ...?') left out the judge reads "
         "against the question, best retrieved first; each the judge finds supported is named after the answer. "
-        "Each costs ~2.5 s of prefill on a 2-core CPU; 0: none.",
+        "When the question describes its papers one by one ('one that A, the other B'), the retrieved papers "
+        "most like each description that are read besides the cited ones. Each paper read costs ~2.5 s of "
+        "prefill on a 2-core CPU; 0: none.",
     )
     judge_passage_sentences: int = Field(
         default=3,

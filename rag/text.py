@@ -399,3 +399,44 @@ _AND_QUESTION_WORD = re.compile(
 def is_decline(sentence: str) -> bool:
     """True when `sentence` says the sources do not answer (the model's own refusal, in any wording)."""
     return bool(_DECLINE.search(sentence))
+
+
+def described_alternatives(question: str) -> list[str]:
+    """The papers a several-paper question describes one by one, each as its own description: "papers that
+    embed graphs, one in hyperbolic space and the other with edge sampling" -> "papers that embed graphs: in
+    hyperbolic space", "papers that embed graphs: with edge sampling"; likewise "the one that A, the one that
+    B", a list after a colon ("explain X: through A, through B, or by C") and "either to A or to B". [] when
+    the question describes its papers together. No paper holds the whole description, so a judge reading it
+    against one paper finds it undecided; each alternative is decided by the paper it describes."""
+    text = _BRACKETED.sub(" ", question).strip()
+    for sentence in _AFTER_QUESTION_MARK.split(text):
+        sentence = sentence.strip().rstrip("?.!").strip()
+        for pattern in (_ONE_AND_OTHER, _EITHER_OR):
+            pieces = [piece.strip(" ,;:") for piece in pattern.split(sentence)]
+            if len(pieces) >= 3 and all(pieces[1:]):
+                return _with_frame(pieces[0], pieces[1:], question)
+        frame, colon, listed = sentence.partition(":")
+        items = [piece.strip() for piece in _LIST_SEPARATOR.split(listed)] if colon else []
+        if len(items) >= 2 and all(len(item.split()) >= 2 for item in items):
+            return _with_frame(frame, items, question)
+    return []
+
+
+def _with_frame(frame: str, items: list[str], question: str) -> list[str]:
+    """Each item after what the items share: the text before them, or the question's first part where that is
+    a bare opener ("I'm after one that ..."). The question frame ("Which papers ...") stays: the judge reads
+    it as what is claimed of a paper."""
+    frame = frame.strip(" ,;:")
+    if len(frame.split()) < 3:
+        parts = question_parts(question)
+        frame = parts[0] if parts else ""
+    return [f"{frame}: {item}" if frame else item for item in items]
+
+
+_ONE_AND_OTHER = re.compile(
+    r"(?:(?:^|[,;:]|\band\b|\bor\b)\s*(?:(?:and|or)\s+)?(?:the\s+other|another|the\s+one|one)\b"
+    r"|\b(?:the\s+)?one\s+(?=that\b|which\b|who\b))(?:\s*(?:that|which|who)\b)?",
+    re.IGNORECASE,
+)
+_EITHER_OR = re.compile(r",?\s+either\s+|\s+or\s+(?=to\s|by\s|through\s|with\s|via\s)", re.IGNORECASE)
+_LIST_SEPARATOR = re.compile(r"\s*,\s*(?:(?:and|or)\s+)?|\s+or\s+(?=by\s|through\s|with\s|via\s|using\s)")

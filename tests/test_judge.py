@@ -684,3 +684,81 @@ def test_a_several_paper_answer_names_a_left_out_paper_the_judge_finds_fitting(
     _, answer = run(answerer, "Which papers process images efficiently?", FakeRetriever([vilt, fpn]))
     assert ("Another paper that fits: “Feature Pyramid Networks for Object Detection” [2]." in answer.text) is added
     assert [citation.paper_id for citation in answer.citations] == (["vilt", "fpn"] if added else ["vilt"])
+
+
+class DescriptionJudge:
+    """Reads a claim holding one of `fits`' keys (a description) as supported by the passage of the paper whose
+    title starts with that key's value, with that key's probability, and as contradicted by the passages of
+    the `unrelated` papers; every other claim is supported."""
+
+    detects_contradiction = True
+
+    def __init__(self, fits: dict[str, tuple[str, float]], unrelated: tuple[str, ...] = ()):
+        self.fits = fits
+        self.unrelated = unrelated
+        self.seen: list[tuple[str, str]] = []
+
+    def judge_many(self, pairs):
+        self.seen.extend(pairs)
+        return [self._judge(claim, passage) for claim, passage in pairs]
+
+    def _judge(self, claim: str, passage: str) -> Judgement:
+        keys = [key for key in self.fits if key in claim]
+        if not keys:
+            return Judgement("supported", {"supported": 0.9})
+        for key in keys:
+            title, probability = self.fits[key]
+            if passage.startswith(title):
+                return Judgement("supported", {"supported": probability})
+        verdict = "contradicted" if self.unrelated and passage.startswith(self.unrelated) else "not_addressed"
+        return Judgement(verdict, {"supported": 0.1})
+
+
+def test_a_question_describing_its_papers_one_by_one_gets_each_described_paper_and_loses_unrelated_ones(
+    papers, tmp_path, word_embedder
+):
+    """Each description is read on its own: the paper the answer left out is named, the cited paper that no
+    description fits and one contradicts goes."""
+    vilt, fpn, noise = papers[1], papers[2], papers[3]
+    generator = FakeGenerator("ViLT processes visual inputs without convolution [1]. FPN builds pyramids [2].")
+    judge = DescriptionJudge(
+        {"without convolution": ("ViLT", 0.9), "training of very deep": ("Adding Gradient", 0.8)},
+        unrelated=("Feature",),
+    )
+    settings = Settings(data_dir=tmp_path, weak_source_margin=None)
+    answerer = Answerer(generator, word_embedder, settings, judge=judge)
+    question = (
+        "Which papers are practical: one that sees images without convolution, the other eases training of very "
+        "deep networks?"
+    )
+    _, answer = run(answerer, question, FakeRetriever([vilt, fpn, noise]))
+    assert "FPN builds pyramids" not in answer.text
+    assert (
+        "Another paper that fits: “Adding Gradient Noise Improves Learning for Very Deep Networks” [3]." in answer.text
+    )
+    assert [citation.paper_id for citation in answer.citations] == ["vilt", "gradient-noise"]
+    described = {claim for claim, _ in judge.seen if ": " in claim}
+    assert described == {
+        "practical: sees images without convolution",
+        "practical: eases training of very deep networks",
+    }
+
+
+def test_a_description_goes_to_the_paper_the_judge_finds_supporting_it_most(papers, tmp_path, word_embedder):
+    vilt, fpn, noise = papers[1], papers[2], papers[3]
+    generator = FakeGenerator("ViLT processes visual inputs without convolution [1].")
+    judge = DescriptionJudge(
+        {
+            "without convolution": ("ViLT", 0.9),
+            "at different scales": ("Feature", 0.6),
+            "scales or depths": ("Adding", 0.7),
+        }
+    )
+    settings = Settings(data_dir=tmp_path, weak_source_margin=None, omitted_paper_checks=3)  # every paper read
+    answerer = Answerer(generator, word_embedder, settings, judge=judge)
+    question = "Which papers help vision: one that sees images without convolution, one at different scales or depths?"
+    _, answer = run(answerer, question, FakeRetriever([vilt, fpn, noise]))
+    assert (
+        "Another paper that fits: “Adding Gradient Noise Improves Learning for Very Deep Networks” [3]." in answer.text
+    )
+    assert "Feature Pyramid" not in answer.text

@@ -7,6 +7,7 @@ import pytest
 from rag.text import (
     as_words,
     clock_times,
+    described_alternatives,
     figures_in,
     is_coined,
     key_terms,
@@ -117,3 +118,44 @@ def test_is_coined():
 )
 def test_question_parts_counts_the_things_asked(question, count):
     assert len(question_parts(question)) == count
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        (
+            "Which papers cluster soil samples, one with a spectral loss and the other using labelled pairs?",
+            [
+                "Which papers cluster soil samples: with a spectral loss",
+                "Which papers cluster soil samples: using labelled pairs",
+            ],
+        ),
+        (
+            "How do these trials differ: the one that doses weekly, and the one that doses daily?",
+            ["How do these trials differ: doses weekly", "How do these trials differ: doses daily"],
+        ),
+        (
+            "Which studies explain why fasting works: through ketosis, through autophagy, or by arguing it's calories?",
+            [
+                "Which studies explain why fasting works: through ketosis",
+                "Which studies explain why fasting works: through autophagy",
+                "Which studies explain why fasting works: by arguing it's calories",
+            ],
+        ),
+        (
+            "Which works train a network that outputs weights, either to rank designs or to initialise new ones?",
+            [
+                "Which works train a network that outputs weights: to rank designs",
+                "Which works train a network that outputs weights: to initialise new ones",
+            ],
+        ),
+        (
+            "Which codec papers are here? I'm after one that compresses logs and one that decodes in one pass.",
+            ["Which codec papers are here: compresses logs", "Which codec papers are here: decodes in one pass"],
+        ),
+        ("Which papers fuse two networks in one forward pass?", []),  # "one" inside a phrase lists nothing
+        ("Which papers study sleep: what does each find?", []),  # a question after the colon is not a list
+    ],
+)
+def test_described_alternatives_splits_a_question_that_describes_its_papers_one_by_one(question, expected):
+    assert described_alternatives(question) == expected
