@@ -462,9 +462,9 @@ class Answerer:
           even with the matching paper as source [1]. A refusal stays when no paper fits, and when the question
           names a paper in view ("Which datasets does XNet use?"): the question is about that paper, and another
           paper whose abstract shares its topic would answer a question nobody asked.
-        * Answered with another paper than the best-retrieved one: both are read. When the best-retrieved
-          paper fits and the model's does not, the model's sentences about its paper go and the best-retrieved
-          paper is named instead.
+        * Answered with another paper than the best-retrieved one: both are read. When the model's paper does
+          not fit, its sentences about it go and the best-retrieved paper is named instead if it fits, else
+          the first of the other retrieved papers most like the description that fits (as below).
         * Answered with the best-retrieved paper, but the judge found its abstract does not address the answer's
           naming sentence, nor fit the description: the other retrieved papers (`retrieved`, those the model was
           not shown included) most like the description are read (`identify_paper_tries`, best first), and the
@@ -492,15 +492,19 @@ class Answerer:
         tries = self.settings.answer.identify_paper_tries
         if named is None or named not in by_number or tries == 0:
             return checks
-        if named != lead.number:
-            found = lead if fits(lead) and not fits(by_number[named]) else None
-        elif _naming_verdict(checks, named) == "not_addressed" and not fits(lead):
-            others = [source for source in retrieved if source.number != named]
+
+        def fitting_other(excluded: set[int]) -> Source | None:
+            others = [source for source in retrieved if source.number not in excluded]
             unseen = [source for source in others if source.number not in pool]
             pool.update(build_evidence(unseen, self.sentence_vectors))
             weight = self._lexical_weight
             ranked = sorted(others, key=lambda source: -likeness(description, vector, pool[source.number], weight))
-            found = next((source for source in ranked[:tries] if fits(source)), None)
+            return next((source for source in ranked[:tries] if fits(source)), None)
+
+        if named != lead.number and not fits(by_number[named]):
+            found = lead if fits(lead) else fitting_other({named, lead.number})
+        elif named == lead.number and _naming_verdict(checks, named) == "not_addressed" and not fits(lead):
+            found = fitting_other({named})
         else:
             found = None
         if found is None:

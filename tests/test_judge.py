@@ -573,21 +573,26 @@ def test_the_refusal_stands_when_no_paper_fits_or_the_question_asks_for_no_paper
         assert answer.declined and answer.text == DECLINE_TEXT
 
 
-@pytest.mark.parametrize(("fitting", "named"), [(("ViLT",), "vilt"), (("ViLT", "Feature"), "fpn"), ((), "fpn")])
+@pytest.mark.parametrize(
+    ("fitting", "named"),
+    [(("ViLT",), "vilt"), (("ViLT", "Feature"), "fpn"), ((), "fpn"), (("Adding",), "gradient-noise")],
+)
 def test_a_which_paper_answer_about_another_paper_than_the_best_retrieved(
     papers, tmp_path, word_embedder, fitting, named
 ):
     """The model names source [2] although [1] was retrieved first: the best-retrieved paper replaces the model's
-    only when the judge finds the description in it and not in the model's paper."""
+    only when the judge finds the description in it and not in the model's paper; when neither fits, another
+    retrieved paper that fits does; when none fits, the model's choice stands."""
 
-    vilt, fpn = papers[1], papers[2]
+    vilt, fpn, noise = papers[1], papers[2], papers[3]
     generator = FakeGenerator("Feature Pyramid Networks build feature pyramids inside a deep convnet [2].")
     settings = Settings(data_dir=tmp_path, weak_source_margin=None)
     answerer = Answerer(generator, word_embedder, settings, judge=PassageJudge(fitting))
     question = "Which model processes visual inputs without any convolution?"
-    _, answer = run(answerer, question, FakeRetriever([vilt, fpn]))
+    _, answer = run(answerer, question, FakeRetriever([vilt, fpn, noise]))
     assert [citation.paper_id for citation in answer.citations] == [named]
     assert ("The paper that fits this description is “ViLT" in answer.text) is (named == "vilt")
+    assert ("The paper that fits this description is “Adding" in answer.text) is (named == "gradient-noise")
 
 
 @pytest.mark.parametrize(("fitting", "named"), [(("Feature",), "fpn"), ((), "vilt"), (("ViLT",), "vilt")])
