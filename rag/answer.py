@@ -1,6 +1,7 @@
 """The answer stage: follow-up rewriting (`rag.rewrite`) -> retrieval -> relevance gate -> prompt
-(`rag.context`) -> streamed generation -> citation verification (`rag.verify`) -> quotes (`rag.quotes`) and
-records (`rag.records`) -> `Answer`.
+(`rag.context`) -> streamed generation -> citation verification (`rag.verify`) and the judge (`rag.judge`) ->
+quotes (`rag.quotes`), the papers a "which paper(s)" answer names (`rag.choice`) and records (`rag.records`)
+-> `Answer`.
 
 Rules it keeps, whatever the model or the texts say:
 
@@ -38,9 +39,9 @@ from contextlib import closing
 
 import numpy as np
 
-from rag.attribution import named_papers
-from rag.claims import format_passage, likeness, passage_sentences
-from rag.context import asks_for_paper, asks_for_several, asks_quantity, build_messages, select_passages
+from rag.choice import PaperChoice
+from rag.claims import format_passage, passage_sentences
+from rag.context import asks_for_several, asks_quantity, build_messages, select_passages
 from rag.embeddings import SentenceVectors
 from rag.evidence import Evidence, build_evidence
 from rag.generate import GenerationRequest
@@ -49,7 +50,6 @@ from rag.markers import parse_citations, remove_citations
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
 from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
 from rag.records import complete_from_records, with_method_names
-from rag.retrieve import question_content
 from rag.rewrite import (
     clean_rewrite,
     format_history,
@@ -59,9 +59,9 @@ from rag.rewrite import (
     search_in_view,
 )
 from rag.settings import Settings
-from rag.text import described_alternatives, figures_in, is_decline, key_terms, question_parts, short_name
+from rag.text import figures_in, is_decline, key_terms, short_name
 from rag.types import Answer, Citation, Filters, History, Paper, Restart, SentenceCheck, Source
-from rag.verify import answer_text, verify_answer
+from rag.verify import answer_text, has_supported_claim, verify_answer
 
 ANSWER_STOPS = ["\n\nQuestion:", "\nSources:"]
 """Where a model that starts a new exchange on its own is cut off."""
@@ -83,44 +83,6 @@ def citations_for(text: str, sources: Sequence[Source]) -> list[Citation]:
         for number in sorted(parse_citations(text))
         if number in by_number
     ]
-
-
-def has_supported_claim(checks: Sequence[SentenceCheck]) -> bool:
-    return any(check.supported and not check.dropped for check in checks)
-
-
-def describes(judgement) -> bool:
-    """True when the judge reads a question's description of a paper as that paper's: "Supports" is its most
-    likely label before the calibration bias. The bias is fitted on claims written to be checked, half of them
-    false by design; a question's description is written to match its paper, so the model's own label order is
-    the better reading here: of four described papers the model had declined, the calibrated judge named
-    none and the uncalibrated label order three."""
-    logprobs = judgement.logprobs
-    if not logprobs:
-        return judgement.verdict == "supported"
-    return max(logprobs, key=logprobs.__getitem__) == "supported"
-
-
-def _names_paper(source: Source) -> SentenceCheck:
-    text = f"The paper that fits this description is “{source.title}” [{source.number}]."
-    return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="supported")
-
-
-def _another_paper(source: Source) -> SentenceCheck:
-    text = f"Another paper that fits: “{source.title}” [{source.number}]."
-    return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="supported")
-
-
-def _naming_verdict(checks: Sequence[SentenceCheck], number: int) -> str | None:
-    """The judge's verdict on the first kept sentence citing paper `number` (None when it was not judged)."""
-    return next((c.verdict for c in checks if not c.dropped and c.citations[:1] == [number]), None)
-
-
-def _first_cited(checks: Sequence[SentenceCheck]) -> int | None:
-    """The paper the answer's first kept, supported sentence cites first."""
-    return next(
-        (check.citations[0] for check in checks if check.supported and not check.dropped and check.citations), None
-    )
 
 
 def misplaced_figure(claim: str, evidence: Evidence) -> bool:
@@ -227,6 +189,8 @@ class Answerer:
         """The support judge (`rag.judge`); only one that detects contradictions removes answer sentences."""
         self.sentence_vectors = SentenceVectors(embedder) if sentence_vectors is None else sentence_vectors
         """Source sentences embedded once (the index's file-backed store in a `Bot`, else one in memory)."""
+        self.choice = PaperChoice(judge, self.question_vector, self.sentence_vectors, settings)
+        """Which papers a "which paper(s)" answer names, chosen by the judge (`rag.choice`)."""
 
     @property
     def backend(self) -> str:
@@ -306,8 +270,8 @@ class Answerer:
         checks = self.with_premise_checked(question, shown, evidence, checks)
         clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
         checks = self.with_quotes(question, shown, evidence, checks)
-        checks = self.with_identified_paper(question, shown, evidence, checks, retrieved=sources)
-        checks = self.with_omitted_papers(question, shown, evidence, checks, retrieved=sources)
+        checks = self.choice.identified(question, shown, evidence, checks, retrieved=sources)
+        checks = self.choice.completed(question, shown, evidence, checks, retrieved=sources)
         shown_numbers = {source.number: source for source in shown}
         sources = [shown_numbers.get(source.number, source) for source in sources]
         text, checks = self.with_records(question, sources, checks)
@@ -445,182 +409,6 @@ class Answerer:
         judgements = self.judge.judge_many([(claim, format_passage(source.title, [s])) for s in sentences])
         scores = [judgement.probabilities.get("contradicted", 0.0) for judgement in judgements]
         return sentences[max(range(len(sentences)), key=scores.__getitem__)]
-
-    def with_identified_paper(
-        self,
-        question: str,
-        shown: Sequence[Source],
-        evidence: dict[int, Evidence],
-        checks: list[SentenceCheck],
-        retrieved: Sequence[Source] = (),
-    ) -> list[SentenceCheck]:
-        """A "which paper ...?" answer whose paper is chosen on evidence. The judge reads the description in the
-        question against a paper's sentences most like it (`describes`).
-
-        * Declined: the best papers are read (`identify_paper_tries`, best first), and the first that fits is
-          named, cited. The small model declines such questions when the question paraphrases the abstract,
-          even with the matching paper as source [1]. A refusal stays when no paper fits, and when the question
-          names a paper in view ("Which datasets does XNet use?"): the question is about that paper, and another
-          paper whose abstract shares its topic would answer a question nobody asked.
-        * Answered with another paper than the best-retrieved one: both are read. When the model's paper does
-          not fit, its sentences about it go and the best-retrieved paper is named instead if it fits, else
-          the first of the other retrieved papers most like the description that fits (as below).
-        * Answered with the best-retrieved paper, but the judge found its abstract does not address the answer's
-          naming sentence, nor fit the description: the other retrieved papers (`retrieved`, those the model was
-          not shown included) most like the description are read (`identify_paper_tries`, best first), and the
-          first that fits replaces it.
-        In every other case the model's choice stands."""
-        if not asks_for_paper(question) or not getattr(self.judge, "detects_contradiction", False) or not shown:
-            return checks
-        description = question_content(question)
-        vector = self.question_vector(description)
-        pool = dict(evidence)  # with the evidence of retrieved papers the model was not shown, once needed
-
-        def fits(source: Source) -> bool:
-            passage = self.description_passage(description, vector, source, pool[source.number])
-            return bool(passage) and describes(self.judge.judge_many([(description, passage)])[0])
-
-        if not has_supported_claim(checks):
-            if named_papers(question, evidence):  # a question that names its paper is not asking which it is
-                return checks
-            tried = shown[: self.settings.answer.identify_paper_tries]
-            found = next((source for source in tried if fits(source)), None)
-            return checks if found is None else [*checks, _names_paper(found)]
-        named = _first_cited(checks)
-        lead = shown[0]
-        by_number = {source.number: source for source in shown}
-        tries = self.settings.answer.identify_paper_tries
-        if named is None or named not in by_number or tries == 0:
-            return checks
-
-        def fitting_other(excluded: set[int]) -> Source | None:
-            others = [source for source in retrieved if source.number not in excluded]
-            unseen = [source for source in others if source.number not in pool]
-            pool.update(build_evidence(unseen, self.sentence_vectors))
-            weight = self._lexical_weight
-            ranked = sorted(others, key=lambda source: -likeness(description, vector, pool[source.number], weight))
-            return next((source for source in ranked[:tries] if fits(source)), None)
-
-        if named != lead.number and not fits(by_number[named]):
-            found = lead if fits(lead) else fitting_other({named, lead.number})
-        elif named == lead.number and _naming_verdict(checks, named) == "not_addressed" and not fits(lead):
-            found = fitting_other({named})
-        else:
-            found = None
-        if found is None:
-            return checks
-        kept = [
-            check.model_copy(update={"dropped": True}) if named in check.citations and not check.dropped else check
-            for check in checks
-        ]
-        return [_names_paper(found), *kept]
-
-    def with_omitted_papers(
-        self,
-        question: str,
-        shown: Sequence[Source],
-        evidence: dict[int, Evidence],
-        checks: list[SentenceCheck],
-        retrieved: Sequence[Source] = (),
-    ) -> list[SentenceCheck]:
-        """A several-paper answer ("Which papers ...?") completed with the papers it left out that fit the
-        question. A question that describes its papers one by one ("one that A, the other B") goes to
-        `with_described_papers`. Otherwise the judge reads the question's first part, without its frame,
-        against each left-out shown paper (`omitted_paper_checks` of them, best retrieved first), and one it
-        finds supported with its calibrated bias (stricter than `describes`: a wrongly added paper is a false
-        claim) is named, cited: "Another paper that fits: “Title” [n]." Given four papers, the 1.5B model
-        writes about two or three and skips a fitting one, often the first; only the title is added, so
-        nothing unchecked is said of it."""
-        tries = self.settings.answer.omitted_paper_checks
-        if not tries or not asks_for_several(question) or not getattr(self.judge, "detects_contradiction", False):
-            return checks
-        kept = [check for check in checks if not check.dropped]
-        cited = {number for check in kept for number in check.citations}
-        if not cited or not has_supported_claim(kept):
-            return checks
-        alternatives = [question_content(alternative) for alternative in described_alternatives(question)]
-        if alternatives:
-            return self.with_described_papers(question, alternatives, retrieved or shown, evidence, checks)
-        parts = question_parts(question)
-        description = question_content(parts[0] if parts else question)
-        vector = self.question_vector(description)
-        left_out = [source for source in shown if source.number not in cited][:tries]
-        passages = {
-            source.number: self.description_passage(description, vector, source, evidence[source.number])
-            for source in left_out
-        }
-        left_out = [source for source in left_out if passages[source.number]]
-        if not left_out:
-            return checks
-        judgements = self.judge.judge_many([(description, passages[source.number]) for source in left_out])
-        fitting = [source for source, judged in zip(left_out, judgements, strict=True) if judged.verdict == "supported"]
-        return [*checks, *(_another_paper(source) for source in fitting)]
-
-    def with_described_papers(
-        self,
-        question: str,
-        alternatives: Sequence[str],
-        retrieved: Sequence[Source],
-        evidence: dict[int, Evidence],
-        checks: list[SentenceCheck],
-    ) -> list[SentenceCheck]:
-        """A several-paper answer to a question that describes each paper it wants (`described_alternatives`),
-        checked description by description. The judge reads each description against the papers the answer
-        cites and the `omitted_paper_checks` retrieved papers most like it (those the model was not shown
-        included); each description goes to the paper it finds supporting it most (calibrated verdict), which
-        is named when the answer left it out. A cited paper that no description fits and one contradicts is
-        dropped: the model mixes in unrelated retrieved papers. Read whole, no paper fits such a question (the
-        judge finds it undecided for every paper); read one by one, each description is decided by its paper."""
-        cited = {number for check in checks if not check.dropped for number in check.citations}
-        pool = dict(evidence)
-        pool.update(build_evidence([s for s in retrieved if s.number not in pool], self.sentence_vectors))
-        weight, per_description = self._lexical_weight, self.settings.answer.omitted_paper_checks
-        candidates = set(cited)
-        for alternative in alternatives:
-            vector = self.question_vector(alternative)
-            ranked = sorted(retrieved, key=lambda source: -likeness(alternative, vector, pool[source.number], weight))
-            candidates.update(source.number for source in ranked[:per_description])
-        description = question_content(question)
-        vector = self.question_vector(description)
-        passages = {
-            source.number: self.description_passage(description, vector, source, pool[source.number])
-            for source in retrieved
-            if source.number in candidates
-        }
-        papers = [source for source in retrieved if passages.get(source.number)]
-        # paper by paper, so that each passage is evaluated once and its descriptions reuse it in the KV cache
-        pairs = [(alternative, passages[source.number]) for source in papers for alternative in alternatives]
-        judged = iter(self.judge.judge_many(pairs))
-        verdicts = {source.number: [next(judged) for _ in alternatives] for source in papers}
-        chosen: list[Source] = []
-        for index in range(len(alternatives)):
-            supporting = [source for source in papers if verdicts[source.number][index].verdict == "supported"]
-            if supporting:
-                best = max(supporting, key=lambda source: verdicts[source.number][index].probabilities["supported"])
-                if best not in chosen:
-                    chosen.append(best)
-        unrelated = {
-            number
-            for number, judgements in verdicts.items()
-            if number in cited
-            and not any(judgement.verdict == "supported" for judgement in judgements)
-            and any(judgement.verdict == "contradicted" for judgement in judgements)
-        }
-        kept = [
-            check.model_copy(update={"dropped": True})
-            if not check.dropped and check.citations and set(check.citations) <= unrelated
-            else check
-            for check in checks
-        ]
-        added = [_another_paper(source) for source in chosen if source.number not in cited]
-        return [*kept, *added] if has_supported_claim(kept) else [*checks, *added]
-
-    def description_passage(self, description: str, vector: np.ndarray, source: Source, evidence: Evidence) -> str:
-        """What the judge reads a question's description of a paper against: the paper's title and its
-        `judge_passage_sentences` sentences most like the description ("" when it has none)."""
-        count = self.settings.answer.judge_passage_sentences
-        sentences = passage_sentences(description, vector, evidence, count, self._lexical_weight)
-        return format_passage(source.title, sentences) if sentences else ""
 
     def with_quotes(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

@@ -166,3 +166,8 @@ def _check_claim(
         added_citations=added,
         removed_citations=removed,
     )
+
+
+def has_supported_claim(checks: Sequence[SentenceCheck]) -> bool:
+    """True when some sentence still stands and a source supports it: otherwise the answer is a refusal."""
+    return any(check.supported and not check.dropped for check in checks)

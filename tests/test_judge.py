@@ -117,7 +117,7 @@ def test_a_pair_judged_before_is_not_evaluated_again(tmp_path):
 
 
 def test_a_description_is_read_by_the_models_own_label_order():
-    from rag.answer import describes
+    from rag.choice import describes
 
     raw = {"supported": -0.8, "contradicted": -1.4, "not_addressed": -1.2}
     calibrated = decide(raw, {"contradicted": 1.0, "not_addressed": 0.75})
