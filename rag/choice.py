@@ -201,9 +201,10 @@ class PaperChoice:
         checked description by description. The judge reads each description against the papers the answer
         cites and the `omitted_paper_checks` retrieved papers most like it (those the model was not shown
         included); each description goes to the paper it finds supporting it most (calibrated verdict), which
-        is named when the answer left it out. A cited paper that no description fits and one contradicts is
-        dropped: the model mixes in unrelated retrieved papers. Read whole, no paper fits such a question (the
-        judge finds it undecided for every paper); read one by one, each description is decided by its paper."""
+        is named when the answer left it out. Read whole, no paper fits such a question (the judge finds it
+        undecided for every paper); read one by one, each description is decided by its paper. The cited papers
+        are read so that a description the answer covers is not given to a left-out paper; none is dropped: the
+        judge found descriptions contradicted by the very papers they describe."""
         cited = {number for check in checks if not check.dropped for number in check.citations}
         pool = dict(evidence)
         pool.update(build_evidence([s for s in retrieved if s.number not in pool], self.sentence_vectors))
@@ -232,21 +233,8 @@ class PaperChoice:
                 best = max(supporting, key=lambda source: verdicts[source.number][index].probabilities["supported"])
                 if best not in chosen:
                     chosen.append(best)
-        unrelated = {
-            number
-            for number, judgements in verdicts.items()
-            if number in cited
-            and not any(judgement.verdict == "supported" for judgement in judgements)
-            and any(judgement.verdict == "contradicted" for judgement in judgements)
-        }
-        kept = [
-            check.model_copy(update={"dropped": True})
-            if not check.dropped and check.citations and set(check.citations) <= unrelated
-            else check
-            for check in checks
-        ]
         added = [_another_paper(source) for source in chosen if source.number not in cited]
-        return [*kept, *added] if has_supported_claim(kept) else [*checks, *added]
+        return [*checks, *added]
 
     def description_passage(self, description: str, vector: np.ndarray, source: Source, evidence: Evidence) -> str:
         """What the judge reads a question's description of a paper against: the paper's title and its

@@ -41,7 +41,7 @@ _ASKS_QUANTITY = re.compile(
 )
 _ASKS_SEVERAL = re.compile(
     r"\b(?:papers|talks|articles)\b|\bwhich (?:two|three|four|\d+)\b|\bmore than one\b"
-    r"|\b(?:which|what|list|name|any|all|compare|contrast)\s+(?:[\w-]+\s+){0,3}(?:works|studies|methods|approaches)\b",
+    r"|\b(?:which|what|list|name|any|all)\s+(?:[\w-]+\s+){0,3}(?:works|studies|methods|approaches)\b",
     re.IGNORECASE,
 )
 

@@ -179,7 +179,6 @@ def test_word_budget_and_per_paper_cap(ordered, tmp_path, word_embedder, words, 
         ("How much quicker than previous VLP approaches is ViLT?", False, True, False),
         ("Which recent methods distil GNNs into MLPs?", False, False, True),
         ("Is there more than one paper that prompts a language model for class names?", False, False, True),
-        ("compare the segmentation methods that use depth: one fuses it early, the other late", False, False, True),
         ("Which method compares two encoders?", False, False, False),
     ],
 )

@@ -719,11 +719,9 @@ class DescriptionJudge:
         return Judgement(verdict, {"supported": 0.1})
 
 
-def test_a_question_describing_its_papers_one_by_one_gets_each_described_paper_and_loses_unrelated_ones(
-    papers, tmp_path, word_embedder
-):
-    """Each description is read on its own: the paper the answer left out is named, the cited paper that no
-    description fits and one contradicts goes."""
+def test_a_question_describing_its_papers_one_by_one_gets_each_described_paper(papers, tmp_path, word_embedder):
+    """Each description is read on its own: the paper the answer left out is named. A cited paper that no
+    description fits stays (the judge's contradictions of descriptions are not reliable enough to drop it)."""
     vilt, fpn, noise = papers[1], papers[2], papers[3]
     generator = FakeGenerator("ViLT processes visual inputs without convolution [1]. FPN builds pyramids [2].")
     judge = DescriptionJudge(
@@ -737,11 +735,11 @@ def test_a_question_describing_its_papers_one_by_one_gets_each_described_paper_a
         "deep networks?"
     )
     _, answer = run(answerer, question, FakeRetriever([vilt, fpn, noise]))
-    assert "FPN builds pyramids" not in answer.text
+    assert "FPN builds pyramids [2]." in answer.text
     assert (
         "Another paper that fits: “Adding Gradient Noise Improves Learning for Very Deep Networks” [3]." in answer.text
     )
-    assert [citation.paper_id for citation in answer.citations] == ["vilt", "gradient-noise"]
+    assert [citation.paper_id for citation in answer.citations] == ["vilt", "fpn", "gradient-noise"]
     described = {claim for claim, _ in judge.seen if ": " in claim}
     assert described == {
         "practical: sees images without convolution",
