@@ -128,10 +128,7 @@ class PaperChoice:
 
         def fitting_other(excluded: set[int]) -> Source | None:
             others = [source for source in retrieved if source.number not in excluded]
-            unseen = [source for source in others if source.number not in pool]
-            pool.update(build_evidence(unseen, self.sentence_vectors))
-            weight = self.settings.answer.support_lexical_weight
-            ranked = sorted(others, key=lambda source: -likeness(description, vector, pool[source.number], weight))
+            ranked = self.most_like(description, others, pool)
             return next((source for source in ranked[:tries] if fits(source)), None)
 
         if named != lead.number and not fits(by_number[named]):
@@ -207,12 +204,10 @@ class PaperChoice:
         judge found descriptions contradicted by the very papers they describe."""
         cited = {number for check in checks if not check.dropped for number in check.citations}
         pool = dict(evidence)
-        pool.update(build_evidence([s for s in retrieved if s.number not in pool], self.sentence_vectors))
-        weight, per_description = self.settings.answer.support_lexical_weight, self.settings.answer.omitted_paper_checks
+        per_description = self.settings.answer.omitted_paper_checks
         candidates = set(cited)
         for alternative in alternatives:
-            vector = self.question_vector(alternative)
-            ranked = sorted(retrieved, key=lambda source: -likeness(alternative, vector, pool[source.number], weight))
+            ranked = self.most_like(alternative, retrieved, pool)
             candidates.update(source.number for source in ranked[:per_description])
         description = question_content(question)
         vector = self.question_vector(description)
@@ -235,6 +230,14 @@ class PaperChoice:
                     chosen.append(best)
         added = [_another_paper(source) for source in chosen if source.number not in cited]
         return [*checks, *added]
+
+    def most_like(self, description: str, sources: Sequence[Source], pool: dict[int, Evidence]) -> list[Source]:
+        """`sources` ranked by how like `description` their abstracts are (`likeness`); the evidence of those
+        missing from `pool` (retrieved papers the model was not shown) is built into it."""
+        pool.update(build_evidence([source for source in sources if source.number not in pool], self.sentence_vectors))
+        vector = self.question_vector(description)
+        weight = self.settings.answer.support_lexical_weight
+        return sorted(sources, key=lambda source: -likeness(description, vector, pool[source.number], weight))
 
     def description_passage(self, description: str, vector: np.ndarray, source: Source, evidence: Evidence) -> str:
         """What the judge reads a question's description of a paper against: the paper's title and its
