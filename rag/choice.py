@@ -41,6 +41,11 @@ def describes(judgement) -> bool:
     return max(logprobs, key=logprobs.__getitem__) == "supported"
 
 
+def _support(judgement) -> float:
+    """The judgement's calibrated probability of "supported" (0 when it gives none)."""
+    return float(judgement.probabilities.get("supported", 0.0))
+
+
 def _names_paper(source: Source) -> SentenceCheck:
     text = f"The paper that fits this description is “{source.title}” [{source.number}]."
     return SentenceCheck(text=text, citations=[source.number], supported=True, composed=True, verdict="supported")
@@ -225,7 +230,7 @@ class PaperChoice:
         for index in range(len(alternatives)):
             supporting = [source for source in papers if verdicts[source.number][index].verdict == "supported"]
             if supporting:
-                best = max(supporting, key=lambda source: verdicts[source.number][index].probabilities["supported"])
+                best = max(supporting, key=lambda source: _support(verdicts[source.number][index]))
                 if best not in chosen:
                     chosen.append(best)
         added = [_another_paper(source) for source in chosen if source.number not in cited]
