@@ -372,10 +372,10 @@ class AnswerSettings(BaseModel):
         le=5,
         description="When the model declines a question that describes one paper ('Which model ...?'), how many "
         "of the best papers the judge reads against the description, best first; the first it finds supporting "
-        "is named. When the model names another paper than the best-retrieved one, the judge reads both and the "
-        "best-retrieved one replaces it only if it alone fits. When the model names the best-retrieved one and "
-        "the judge finds it neither addresses the answer nor fits, this many of the other retrieved papers (those "
-        "not in the prompt included) most like the description are read, and the first that fits replaces it. "
+        "is named. When the model names a paper that does not fit, the best-retrieved one replaces it if it fits; "
+        "when neither fits (or the model named the best-retrieved one and the judge finds it neither addresses the "
+        "answer nor fits), this many of the other retrieved papers (those not in the prompt included) most like "
+        "the description are read, and the first that fits replaces it. "
         "0: none of these checks runs.",
     )
     omitted_paper_checks: int = Field(
