@@ -46,6 +46,7 @@ from rag.embeddings import SentenceVectors
 from rag.evidence import Evidence, build_evidence
 from rag.generate import GenerationRequest
 from rag.injection import without_instructions
+from rag.judge import answer_verdict
 from rag.markers import parse_citations, remove_citations
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
 from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
@@ -352,7 +353,10 @@ class Answerer:
             for claim, index, sentences in zip(claims, targets, shown_sentences, strict=True)
         ]
         judged = list(checks)
-        verdicts = zip(targets, claims, self.judge.judge_many(pairs), shown_sentences, strict=True)
+        judgements = self.judge.judge_many(pairs)
+        if self.settings.answer.judge_answer_unbiased_contradiction:
+            judgements = [answer_verdict(judgement) for judgement in judgements]
+        verdicts = zip(targets, claims, judgements, shown_sentences, strict=True)
         for index, claim, judgement, sentences in verdicts:
             check = checks[index]
             unaddressed = judgement.verdict == "not_addressed" and self.settings.answer.drop_unaddressed_figures

@@ -78,6 +78,25 @@ def decide(logprobs: Mapping[Verdict, float], bias: Mapping[str, float], min_mar
     return Judgement(verdict, probabilities, dict(logprobs))
 
 
+def answer_verdict(judgement: Judgement) -> Judgement:
+    """The verdict on a sentence of the bot's own answer: "contradicted" stands only when the model's reading
+    before the bias also puts contradiction above support; otherwise the likelier of the other two labels.
+
+    `judge_bias` was fitted on expert claims, where contradicting claims are common. An answer sentence
+    paraphrases the passage it cites, so support is far likelier a priori, and the bias's push toward
+    "contradicted" removed true sentences (a figure or a title restated in other words). A false premise the
+    model repeats is read as contradicted by the model itself, bias or not. A judgement without log-probabilities
+    is left as it is."""
+    raw = judgement.logprobs
+    if judgement.verdict != "contradicted" or "contradicted" not in raw or "supported" not in raw:
+        return judgement
+    if raw["contradicted"] > raw["supported"]:
+        return judgement
+    probabilities = judgement.probabilities
+    verdict: Verdict = max(("supported", "not_addressed"), key=lambda label: probabilities.get(label, 0.0))
+    return Judgement(verdict, probabilities, raw)
+
+
 def label_logprobs(logits: np.ndarray, label_tokens: Mapping[Verdict, int]) -> dict[Verdict, float]:
     """Log-softmax of `logits` (one position, the whole vocabulary) at each label's first token."""
     logits = np.asarray(logits, dtype=np.float64).reshape(-1)

@@ -341,6 +341,13 @@ class AnswerSettings(BaseModel):
         description="How far (log-probability) 'contradicted' must beat the next label to count: a removed true "
         "sentence costs more than a kept doubtful one.",
     )
+    judge_answer_unbiased_contradiction: bool = Field(
+        default=True,
+        description="An answer sentence is removed as contradicted only when the model, before judge_bias, also "
+        "reads contradiction above support (rag.judge.answer_verdict): the bias was fitted on expert claims, many "
+        "of them false, while an answer sentence paraphrases its source. Claims, premises and paper choices keep "
+        "the bias.",
+    )
     judge_answers: bool = Field(
         default=True,
         description="Judge the answer's cited sentences against their cited abstracts after generation (see "

@@ -15,7 +15,7 @@ from eval.claims import ClaimRow, fit_bias, macro_f1, rationale_recall, stratifi
 from rag.answer import Answerer, stated_premise
 from rag.claims import overall_verdict, passage_sentences
 from rag.evidence import build_evidence
-from rag.judge import Judgement, LlamaJudge, SimilarityJudge, decide, label_logprobs
+from rag.judge import Judgement, LlamaJudge, SimilarityJudge, answer_verdict, decide, label_logprobs
 from rag.settings import Settings
 from rag.types import Paper, PaperVerdict, Source
 from tests.test_answer import FakeGenerator, FakeRetriever, run
@@ -43,6 +43,18 @@ def test_a_near_tie_is_not_a_contradiction():
     assert decide(logprobs, {}, min_margin=0.5).verdict == "not_addressed"
     clear = {"supported": -3.0, "contradicted": -0.2, "not_addressed": -3.0}
     assert decide(clear, {}, min_margin=0.5).verdict == "contradicted"
+
+
+def test_an_answer_sentence_is_contradicted_only_when_the_model_itself_reads_it_so():
+    bias = {"contradicted": 1.0, "not_addressed": 0.75}
+    restated = decide({"supported": -0.6, "contradicted": -1.2, "not_addressed": -2.0}, bias)
+    assert restated.verdict == "contradicted"  # the bias alone makes it a contradiction
+    assert answer_verdict(restated).verdict == "supported"
+    silent = decide({"supported": -1.0, "contradicted": -1.1, "not_addressed": -1.1}, bias)
+    assert silent.verdict == "contradicted" and answer_verdict(silent).verdict == "not_addressed"
+    false = decide({"supported": -2.2, "contradicted": -0.8, "not_addressed": -0.8}, bias)
+    assert answer_verdict(false) == false
+    assert answer_verdict(Judgement("contradicted", {"contradicted": 0.9})).verdict == "contradicted"
 
 
 def test_no_finite_score_reads_as_not_addressed():
@@ -177,6 +189,34 @@ def test_a_contradicted_sentence_is_removed_and_a_supported_one_stays(papers, tm
     assert removed.verdict == "contradicted" and removed.dropped and not removed.supported
     assert all(passage.startswith("ViLT: Vision-and-Language") for _, passage in judge.seen)  # the cited paper
     assert "judge" in answer.timings
+
+
+class LogprobJudge(ScriptedJudge):
+    """Returns the real judge's shape: biased verdicts with the model's raw log-probabilities."""
+
+    def __init__(self, raw_by_word: dict[str, dict[str, float]], bias: dict[str, float]):
+        super().__init__(bad="")
+        self.raw_by_word = raw_by_word
+        self.bias = bias
+
+    def judge_many(self, pairs):
+        self.seen.extend(pairs)
+        default = {"supported": -0.1, "contradicted": -4.0, "not_addressed": -4.0}
+        raws = [next((r for w, r in self.raw_by_word.items() if w in claim), default) for claim, _ in pairs]
+        return [decide(raw, self.bias) for raw in raws]
+
+
+def test_a_sentence_only_the_bias_finds_contradicted_stays_in_the_answer(papers, tmp_path, word_embedder):
+    bias = {"contradicted": 1.0, "not_addressed": 0.75}
+    raw = {"without": {"supported": -0.6, "contradicted": -1.2, "not_addressed": -2.0}}
+    settings = Settings(data_dir=tmp_path, judge_max_sentences=2, judge_bias=bias)
+    answerer = Answerer(FakeGenerator(ANSWER), word_embedder, settings, judge=LogprobJudge(raw, bias))
+    _, answer = run(answerer, "How fast is ViLT?", FakeRetriever(papers))
+    assert "without convolution" in answer.text and answer.sentences[0].verdict == "supported"
+    biased = settings.with_changes(judge_answer_unbiased_contradiction=False)
+    answerer = Answerer(FakeGenerator(ANSWER), word_embedder, biased, judge=LogprobJudge(raw, bias))
+    _, answer = run(answerer, "How fast is ViLT?", FakeRetriever(papers))
+    assert "without convolution" not in answer.text
 
 
 def test_a_contradicted_premise_of_the_question_is_corrected_from_the_source(papers, tmp_path, word_embedder):
