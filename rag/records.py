@@ -286,9 +286,9 @@ def complete_from_records(
     """The verified answer's `checks` with the sentences that misstate a record dropped, then the composed
     record sentences the answer lacks appended (at most `limit` papers, plus the adjacent talk when asked).
 
-    The papers the answer is about are those its kept sentences cite; when the judge removed every claim as
-    contradicted, those it cited: a sentence that gives a talk the wrong date is wrong about that talk, and its
-    record holds the right one."""
+    The papers the answer is about are those its kept sentences cite; when the judge removed every claim (as
+    contradicted, or as a figure its abstract does not address), those it cited: a sentence that gives a talk the
+    wrong date is wrong about that talk, and its record holds the right one."""
     checks = without_contradictions(checks, sources)
     adjacent = adjacent_talk(question, sources)
     if adjacent:
@@ -296,12 +296,16 @@ def complete_from_records(
     kept = [check for check in checks if not check.dropped]
     said = " ".join(check.text for check in kept)
     cited = [number for check in kept if check.supported for number in check.citations]
-    if not cited:  # the judge removed the answer's claims as contradicted: they still spoke of the paper they cite
-        cited = [c.citations[0] for c in checks if c.dropped and c.verdict == "contradicted" and c.citations]
+    if not cited:  # the judge removed the answer's claims: they still spoke of the paper they cite
+        cited = [c.citations[0] for c in checks if c.dropped and c.verdict in _JUDGED_OUT and c.citations]
     records = record_checks(question, sources, said, cited, limit)
     if adjacent and adjacent[1].number not in cited:
         records.append(order_check(adjacent))
     return [*checks, *records]
+
+
+_JUDGED_OUT = ("contradicted", "not_addressed")
+"""Verdicts with which the judge removes an answer sentence (`Answerer.judged`)."""
 
 
 def record_checks(

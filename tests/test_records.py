@@ -217,7 +217,7 @@ def test_a_title_that_holds_its_name_gets_none_of_the_abstracts_part_names():
     assert with_method_names(checks, sources_of([paper])) == checks
 
 
-def test_a_record_question_whose_only_claim_the_judge_contradicted_gets_the_cited_papers_record(papers):
+def test_a_record_question_whose_only_claim_the_judge_removed_gets_the_cited_papers_record(papers):
     """The model named the right talk with a wrong date; the judge removed the sentence, and the record gives the
     schedule of the paper it cited. A sentence dropped for another reason names no subject."""
     sources = sources_of(papers)
@@ -226,6 +226,9 @@ def test_a_record_question_whose_only_claim_the_judge_contradicted_gets_the_cite
     contradicted = SentenceCheck(text=said, citations=[2], supported=False, dropped=True, verdict="contradicted")
     *_, check = complete_from_records(question, sources, [contradicted], limit=2)
     assert check.composed and "Tuesday 20 July" in check.text and check.citations == [2]
+    unaddressed = contradicted.model_copy(update={"verdict": "not_addressed"})  # a figure its abstract lacks
+    *_, check = complete_from_records(question, sources, [unaddressed], limit=2)
+    assert check.composed and "Tuesday 20 July" in check.text
     unsupported = contradicted.model_copy(update={"verdict": None})
     assert not any(c.composed for c in complete_from_records(question, sources, [unsupported], limit=2))
 
