@@ -420,14 +420,17 @@ class Answerer:
         """The verified answer completed with abstract sentences where the model said too little: each paper
         of a several-paper answer that is only named (`expand_bare_titles`), the exact figures of a
         quantity question (`quoted_numbers`), and the figure that answers a question the model declined
-        (`figure_quote`)."""
-        if asks_for_several(question):
+        (`figure_quote`), each as `abstract_quotes` allows."""
+        kinds = self.settings.answer.abstract_quotes
+        if "bare_titles" in kinds and asks_for_several(question):
             best = best_sentences(self.question_vector(question), question, shown, evidence, self.settings)
             checks = expand_bare_titles(checks, question, evidence, best)
-        if asks_quantity(question):
+        if "figures" in kinds and asks_quantity(question):
             quote = quoted_numbers(self.question_vector(question), question, shown, evidence, checks, self.settings)
             checks = [*checks, quote] if quote else checks
-        return figure_quote(self.question_vector(question), question, shown, evidence, checks, self.settings)
+        if "declined_figure" in kinds:
+            checks = figure_quote(self.question_vector(question), question, shown, evidence, checks, self.settings)
+        return checks
 
     def with_records(
         self, question: str, sources: Sequence[Source], checks: list[SentenceCheck]

@@ -413,6 +413,13 @@ class AnswerSettings(BaseModel):
         description="What happens to an answer sentence no source supports: drop it from the answer, or keep "
         "it without citations (its SentenceCheck says supported=False).",
     )
+    abstract_quotes: list[Literal["bare_titles", "figures", "declined_figure"]] = Field(
+        default_factory=lambda: ["bare_titles", "figures", "declined_figure"],
+        description="Where the answer stage completes what the model said with an abstract sentence, quoted and "
+        "cited (rag/quotes.py): 'bare_titles', a several-paper answer's paper named without what it does; 'figures', "
+        "the exact figures a quantity question asks for; 'declined_figure', the figure that answers a question the "
+        "model declined about a paper it names. An empty list leaves the answer in the model's own words.",
+    )
     record_papers: int = Field(
         default=2,
         ge=0,

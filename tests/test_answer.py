@@ -273,6 +273,36 @@ def test_a_quantity_answer_without_the_figures_gets_the_sentence_that_has_them(o
     assert not any(check.composed for check in stated.sentences)  # the figures are in the answer already
 
 
+@pytest.mark.parametrize(
+    ("kind", "completion", "question"),
+    [
+        ("bare_titles", "Feature Pyramid Networks for Object Detection [3].", "Which papers run fast on images?"),
+        (
+            "figures",
+            "Feature Pyramid Networks for Object Detection runs quickly on a GPU [3].",
+            "How fast does the feature pyramid detector run on a GPU?",
+        ),
+    ],
+)
+def test_each_kind_of_abstract_quote_can_be_left_out(
+    ordered, answer_settings, word_embedder, kind, completion, question
+):
+    kinds = [other for other in answer_settings.answer.abstract_quotes if other != kind]
+    for settings, quoted in ((answer_settings, True), (answer_settings.with_changes(abstract_quotes=kinds), False)):
+        _, answer = run(Answerer(FakeGenerator(completion), word_embedder, settings), question, FakeRetriever(ordered))
+        assert any(check.composed for check in answer.sentences) is quoted
+        assert ("FPN runs at 5 FPS" in answer.text) is quoted
+
+
+def test_a_declined_answer_stays_declined_without_figure_quotes(ordered, answer_settings, word_embedder):
+    fpn_first = sorted(ordered, key=lambda paper: paper.id != "fpn")
+    settings = answer_settings.with_changes(abstract_quotes=[])
+    generator = FakeGenerator(DECLINE_TEXT, DECLINE_TEXT)
+    question = "How many FPS does Feature Pyramid Networks for Object Detection reach on a GPU?"
+    _, answer = run(Answerer(generator, word_embedder, settings), question, FakeRetriever(fpn_first))
+    assert answer.declined
+
+
 def test_titles_alone_stay_for_a_question_about_one_paper(ordered, answer_settings, word_embedder):
     completion = "Feature Pyramid Networks for Object Detection [3]."
     _, answer = run(
