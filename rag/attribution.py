@@ -39,6 +39,11 @@ _SUBJECT_MARKERS = re.compile(
 """Markers that open a sentence and are followed by its verb: "[1] proposes ...", "[1] Converts ...",
 "[1] and [2] both use ...". Before a capitalised word that is not a paper verb ("[2] XNet is ..."), a marker
 belongs to the sentence before it."""
+_LIST_OPENING = re.compile(rf"^\s*{ONE_MARKER}")
+_ITEM_MARKERS = re.compile(rf"(?:(?<=^)|(?<=[.!?]\s)|(?<=\n))(\s*)({ONE_MARKER})(?=\s+[A-Z])")
+"""In an answer written as a list of "[n] ..." items (it opens with a marker, which cannot belong to a sentence
+before it), the marker opening each item labels that item, whatever word follows: "[1] Prompts a language
+model ...", "[3] Filters the data ...". Without the title, such an item says what some paper does, not which."""
 _PAPER_NOUN = r"(?:paper|work|study|manuscript|article|talk|method|model|approach|architecture|network|system)s?"
 _DETERMINER_MARKERS = re.compile(rf"\b(?:[Tt]he|[Tt]his|[Tt]hat|[Tt]hese|[Tt]hose)\s+{_PAPER_NOUN}\s+({_MARKER_GROUP})")
 """A noun phrase pointing at a marker: "The paper [1] fits ...", "these works [2][3]"."""
@@ -73,20 +78,32 @@ def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
     def named(match: re.Match[str], group: int, subject: bool = False) -> str:
         nearby = match.string[max(0, match.start() - 300) : match.end() + 300].lower()
         parts = re.split(rf"({ONE_MARKER})", match.group(group))
+        after = match.string[match.end() :].lstrip().lower()
         for position, part in enumerate(parts):
             numbers = parse_citations(part)
             title = titles.get(numbers[0]) if numbers else None
+            if subject and title and _opens_with_name(after, title):
+                continue  # "[2] XNet removes ...": the item names its paper itself
             if title and (subject or short_name(title).lower() not in nearby):
                 parts[position] = f"“{title}” {part}"
         return "".join(parts)
 
+    listed = bool(_LIST_OPENING.match(text))
     # a marker that is a sentence's subject is always named: once markers move to the sentence's end, a name
     # written elsewhere ("... called XNet") leaves the sentence without one ("develops ... called XNet [1].")
     text = _SUBJECT_MARKERS.sub(lambda match: match.group(1) + named(match, 2, subject=True), text)
     text = _DETERMINER_MARKERS.sub(lambda match: named(match, 1), text)
     text = _OBJECT_MARKERS.sub(lambda match: f"{match.group(1)} {named(match, 2)}", text)
     text = "\n".join(name_generic_subjects(line, titles) for line in text.split("\n"))
+    if listed:
+        text = _ITEM_MARKERS.sub(lambda match: match.group(1) + named(match, 2, subject=True), text)
     return _shorten_repeats(text, titles.values())
+
+
+def _opens_with_name(text: str, title: str) -> bool:
+    """Whether lower-cased `text` starts with the paper's short name or with the title's first words."""
+    opening = " ".join(text.split()[:3]).rstrip(".:,;")
+    return text.startswith(short_name(title).lower()) or (bool(opening) and title.lower().startswith(opening))
 
 
 def titles_of(sources: Sequence[Source]) -> dict[int, str]:

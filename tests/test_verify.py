@@ -457,6 +457,26 @@ def test_verification_names_the_paper_a_subject_marker_stands_for(verify, source
     assert checks[0].citations == [2]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[2] Processes images without convolution. [3] Detects objects with pyramids.",
+            f"{VILT} [2] Processes images without convolution. {FPN} [3] Detects objects with pyramids.",
+        ),
+        ("[3] Builds pyramids.\n[2] Drops convolution.", f"{FPN} [3] Builds pyramids.\n{VILT} [2] Drops convolution."),
+        # an item that opens with its paper's name keeps it as written
+        ("[2] ViLT drops convolution. [3] Detects objects.", f"[2] ViLT drops convolution. {FPN} [3] Detects objects."),
+    ],
+)
+def test_an_answer_written_as_marker_labelled_items_names_each_items_paper(sources, text, expected):
+    assert name_cited_papers(text, sources) == expected
+
+
+def test_a_marker_after_a_sentence_stays_its_citation_when_the_answer_is_not_a_list(sources):
+    assert name_cited_papers("ViLT is fast. [3] Filters objects.", sources) == "ViLT is fast. [3] Filters objects."
+
+
 def test_a_paper_called_this_paper_is_named_once_verification_cites_it(verify, sources, cite_settings):
     text, checks = verify("This paper processes visual inputs without convolution.", sources, cite_settings)
     assert text == f"{VILT} processes visual inputs without convolution [2]."
