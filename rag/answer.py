@@ -422,8 +422,10 @@ class Answerer:
         quantity question (`quoted_numbers`), and the figure that answers a question the model declined
         (`figure_quote`), each as `abstract_quotes` allows."""
         kinds = self.settings.answer.abstract_quotes
-        if "bare_titles" in kinds and asks_for_several(question):
-            best = best_sentences(self.question_vector(question), question, shown, evidence, self.settings)
+        if asks_for_several(question):  # without quotes, bare titles still get one cited sentence each
+            best = {}
+            if "bare_titles" in kinds:
+                best = best_sentences(self.question_vector(question), question, shown, evidence, self.settings)
             checks = expand_bare_titles(checks, question, evidence, best)
         if "figures" in kinds and asks_quantity(question):
             quote = quoted_numbers(self.question_vector(question), question, shown, evidence, checks, self.settings)

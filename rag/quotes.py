@@ -149,7 +149,8 @@ def expand_bare_titles(
     generates descriptions of images ..." for "which papers describe images?") is replaced, per
     named paper, by the title and that paper's best abstract sentence (`best_sentences`), cited. The 1.5B model
     often answers "which papers ..., and how?" with titles alone; the abstract says the how. A paper whose
-    sentence the answer already holds is only named."""
+    sentence the answer already holds, or that `best` has no sentence for, is only named: one cited title per
+    paper, never a run of titles with every marker at its end."""
     said = " ".join(remove_citations(check.text) for check in checks if not check.dropped)
     expanded: list[SentenceCheck] = []
     for check in checks:
@@ -164,7 +165,8 @@ def expand_bare_titles(
         expanded.append(check.model_copy(update={"dropped": True}))
         for number in sorted(named, key=lambda number: check.text.find(named[number])):
             title = evidence[number].sentences[0]
-            quoted = best[number] if best[number].rstrip(".") not in said else ""
+            sentence = best.get(number, "")
+            quoted = sentence if sentence and sentence.rstrip(".") not in said else ""
             if not quoted and f"“{title}”" in said:
                 continue  # the paper and its sentence are in the answer already
             text = with_citations(f"“{title}”: {quoted}" if quoted else f"“{title}”.", [number])

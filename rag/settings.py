@@ -418,7 +418,8 @@ class AnswerSettings(BaseModel):
         description="Where the answer stage completes what the model said with an abstract sentence, quoted and "
         "cited (rag/quotes.py): 'bare_titles', a several-paper answer's paper named without what it does; 'figures', "
         "the exact figures a quantity question asks for; 'declined_figure', the figure that answers a question the "
-        "model declined about a paper it names. An empty list leaves the answer in the model's own words.",
+        "model declined about a paper it names. An empty list leaves the answer in the model's own words (a run "
+        "of bare titles is still split into one cited title per paper).",
     )
     record_papers: int = Field(
         default=2,

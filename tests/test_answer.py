@@ -290,8 +290,24 @@ def test_each_kind_of_abstract_quote_can_be_left_out(
     kinds = [other for other in answer_settings.answer.abstract_quotes if other != kind]
     for settings, quoted in ((answer_settings, True), (answer_settings.with_changes(abstract_quotes=kinds), False)):
         _, answer = run(Answerer(FakeGenerator(completion), word_embedder, settings), question, FakeRetriever(ordered))
-        assert any(check.composed for check in answer.sentences) is quoted
         assert ("FPN runs at 5 FPS" in answer.text) is quoted
+
+
+def test_a_run_of_bare_titles_gets_one_cited_title_per_paper_without_quotes(ordered, answer_settings, word_embedder):
+    completion = (
+        "Feature Pyramid Networks for Object Detection ViLT: Vision-and-Language Transformer Without Convolution or "
+        "Region Supervision [3][2]."
+    )
+    settings = answer_settings.with_changes(abstract_quotes=[])
+    _, answer = run(
+        Answerer(FakeGenerator(completion), word_embedder, settings),
+        "Which papers run fast on images?",
+        FakeRetriever(ordered),
+    )
+    assert answer.text == (
+        "“Feature Pyramid Networks for Object Detection” [3]. "
+        "“ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision” [2]."
+    )
 
 
 def test_a_declined_answer_stays_declined_without_figure_quotes(ordered, answer_settings, word_embedder):
