@@ -414,7 +414,7 @@ class AnswerSettings(BaseModel):
         "it without citations (its SentenceCheck says supported=False).",
     )
     abstract_quotes: list[Literal["bare_titles", "figures", "declined_figure"]] = Field(
-        default_factory=lambda: ["bare_titles", "figures", "declined_figure"],
+        default_factory=list,
         description="Where the answer stage completes what the model said with an abstract sentence, quoted and "
         "cited (rag/quotes.py): 'bare_titles', a several-paper answer's paper named without what it does; 'figures', "
         "the exact figures a quantity question asks for; 'declined_figure', the figure that answers a question the "

@@ -73,6 +73,12 @@ def answer_settings(tmp_path) -> Settings:
     return Settings(data_dir=tmp_path, backend="extractive")
 
 
+@pytest.fixture
+def quoting_settings(answer_settings) -> Settings:
+    """With every kind of abstract quote on (off by default: they paste abstract sentences into the answer)."""
+    return answer_settings.with_changes(abstract_quotes=["bare_titles", "figures", "declined_figure"])
+
+
 def run(answerer: Answerer, question: str, retriever, **kwargs) -> tuple[list[str], Answer]:
     """The text pieces a stream consumer keeps (those after the last `Restart`), and the final `Answer`."""
     items = list(answerer.stream(question, retriever, **kwargs))
@@ -219,14 +225,14 @@ def test_questions_about_several_papers_show_more_sources(ordered, tmp_path, wor
     assert "one short sentence for each source" in several and "one short sentence for each source" not in one
 
 
-def test_titles_alone_get_each_papers_best_sentence(ordered, answer_settings, word_embedder):
+def test_titles_alone_get_each_papers_best_sentence(ordered, quoting_settings, word_embedder):
     completion = (
         "Feature Pyramid Networks for Object Detection “ViLT: Vision-and-Language Transformer Without Convolution "
         "or Region Supervision” [1]. Signal-to-Noise Ratio: A Robust Distance Metric for Deep Metric Learning "
         "proposes a robust SNR distance metric based on the signal-to-noise ratio [1]."
     )
     _, answer = run(
-        Answerer(FakeGenerator(completion), word_embedder, answer_settings),
+        Answerer(FakeGenerator(completion), word_embedder, quoting_settings),
         "Which papers run fast on images?",
         FakeRetriever(ordered),
     )
@@ -238,31 +244,33 @@ def test_titles_alone_get_each_papers_best_sentence(ordered, answer_settings, wo
     assert answer.sentences[0].dropped and not answer.declined
 
 
-def test_titles_alone_are_not_expanded_into_a_sentence_the_answer_already_has(ordered, answer_settings, word_embedder):
+def test_titles_alone_are_not_expanded_into_a_sentence_the_answer_already_has(ordered, quoting_settings, word_embedder):
     completion = "Feature Pyramid Networks for Object Detection [3]. FPN runs at 5 FPS on a GPU [3]."
     _, answer = run(
-        Answerer(FakeGenerator(completion), word_embedder, answer_settings),
+        Answerer(FakeGenerator(completion), word_embedder, quoting_settings),
         "Which papers run fast on images?",
         FakeRetriever(ordered),
     )
     assert answer.text == "“Feature Pyramid Networks for Object Detection” [3]. FPN runs at 5 FPS on a GPU [3]."
 
 
-def test_a_sentence_saying_no_more_than_the_question_and_title_is_expanded(ordered, answer_settings, word_embedder):
+def test_a_sentence_saying_no_more_than_the_question_and_title_is_expanded(ordered, quoting_settings, word_embedder):
     completion = "Feature Pyramid Networks for Object Detection [3] detects objects with feature pyramids."
     _, answer = run(
-        Answerer(FakeGenerator(completion), word_embedder, answer_settings),
+        Answerer(FakeGenerator(completion), word_embedder, quoting_settings),
         "Which papers run fast?",
         FakeRetriever(ordered),
     )
     assert answer.text == "“Feature Pyramid Networks for Object Detection”: FPN runs at 5 FPS on a GPU [3]."
 
 
-def test_a_quantity_answer_without_the_figures_gets_the_sentence_that_has_them(ordered, answer_settings, word_embedder):
+def test_a_quantity_answer_without_the_figures_gets_the_sentence_that_has_them(
+    ordered, quoting_settings, word_embedder
+):
     answerer = Answerer(
         FakeGenerator("Feature Pyramid Networks for Object Detection runs quickly on a GPU [3]."),
         word_embedder,
-        answer_settings,
+        quoting_settings,
     )
     _, answer = run(answerer, "How fast does the feature pyramid detector run on a GPU?", FakeRetriever(ordered))
     assert answer.sentences[-1].composed and answer.sentences[-1].citations == [3]
@@ -285,10 +293,10 @@ def test_a_quantity_answer_without_the_figures_gets_the_sentence_that_has_them(o
     ],
 )
 def test_each_kind_of_abstract_quote_can_be_left_out(
-    ordered, answer_settings, word_embedder, kind, completion, question
+    ordered, quoting_settings, word_embedder, kind, completion, question
 ):
-    kinds = [other for other in answer_settings.answer.abstract_quotes if other != kind]
-    for settings, quoted in ((answer_settings, True), (answer_settings.with_changes(abstract_quotes=kinds), False)):
+    kinds = [other for other in quoting_settings.answer.abstract_quotes if other != kind]
+    for settings, quoted in ((quoting_settings, True), (quoting_settings.with_changes(abstract_quotes=kinds), False)):
         _, answer = run(Answerer(FakeGenerator(completion), word_embedder, settings), question, FakeRetriever(ordered))
         assert ("FPN runs at 5 FPS" in answer.text) is quoted
 
@@ -612,12 +620,12 @@ def test_model_refusal_is_honoured(ordered, answer_settings, word_embedder):
         "How many FPS does Feature Pyramid Networks for Object Detection reach on a GPU?",
     ],
 )
-def test_refusal_gives_way_to_the_figure_of_the_paper_asked_about(ordered, answer_settings, word_embedder, question):
+def test_refusal_gives_way_to_the_figure_of_the_paper_asked_about(ordered, quoting_settings, word_embedder, question):
     """The evidence clearly holds the answer: the question names the lead paper, and its abstract states a
     figure that counts what the question counts. The refusal is replaced by that sentence, quoted and cited."""
     fpn_first = sorted(ordered, key=lambda paper: paper.id != "fpn")
     generator = FakeGenerator(DECLINE_TEXT, DECLINE_TEXT)  # a lean prompt declined is asked again
-    _, answer = run(Answerer(generator, word_embedder, answer_settings), question, FakeRetriever(fpn_first))
+    _, answer = run(Answerer(generator, word_embedder, quoting_settings), question, FakeRetriever(fpn_first))
     assert not answer.declined
     assert answer.text == "“Feature Pyramid Networks for Object Detection”: FPN runs at 5 FPS on a GPU [1]."
     assert answer.sentences[0].dropped and answer.sentences[-1].composed
