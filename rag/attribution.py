@@ -40,10 +40,10 @@ _SUBJECT_MARKERS = re.compile(
 "[1] and [2] both use ...". Before a capitalised word that is not a paper verb ("[2] XNet is ..."), a marker
 belongs to the sentence before it."""
 _LIST_OPENING = re.compile(rf"^\s*{ONE_MARKER}")
-_ITEM_MARKERS = re.compile(rf"(?:(?<=^)|(?<=[.!?]\s)|(?<=\n))(\s*)({ONE_MARKER})(?=\s+[A-Z])")
-"""In an answer written as a list of "[n] ..." items (it opens with a marker, which cannot belong to a sentence
-before it), the marker opening each item labels that item, whatever word follows: "[1] Prompts a language
-model ...", "[3] Filters the data ...". Without the title, such an item says what some paper does, not which."""
+_ITEM_OPENING = re.compile(rf"^\s*{ONE_MARKER}\s+(?=[A-Z])")
+"""The marker opening an item of a "[n] ..." list answer, before the item's first (capitalised) word, whatever
+that word is: "[1] Prompts ...", "[3] Filters ...". Without the title, such an item says what some paper does,
+not which."""
 _PAPER_NOUN = r"(?:paper|work|study|manuscript|article|talk|method|model|approach|architecture|network|system)s?"
 _DETERMINER_MARKERS = re.compile(rf"\b(?:[Tt]he|[Tt]his|[Tt]hat|[Tt]hese|[Tt]hose)\s+{_PAPER_NOUN}\s+({_MARKER_GROUP})")
 """A noun phrase pointing at a marker: "The paper [1] fits ...", "these works [2][3]"."""
@@ -88,16 +88,31 @@ def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
                 parts[position] = f"“{title}” {part}"
         return "".join(parts)
 
-    listed = bool(_LIST_OPENING.match(text))
     # a marker that is a sentence's subject is always named: once markers move to the sentence's end, a name
     # written elsewhere ("... called XNet") leaves the sentence without one ("develops ... called XNet [1].")
     text = _SUBJECT_MARKERS.sub(lambda match: match.group(1) + named(match, 2, subject=True), text)
     text = _DETERMINER_MARKERS.sub(lambda match: named(match, 1), text)
     text = _OBJECT_MARKERS.sub(lambda match: f"{match.group(1)} {named(match, 2)}", text)
     text = "\n".join(name_generic_subjects(line, titles) for line in text.split("\n"))
-    if listed:
-        text = _ITEM_MARKERS.sub(lambda match: match.group(1) + named(match, 2, subject=True), text)
     return _shorten_repeats(text, titles.values())
+
+
+def is_item_list(text: str) -> bool:
+    """Whether an answer is written as "[n] ..." items: it opens with a marker, which cannot cite a sentence
+    before it, so the marker opening each of its sentences labels that item ("[1] Prompts a language model ...")."""
+    return bool(_LIST_OPENING.match(text))
+
+
+def labelled_item(item: str, checked: str, number: int, titles: dict[int, str]) -> str:
+    """`checked` (an item of an `is_item_list` answer, verified) led by the title of the paper it cites, when the
+    item opened with its marker and not with that paper's name: "“GIST: ...”: Prompts a language model ... [1]."
+    Verification scores the item as the model wrote it: a title added before would lend it the title's
+    similarity to its own abstract."""
+    title = titles.get(number)
+    opening = _ITEM_OPENING.match(item)
+    if not title or not opening or _opens_with_name(item[opening.end() :].lower(), title):
+        return checked
+    return f"“{title}”: {checked}"
 
 
 def _opens_with_name(text: str, title: str) -> bool:

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.attribution import (
+    is_item_list,
+    labelled_item,
     misattributes_numbers,
     misnamed_papers,
     name_cited_papers,
@@ -59,6 +61,7 @@ def verify_answer(
     """
     valid = [source.number for source in sources]
     titles = titles_of(sources)
+    listed = is_item_list(text)
     text = name_cited_papers(text, sources)
     evidence = evidence if evidence is not None else build_evidence(sources, embedder)
     evidence = {number: item for number, item in evidence.items() if number in valid}
@@ -93,6 +96,8 @@ def verify_answer(
         check = _check_claim(sentence, cited, vector, evidence, settings)
         if check.supported:  # "This paper shows ..." whose marker verification just added: say which paper
             check = check.model_copy(update={"text": name_generic_subjects(check.text, titles)})
+        if listed and check.supported:  # "[1] Prompts ..." named once its support is scored as written
+            check = check.model_copy(update={"text": labelled_item(sentence, check.text, check.citations[0], titles)})
         if renamed_from and check.supported:
             check = check.model_copy(update={"renamed_from": renamed_from})
         checks.append(check)
