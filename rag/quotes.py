@@ -159,15 +159,18 @@ def expand_bare_titles(
         for name in named.values():
             rest = rest.replace(name, " ")
         titles = " ".join(evidence[number].sentences[0] for number in named)
-        if not named or _says_more(rest, f"{question} {titles}"):
-            expanded.append(check)
+        quotable = any(best.get(number) for number in named)
+        says_something = bool(key_terms(remove_citations(rest)))
+        if not named or _says_more(rest, f"{question} {titles}") or (says_something and not quotable):
+            expanded.append(check)  # without a sentence to put in its place, a sentence that says something stays
             continue
         expanded.append(check.model_copy(update={"dropped": True}))
+        elsewhere = said.replace(remove_citations(check.text), " ")
         for number in sorted(named, key=lambda number: check.text.find(named[number])):
             title = evidence[number].sentences[0]
             sentence = best.get(number, "")
             quoted = sentence if sentence and sentence.rstrip(".") not in said else ""
-            if not quoted and f"“{title}”" in said:
+            if not quoted and f"“{title}”" in elsewhere:
                 continue  # the paper and its sentence are in the answer already
             text = with_citations(f"“{title}”: {quoted}" if quoted else f"“{title}”.", [number])
             said += f" “{title}” {quoted}"

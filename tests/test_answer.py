@@ -318,6 +318,18 @@ def test_a_run_of_bare_titles_gets_one_cited_title_per_paper_without_quotes(orde
     )
 
 
+def test_without_quotes_a_sentence_restating_the_question_about_its_paper_stays(
+    ordered, answer_settings, word_embedder
+):
+    """ "The one that runs fast on images" answered "FPN runs fast on images [3]": with no abstract sentence to
+    put in its place, the answer's own sentence is the best it has."""
+    completion = "Feature Pyramid Networks for Object Detection [3] runs fast on images."
+    settings = answer_settings.with_changes(abstract_quotes=[])
+    answerer = Answerer(FakeGenerator(completion), word_embedder, settings)
+    _, answer = run(answerer, "Which papers run fast on images?", FakeRetriever(ordered))
+    assert "runs fast on images" in answer.text and not any(check.dropped for check in answer.sentences)
+
+
 def test_a_declined_answer_stays_declined_without_figure_quotes(ordered, answer_settings, word_embedder):
     fpn_first = sorted(ordered, key=lambda paper: paper.id != "fpn")
     settings = answer_settings.with_changes(abstract_quotes=[])
