@@ -105,7 +105,7 @@ def is_item_list(text: str) -> bool:
 
 def labelled_item(item: str, checked: str, number: int, titles: dict[int, str]) -> str:
     """`checked` (an item of an `is_item_list` answer, verified) led by the title of the paper it cites, when the
-    item opened with its marker and not with that paper's name: "“GIST: ...”: Prompts a language model ... [1]."
+    item opened with its marker and not with that paper's name: "“XNet: ...”: Prompts a language model ... [1]."
     Verification scores the item as the model wrote it: a title added before would lend it the title's
     similarity to its own abstract."""
     title = titles.get(number)
