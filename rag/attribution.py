@@ -39,7 +39,6 @@ _SUBJECT_MARKERS = re.compile(
 """Markers that open a sentence and are followed by its verb: "[1] proposes ...", "[1] Converts ...",
 "[1] and [2] both use ...". Before a capitalised word that is not a paper verb ("[2] XNet is ..."), a marker
 belongs to the sentence before it."""
-_LIST_OPENING = re.compile(rf"^\s*{ONE_MARKER}")
 _ITEM_OPENING = re.compile(rf"^\s*{ONE_MARKER}\s+(?=[A-Z])")
 """The marker opening an item of a "[n] ..." list answer, before the item's first (capitalised) word, whatever
 that word is: "[1] Prompts ...", "[3] Filters ...". Without the title, such an item says what some paper does,
@@ -78,12 +77,9 @@ def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
     def named(match: re.Match[str], group: int, subject: bool = False) -> str:
         nearby = match.string[max(0, match.start() - 300) : match.end() + 300].lower()
         parts = re.split(rf"({ONE_MARKER})", match.group(group))
-        after = match.string[match.end() :].lstrip().lower()
         for position, part in enumerate(parts):
             numbers = parse_citations(part)
             title = titles.get(numbers[0]) if numbers else None
-            if subject and title and _opens_with_name(after, title):
-                continue  # "[2] XNet removes ...": the item names its paper itself
             if title and (subject or short_name(title).lower() not in nearby):
                 parts[position] = f"“{title}” {part}"
         return "".join(parts)
@@ -100,7 +96,7 @@ def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
 def is_item_list(text: str) -> bool:
     """Whether an answer is written as "[n] ..." items: it opens with a marker, which cannot cite a sentence
     before it, so the marker opening each of its sentences labels that item ("[1] Prompts a language model ...")."""
-    return bool(_LIST_OPENING.match(text))
+    return bool(_ITEM_OPENING.match(text))
 
 
 def labelled_item(item: str, checked: str, number: int, titles: dict[int, str]) -> str:
