@@ -356,8 +356,8 @@ class Answerer:
         judgements = self.judge.judge_many(pairs)
         if self.settings.answer.judge_answer_unbiased_contradiction:
             judgements = [answer_verdict(judgement) for judgement in judgements]
-        verdicts = zip(targets, claims, judgements, shown_sentences, strict=True)
-        for index, claim, judgement, sentences in verdicts:
+        verdicts = zip(targets, claims, vectors, judgements, shown_sentences, strict=True)
+        for index, claim, vector, judgement, sentences in verdicts:
             check = checks[index]
             unaddressed = judgement.verdict == "not_addressed" and self.settings.answer.drop_unaddressed_figures
             if unaddressed and misplaced_figure(claim, evidence[check.citations[0]]):
@@ -369,8 +369,8 @@ class Answerer:
             judged[index] = check.model_copy(update={"verdict": "contradicted", "dropped": True, "supported": False})
             source = by_number[check.citations[0]]
             correction = premise_correction(question, check, sentences, source)
-            if correction is not None and len(sentences) > 1:
-                deciding = self.contradicting_sentence(claim, sentences, source)
+            if correction is not None:
+                deciding = self.contradicting_sentence(claim, vector, sentences, source, evidence[source.number])
                 correction = premise_correction(question, check, [deciding], source)
             if correction is not None and not any(c.composed and c.text == correction.text for c in judged):
                 judged.insert(index + 1, correction)
@@ -400,19 +400,26 @@ class Answerer:
         (judgement,) = judge.judge_many([(premise, format_passage(source.title, sentences))])
         if judgement.verdict != "contradicted":
             return checks
-        deciding = self.contradicting_sentence(premise, sentences, source)
+        deciding = self.contradicting_sentence(premise, vector, sentences, source, evidence[source.number])
         return [correction(key_terms(premise), [deciding], source), *checks]
 
-    def contradicting_sentence(self, claim: str, sentences: Sequence[str], source: Source) -> str:
-        """Of a passage found to contradict `claim`, the sentence that does: each is judged alone and the one
-        the judge finds most contradicting is quoted. (The sentence sharing the most words with a false claim
-        is often a background sentence on the same topic, not the one that says otherwise.) Runs only when a
-        premise was found false, so its extra judgements are rare."""
-        if len(sentences) <= 1:
-            return sentences[0]
-        judgements = self.judge.judge_many([(claim, format_passage(source.title, [s])) for s in sentences])
+    def contradicting_sentence(
+        self, claim: str, vector: np.ndarray, passage: Sequence[str], source: Source, evidence: Evidence
+    ) -> str:
+        """The abstract sentence that says otherwise than `claim`, which a judged `passage` contradicted: the
+        passage's sentences and the abstract's `correction_sentences` most like the claim are each judged
+        alone, and the one the judge finds most contradicting is quoted. The sentences most like a false claim
+        are often background on its topic ("datasets involve cleaning"), while the one that says otherwise
+        shares fewer of its words ("collected without filtering"), so it may be missing from the passage the
+        verdict was reached on. Runs only when a premise was found false, so its extra judgements are rare."""
+        count = self.settings.answer.correction_sentences
+        wider = passage_sentences(claim, vector, evidence, count, self._lexical_weight)
+        candidates = list(dict.fromkeys([*passage, *wider]))
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else passage[0]
+        judgements = self.judge.judge_many([(claim, format_passage(source.title, [s])) for s in candidates])
         scores = [judgement.probabilities.get("contradicted", 0.0) for judgement in judgements]
-        return sentences[max(range(len(sentences)), key=scores.__getitem__)]
+        return candidates[max(range(len(candidates)), key=scores.__getitem__)]
 
     def with_quotes(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

@@ -402,6 +402,15 @@ class AnswerSettings(BaseModel):
         description="Abstract sentences (those most like the claim, in abstract order) shown to the judge per "
         "paper by `check`: each sentence costs prefill, and the deciding sentence is nearly always among them.",
     )
+    correction_sentences: int = Field(
+        default=6,
+        ge=1,
+        le=20,
+        description="When a premise is found false, the abstract sentences (those most like it) the judge reads one "
+        "by one to pick the sentence the correction quotes: the sentences most like a false claim are often "
+        "background on its topic, and the one that says otherwise shares fewer of its words. Runs only for a "
+        "false premise; each sentence costs ~1 s of prefill on a 2-core CPU.",
+    )
     check_papers: int = Field(
         default=3,
         ge=1,

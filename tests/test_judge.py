@@ -308,6 +308,16 @@ def test_the_correction_quotes_the_sentence_the_judge_finds_contradicting(papers
     assert first.composed and "tens of times faster than previous VLP models [2]" in first.text
 
 
+def test_the_correcting_sentence_is_looked_for_beyond_the_judged_passage(papers, tmp_path, word_embedder):
+    judge = SentenceJudge(bad="slower", by="minimal model")  # the judge reads a less alike sentence as deciding
+    premise = "ViLT is slower than previous VLP models"
+    narrow = {"judge_passage_sentences": 1}
+    answer = answer_with_premise(judge, premise, papers, tmp_path, word_embedder, **narrow, correction_sentences=3)
+    assert "a minimal model that processes visual inputs without convolution [2]" in answer.sentences[0].text
+    answer = answer_with_premise(judge, premise, papers, tmp_path, word_embedder, **narrow, correction_sentences=1)
+    assert "tens of times faster than previous VLP models [2]" in answer.sentences[0].text
+
+
 def test_a_stated_premise_the_source_supports_changes_nothing(papers, tmp_path, word_embedder):
     judge = ScriptedJudge(bad="never said")
     answer = answer_with_premise(judge, "ViLT is faster than previous VLP models", papers, tmp_path, word_embedder)
