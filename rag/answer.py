@@ -96,6 +96,15 @@ def misplaced_figure(claim: str, evidence: Evidence) -> bool:
     return bool(figures) and not figures <= record
 
 
+def _says_otherwise(judgement) -> float:
+    """How much the judge reads a single sentence as contradicting a claim rather than as silent on it. A
+    sentence on another point leaves support unlikely, so "contradicted" gets much of the weight there too;
+    the sentence that refutes the claim is the one that addresses it, so contradiction is weighed against
+    silence, not alone."""
+    probabilities = judgement.probabilities
+    return float(probabilities.get("contradicted", 0.0)) - float(probabilities.get("not_addressed", 0.0))
+
+
 def passage_focus(question: str, standalone: str) -> str:
     """The text that picks which abstract sentences the model sees. A follow-up is rewritten to name its
     subject so that retrieval finds the paper again, but the subject's words then pull that paper's topic
@@ -382,7 +391,14 @@ class Answerer:
         """A question that states its premise ("Given that P, ...", "P, right?") gets P judged against the
         paper the answer is about (the first it cites, else the best retrieved); when that abstract contradicts
         P, the answer opens by saying so. The model tends to build on a stated premise rather than echo it,
-        so judging its sentences alone let such premises stand."""
+        so judging its sentences alone let such premises stand.
+
+        P is read first against the abstract's sentences most like it; when those do not address it, against
+        the whole abstract (`premise_whole_abstract`): a false premise shares its words with the sentences that
+        set the scene ("we study how performance grows with data"), while the finding that refutes it is worded
+        otherwise. That second reading calls P false only when the model's own label order, before the
+        claim-fitted bias, also puts contradiction above support: over a whole abstract the bias alone found
+        true premises contradicted."""
         premise = stated_premise(question)
         judge = self.judge
         if premise is None or not shown or not getattr(judge, "detects_contradiction", False):
@@ -398,6 +414,10 @@ class Answerer:
         if not sentences:
             return checks
         (judgement,) = judge.judge_many([(premise, format_passage(source.title, sentences))])
+        if judgement.verdict == "not_addressed" and self.settings.answer.premise_whole_abstract:
+            sentences = evidence[source.number].sentences[evidence[source.number].abstract_start :] or sentences
+            (judgement,) = judge.judge_many([(premise, format_passage(source.title, sentences))])
+            judgement = answer_verdict(judgement)
         if judgement.verdict != "contradicted":
             return checks
         deciding = self.contradicting_sentence(premise, vector, sentences, source, evidence[source.number])
@@ -411,14 +431,15 @@ class Answerer:
         alone, and the one the judge finds most contradicting is quoted. The sentences most like a false claim
         are often background on its topic ("datasets involve cleaning"), while the one that says otherwise
         shares fewer of its words ("collected without filtering"), so it may be missing from the passage the
-        verdict was reached on. Runs only when a premise was found false, so its extra judgements are rare."""
+        verdict was reached on. Each is scored by how far the judge puts "contradicted" above "not addressed"
+        (`_says_otherwise`). Runs only when a premise was found false, so its extra judgements are rare."""
         count = self.settings.answer.correction_sentences
         wider = passage_sentences(claim, vector, evidence, count, self._lexical_weight)
         candidates = list(dict.fromkeys([*passage, *wider]))
         if len(candidates) <= 1:
             return candidates[0] if candidates else passage[0]
         judgements = self.judge.judge_many([(claim, format_passage(source.title, [s])) for s in candidates])
-        scores = [judgement.probabilities.get("contradicted", 0.0) for judgement in judgements]
+        scores = [_says_otherwise(judgement) for judgement in judgements]
         return candidates[max(range(len(candidates)), key=scores.__getitem__)]
 
     def with_quotes(

@@ -402,6 +402,13 @@ class AnswerSettings(BaseModel):
         description="Abstract sentences (those most like the claim, in abstract order) shown to the judge per "
         "paper by `check`: each sentence costs prefill, and the deciding sentence is nearly always among them.",
     )
+    premise_whole_abstract: bool = Field(
+        default=True,
+        description="A premise the question states ('Given that P, ...') that the abstract's sentences most like it "
+        "do not address is read again against the whole abstract: the sentence that refutes a false premise is "
+        "often worded unlike it. That reading removes P only when the model's own label order (before judge_bias) "
+        "puts contradiction above support. Costs one more judgement (~6 s on a 2-core CPU), for such questions only.",
+    )
     correction_sentences: int = Field(
         default=6,
         ge=1,

@@ -318,6 +318,54 @@ def test_the_correcting_sentence_is_looked_for_beyond_the_judged_passage(papers,
     assert "tens of times faster than previous VLP models [2]" in answer.sentences[0].text
 
 
+class WholeAbstractJudge(ScriptedJudge):
+    """Reads a claim containing `bad` against a passage: `raw` log-probabilities when the passage holds `by`,
+    "not addressed" otherwise; the biased verdict as the real judge decides it."""
+
+    def __init__(self, bad: str, by: str, raw: dict[str, float]):
+        super().__init__(bad)
+        self.by = by
+        self.raw = raw
+
+    def judge_many(self, pairs):
+        self.seen.extend(pairs)
+        unaddressed = {"supported": -3.0, "contradicted": -3.0, "not_addressed": -0.1}
+        supported = {"supported": -0.1, "contradicted": -4.0, "not_addressed": -4.0}
+        raws = [
+            (self.raw if self.by in passage else unaddressed) if self.bad in claim else supported
+            for claim, passage in pairs
+        ]
+        return [decide(raw, {"contradicted": 1.0, "not_addressed": 0.75}) for raw in raws]
+
+
+@pytest.mark.parametrize(
+    ("raw", "whole", "corrected"),
+    [
+        ({"supported": -1.4, "contradicted": -1.1, "not_addressed": -1.0}, True, True),
+        ({"supported": -1.4, "contradicted": -1.1, "not_addressed": -1.0}, False, False),  # the setting is off
+        ({"supported": -0.9, "contradicted": -1.1, "not_addressed": -1.6}, True, False),  # only the bias says false
+    ],
+)
+def test_an_unaddressed_premise_is_read_again_against_the_whole_abstract(
+    raw, whole, corrected, papers, tmp_path, word_embedder
+):
+    judge = WholeAbstractJudge(bad="region supervision", by="minimal model", raw=raw)
+    premise = "ViLT relies on region supervision"
+    settings = {"judge_passage_sentences": 1, "premise_whole_abstract": whole}
+    answer = answer_with_premise(judge, premise, papers, tmp_path, word_embedder, **settings)
+    assert answer.text.startswith("The question's premise does not hold") is corrected
+    if corrected:
+        assert "a minimal model that processes visual inputs without convolution [2]" in answer.text
+
+
+def test_the_sentence_that_says_otherwise_addresses_the_claim():
+    from rag.answer import _says_otherwise
+
+    off_topic = Judgement("not_addressed", {"supported": 0.05, "contradicted": 0.44, "not_addressed": 0.51})
+    refuting = Judgement("contradicted", {"supported": 0.15, "contradicted": 0.43, "not_addressed": 0.42})
+    assert _says_otherwise(refuting) > _says_otherwise(off_topic)  # though its "contradicted" is lower
+
+
 def test_a_stated_premise_the_source_supports_changes_nothing(papers, tmp_path, word_embedder):
     judge = ScriptedJudge(bad="never said")
     answer = answer_with_premise(judge, "ViLT is faster than previous VLP models", papers, tmp_path, word_embedder)
