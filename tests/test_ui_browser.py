@@ -217,6 +217,52 @@ def test_follow_up_keeps_the_conversation_and_earlier_sources(page, extractive_u
     assert "**References**" in exported and "Quokka \\<script\\>" in exported
 
 
+BIBTEX = r"""
+@article{wombat2024,
+  title = {Burrow Mapping with Wombat Radar},
+  author = {Grace Hopper and Edsger Dijkstra},
+  year = {2024},
+  abstract = {We map wombat burrows with a ground-penetrating radar carried by drones. The radar finds burrows
+    under dense scrub where cameras see nothing.}
+}
+@inproceedings{numbat2023,
+  title = {Counting Numbats from Their Tracks},
+  author = {Barbara Liskov},
+  year = {2023},
+  abstract = {Numbat tracks in red sand are counted by a small segmentation network.}
+}
+@misc{noabstract,
+  title = {A Note Without an Abstract},
+  year = {2022}
+}
+"""
+
+
+def test_library_imports_a_bibliography_and_the_chat_asks_it(page, extractive_url, settings, tmp_path):
+    open_chat(page, extractive_url)
+    bib = tmp_path / "zotero export.bib"
+    bib.write_text(BIBTEX, encoding="utf-8")
+
+    page.click("#library button")  # open the accordion
+    page.set_input_files("#import-file input[type=file]", str(bib))
+    page.fill("#import-name textarea, #import-name input", "marsupials")
+    page.wait_for_timeout(500)  # let the upload land before the click reads it
+    page.click("#import")
+    page.wait_for_selector("#import-status .import-report", timeout=120_000)
+    report = page.inner_text("#import-status")
+    assert "marsupials" in report and "2 papers added" in report and "1 entry without an abstract" in report
+    stored = list((settings.data_dir / "uploads" / "marsupials").iterdir())
+    assert len(stored) == 1 and stored[0].read_text(encoding="utf-8") == BIBTEX  # kept inside the data dir
+
+    page.click("#collection input")
+    page.click("[role=option]:has-text('marsupials')")
+    page.wait_for_selector("#library-status :text('Asking marsupials')", timeout=60_000)
+    ask(page, "How are wombat burrows mapped under dense scrub?")
+    page.wait_for_selector("#chat a.cite", timeout=60_000)
+    assert "Burrow Mapping with Wombat Radar" in page.inner_text("#sources .sources")
+    assert "Quokka" not in page.inner_text("#sources .sources")  # the bundled test corpus is not asked
+
+
 # --- Stop, with a slow fake bot whose stream reports being closed ---------------------------------
 @pytest.fixture
 def slow_fake(papers, tmp_path):
