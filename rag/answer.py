@@ -415,11 +415,12 @@ class Answerer:
             return checks
         (judgement,) = judge.judge_many([(premise, format_passage(source.title, sentences))])
         if judgement.verdict == "not_addressed" and self.settings.answer.premise_whole_abstract:
-            sentences = evidence[source.number].sentences[evidence[source.number].abstract_start :] or sentences
-            (judgement,) = judge.judge_many([(premise, format_passage(source.title, sentences))])
+            whole = evidence[source.number].sentences[evidence[source.number].abstract_start :] or sentences
+            (judgement,) = judge.judge_many([(premise, format_passage(source.title, whole))])
             judgement = answer_verdict(judgement)
         if judgement.verdict != "contradicted":
             return checks
+        # the quoted sentence is sought among `correction_sentences`, not the whole abstract: each costs ~2 s
         deciding = self.contradicting_sentence(premise, vector, sentences, source, evidence[source.number])
         return [correction(key_terms(premise), [deciding], source), *checks]
 
