@@ -395,7 +395,7 @@ class Answerer:
 
         P is read first against the abstract's sentences most like it; when those do not address it, against
         the whole abstract (`premise_whole_abstract`): a false premise shares its words with the sentences that
-        set the scene ("we study how performance grows with data"), while the finding that refutes it is worded
+        set the scene ("we study how Y depends on Z"), while the finding that refutes it is worded
         otherwise. That second reading calls P false only when the model's own label order, before the
         claim-fitted bias, also puts contradiction above support: over a whole abstract the bias alone found
         true premises contradicted."""
@@ -430,8 +430,8 @@ class Answerer:
         """The abstract sentence that says otherwise than `claim`, which a judged `passage` contradicted: the
         passage's sentences and the abstract's `correction_sentences` most like the claim are each judged
         alone, and the one the judge finds most contradicting is quoted. The sentences most like a false claim
-        are often background on its topic ("datasets involve cleaning"), while the one that says otherwise
-        shares fewer of its words ("collected without filtering"), so it may be missing from the passage the
+        are often background on its topic ("Y usually involves Z"), while the one that says otherwise
+        shares fewer of its words ("XNet does without Z"), so it may be missing from the passage the
         verdict was reached on. Each is scored by how far the judge puts "contradicted" above "not addressed"
         (`_says_otherwise`). Runs only when a premise was found false, so its extra judgements are rare."""
         count = self.settings.answer.correction_sentences
