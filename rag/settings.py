@@ -406,7 +406,7 @@ class AnswerSettings(BaseModel):
         default=True,
         description="A premise the question states ('Given that P, ...') that the abstract's sentences most like it "
         "do not address is read again against the whole abstract: the sentence that refutes a false premise is "
-        "often worded unlike it. That reading removes P only when the model's own label order (before judge_bias) "
+        "often worded unlike it. That reading calls P false only when the model's own label order (before judge_bias) "
         "puts contradiction above support. Costs one more judgement (~6 s on a 2-core CPU), for such questions only.",
     )
     correction_sentences: int = Field(
@@ -416,7 +416,7 @@ class AnswerSettings(BaseModel):
         description="When a premise is found false, the abstract sentences (those most like it) the judge reads one "
         "by one to pick the sentence the correction quotes: the sentences most like a false claim are often "
         "background on its topic, and the one that says otherwise shares fewer of its words. Runs only for a "
-        "false premise; each sentence costs ~1 s of prefill on a 2-core CPU.",
+        "false premise; each sentence costs ~2 s of prefill on a 2-core CPU.",
     )
     check_papers: int = Field(
         default=3,
