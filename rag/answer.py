@@ -437,8 +437,8 @@ class Answerer:
         count = self.settings.answer.correction_sentences
         wider = passage_sentences(claim, vector, evidence, count, self._lexical_weight)
         candidates = list(dict.fromkeys([*passage, *wider]))
-        if len(candidates) <= 1:
-            return candidates[0] if candidates else passage[0]
+        if len(candidates) == 1:  # `passage` is never empty: a verdict was reached on it
+            return candidates[0]
         judgements = self.judge.judge_many([(claim, format_passage(source.title, [s])) for s in candidates])
         scores = [_says_otherwise(judgement) for judgement in judgements]
         return candidates[max(range(len(candidates)), key=scores.__getitem__)]
