@@ -101,14 +101,21 @@ def is_item_list(text: str) -> bool:
 
 def labelled_item(item: str, checked: str, number: int, titles: dict[int, str]) -> str:
     """`checked` (an item of an `is_item_list` answer, verified) led by the title of the paper it cites, when the
-    item opened with its marker and not with that paper's name: "“XNet: ...”: Prompts a language model ... [1]."
-    Verification scores the item as the model wrote it: a title added before would lend it the title's
-    similarity to its own abstract."""
+    item opened with its marker and does not name that paper: "“XNet: ...”: Prompts a language model ... [1]."
+    An item that names its paper further on ("[1] The method described in “XNet” ...", its marker named by
+    `name_cited_papers`) is left as it is: a label would say the title twice. Verification scores the item as
+    the model wrote it: a title added before would lend it the title's similarity to its own abstract."""
     title = titles.get(number)
     opening = _ITEM_OPENING.match(item)
-    if not title or not opening or _opens_with_name(item[opening.end() :].lower(), title):
+    if not title or not opening or _names_paper(item[opening.end() :].lower(), title):
         return checked
     return f"“{title}”: {checked}"
+
+
+def _names_paper(text: str, title: str) -> bool:
+    """Whether lower-cased `text` opens with the paper's name or holds its short name or whole title."""
+    names = {short_name(title).lower(), title.lower()}
+    return _opens_with_name(text, title) or any(re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) for name in names)
 
 
 def _opens_with_name(text: str, title: str) -> bool:

@@ -482,6 +482,13 @@ def test_an_item_that_opens_with_its_papers_name_is_not_labelled_again(verify, s
     assert text == "ViLT processes visual inputs without convolution [2]."
 
 
+def test_an_item_that_names_its_paper_further_on_is_not_labelled_with_the_title_again(verify, sources, cite_settings):
+    answer = "[2] The model described in [2] processes visual inputs without convolution."
+    text, _ = verify(answer, sources, cite_settings)
+    assert text.count("ViLT") == 1
+    assert not text.startswith(f"{VILT}:")
+
+
 def test_a_marker_after_a_sentence_stays_its_citation_when_the_answer_is_not_a_list(sources):
     assert name_cited_papers("ViLT is fast. [3] Filters objects.", sources) == "ViLT is fast. [3] Filters objects."
     assert name_cited_papers("[2] Filters objects.", sources) == "[2] Filters objects."  # items: after verification
