@@ -145,9 +145,31 @@ def _filters(args: argparse.Namespace):
 
 
 def _bot(args: argparse.Namespace):
+    """The bot a command runs on: `ingest` may create its collection, the others read an existing one."""
     from rag import Bot
 
-    return Bot(_settings(args))
+    return Bot(_settings(args) if args.command == "ingest" else _existing_collection(args))
+
+
+def _existing_collection(args: argparse.Namespace):
+    """Settings whose `--collection`, when given, names a collection that holds papers. A bot fills an empty
+    collection from the default corpus on first use, which is right for a fresh install's own collection but
+    not for a mistyped name: that would build a second copy of the bundled papers and answer from them."""
+    from rag import IndexError_, Settings, collections
+
+    settings = _settings(args)
+    name = getattr(args, "collection", None)
+    if name is None or name == Settings.model_fields["collection"].default:
+        return settings
+    found = {info.name: info.chunks for info in collections(settings)}
+    if found.get(name):
+        return settings
+    others = ", ".join(sorted(other for other, chunks in found.items() if chunks)) or "none yet"
+    state = "is empty" if name in found else "does not exist"
+    raise IndexError_(
+        f"The collection {name!r} {state}: import papers into it with `rag ingest FILE --collection {name}` "
+        f"(collections with papers: {others})."
+    )
 
 
 class ProgressLine:
@@ -280,7 +302,7 @@ def _search(args: argparse.Namespace) -> int:
 def _chat(args: argparse.Namespace) -> int:
     from ui.app import launch
 
-    launch(_settings(args))
+    launch(_existing_collection(args))
     return 0
 
 

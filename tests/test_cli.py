@@ -126,6 +126,22 @@ def test_ingest_search_and_ask_json_over_a_small_corpus(tmp_path, settings, pape
     assert all(citation["number"] in numbers for citation in answer["citations"])
 
 
+def test_a_named_collection_that_holds_no_papers_is_a_one_line_error_and_is_not_created(
+    tmp_path, settings, capsys, monkeypatch
+):
+    """A mistyped name would otherwise be filled from the default corpus and answered from it."""
+    from rag import collections
+
+    common = ["--data-dir", str(tmp_path / "data")]
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(settings.index.embedding_model))
+    for command in (["ask", "What is FPN?"], ["search", "FPN"], ["check", "FPN is fast."]):
+        assert main([*command, "--collection", "mistyped", *common]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("rag: error: The collection 'mistyped' does not exist") and "rag ingest" in err
+        assert "\n" not in err
+    assert all(info.name != "mistyped" for info in collections(settings.with_changes(data_dir=tmp_path / "data")))
+
+
 class ProgressBot:
     """Stands in for `Bot.ingest`: reports 0..total papers in steps, as the index does, then its report."""
 
