@@ -107,15 +107,19 @@ def labelled_item(item: str, checked: str, number: int, titles: dict[int, str]) 
     the model wrote it: a title added before would lend it the title's similarity to its own abstract."""
     title = titles.get(number)
     opening = _ITEM_OPENING.match(item)
-    if not title or not opening or _names_paper(item[opening.end() :].lower(), title):
+    if not title or not opening or _names_paper(item[opening.end() :], title):
         return checked
     return f"“{title}”: {checked}"
 
 
 def _names_paper(text: str, title: str) -> bool:
-    """Whether lower-cased `text` opens with the paper's name or holds its short name or whole title."""
-    names = {short_name(title).lower(), title.lower()}
-    return _opens_with_name(text, title) or any(re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) for name in names)
+    """Whether `text` opens with the paper's name, or names it further on: its title or short name in quotes,
+    or a short name shorter than the title written as the title writes it ("XNet"). A title's words unquoted
+    may be the topic, not the paper ("the dataset built for neural architecture retrieval")."""
+    short = short_name(title)
+    if _opens_with_name(text.lower(), title) or f"“{title}”" in text or f"“{short}”" in text:
+        return True
+    return short != title and re.search(rf"(?<!\w){re.escape(short)}(?!\w)", text) is not None
 
 
 def _opens_with_name(text: str, title: str) -> bool:

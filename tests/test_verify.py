@@ -489,6 +489,13 @@ def test_an_item_that_names_its_paper_further_on_is_not_labelled_with_the_title_
     assert not text.startswith(f"{VILT}:")
 
 
+def test_an_item_that_only_shares_words_with_its_title_is_still_labelled(verify, sources, cite_settings):
+    """Unquoted, a title's words may be the item's topic rather than the paper's name."""
+    answer = "[3] Runs feature pyramid networks for object detection at 5 FPS on a GPU."
+    text, _ = verify(answer, sources, cite_settings)
+    assert text.startswith("“Feature Pyramid Networks for Object Detection”:")
+
+
 def test_a_marker_after_a_sentence_stays_its_citation_when_the_answer_is_not_a_list(sources):
     assert name_cited_papers("ViLT is fast. [3] Filters objects.", sources) == "ViLT is fast. [3] Filters objects."
     assert name_cited_papers("[2] Filters objects.", sources) == "[2] Filters objects."  # items: after verification
