@@ -154,6 +154,14 @@ class Bot:
         started = time.perf_counter()
         with self._ingest_lock:
             corpus = load_corpus(paths or self.settings.corpus_paths)
+            if paths and not corpus.papers:  # nothing readable: no write, and no empty collection created
+                return IngestReport(
+                    files=corpus.files,
+                    entries=corpus.entries,
+                    missing_abstracts=corpus.missing_abstracts,
+                    problems=corpus.problems,
+                    seconds=round(time.perf_counter() - started, 3),
+                )
             report = self.index.ingest(corpus.papers, progress=progress)
             if not paths:
                 self.index.remember_default_corpus(corpus_fingerprint(corpus.papers, self.settings))

@@ -209,9 +209,10 @@ def _ingest(args: argparse.Namespace) -> int:
         report = _bot(args).ingest(args.paths or None, progress=line)
     finally:
         line.close()
+    unreadable = not report.papers and bool(report.problems)
     if args.json:
         print(report.model_dump_json(indent=2))
-        return 0
+        return EXIT_USER_ERROR if unreadable else 0
     print(
         f"files {report.files} · entries parsed {report.entries} · unique papers {report.papers} · "
         f"chunks added {report.chunks_added} · papers skipped (unchanged) {report.papers_skipped} · "
@@ -219,6 +220,9 @@ def _ingest(args: argparse.Namespace) -> int:
     )
     for problem in report.problems:
         print(f"warning: {problem}", file=sys.stderr)
+    if unreadable:
+        print("rag: error: no paper could be read from the files given (see the warnings above).", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
 
 

@@ -142,6 +142,20 @@ def test_a_named_collection_that_holds_no_papers_is_a_one_line_error_and_is_not_
     assert all(info.name != "mistyped" for info in collections(settings.with_changes(data_dir=tmp_path / "data")))
 
 
+def test_an_ingest_that_reads_no_paper_fails_and_creates_no_collection(tmp_path, settings, capsys, monkeypatch):
+    from rag import collections
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"title": "cut off"\n')
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", str(settings.index.embedding_model))
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main(["ingest", str(broken), "--collection", "broken-one", *data]) == 2
+    err = capsys.readouterr().err
+    assert f"{broken}:1: invalid JSON" in err and "rag: error: no paper could be read" in err
+    assert "Traceback" not in err
+    assert all(info.name != "broken-one" for info in collections(settings.with_changes(data_dir=tmp_path / "data")))
+
+
 class ProgressBot:
     """Stands in for `Bot.ingest`: reports 0..total papers in steps, as the index does, then its report."""
 
