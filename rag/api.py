@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from rag.errors import QuestionError
+from rag.errors import IndexError_, QuestionError
 from rag.settings import Settings, check_collection_name
 from rag.types import (
     Answer,
@@ -189,7 +189,9 @@ class Bot:
         with self._check_lock:  # chat users asking at once: one of them checks, the others wait for it
             if self._index_checked:
                 return
-            if self.index.count() == 0:
+            if self._root is not self:  # another collection of the store: the user's, never the default corpus
+                self._require_papers()
+            elif self.index.count() == 0:
                 self.ingest()
             elif (stored := self.index.default_corpus()) is not None:
                 from rag.corpus import load_corpus
@@ -198,6 +200,12 @@ class Bot:
                 if stored != corpus_fingerprint(load_corpus(self.settings.corpus_paths).papers, self.settings):
                     self.ingest()
             self._index_checked = True
+
+    def _require_papers(self) -> None:
+        """Raise IndexError_ (one line) when this bot's collection holds no papers; it is not created."""
+        name = self.settings.collection
+        if not any(info.name == name and info.chunks for info in collections(self.settings)):
+            raise IndexError_(f"The collection {name!r} holds no papers yet: import a bibliography into it first.")
 
     def warm_up(self) -> None:
         """Load every model, build the index if needed and prime the generator, so the first question is fast.

@@ -124,6 +124,16 @@ def test_a_bot_for_another_collection_reads_that_collection_only(bot, papers, tm
     assert other.ask("What do feature pyramids add to object detection?").citations[0].paper_id == "fpn"
 
 
+def test_another_collection_without_papers_is_a_one_line_error_not_a_copy_of_the_default_corpus(bot):
+    from rag import IndexError_
+
+    empty = bot.for_collection("empty-one")
+    with pytest.raises(IndexError_) as caught:
+        empty.search("deep networks")
+    assert "'empty-one' holds no papers" in str(caught.value) and "\n" not in str(caught.value)
+    assert all(info.name != "empty-one" for info in collections(bot.settings))
+
+
 class OtherModel:
     """An embedder of another model: a bot with the tiny model must not open (and so rebuild) its collection."""
 

@@ -508,8 +508,10 @@ def test_a_broken_file_reports_its_problem_in_one_short_block(settings, tmp_path
     upload = tmp_path / "broken.json"
     upload.write_text('{"broken": [1, 2')
     html, imported = import_bibliography(Bot(settings), str(upload), "mine")
-    assert imported == "mine" and "0 papers added" in html and "1 problem" in html
+    assert "0 papers added" in html and "1 problem" in html
     assert "invalid JSON" in html and "No paper with a title was found" in html
+    assert imported is None  # no collection was made, so the Library's list stays as it is
+    assert all(info.name != "mine" for info in Bot(settings).collections())
 
 
 def test_a_collection_of_another_model_is_never_imported_into(settings, papers, tmp_path):

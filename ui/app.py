@@ -339,7 +339,8 @@ def import_bibliography(
     progress: Callable[[IngestProgress], None] | None = None,
 ) -> tuple[str, str | None]:
     """The import form: check who asks and what, keep the file, ingest it into collection `name` with
-    `progress`; returns (the report or a one-line error, as HTML; the collection imported into, or None)."""
+    `progress`; returns (the report or a one-line error, as HTML; the collection imported into, or None when
+    no paper was imported: a file with none creates no collection)."""
     settings = bot.settings
     try:
         if not may_import(settings, username):
@@ -358,7 +359,7 @@ def import_bibliography(
     except Exception as error:  # one line on the page; the traceback goes to the server log
         log.exception("importing %r failed", upload)
         return render.render_error(f"Import failed ({type(error).__name__}: {error}); see the server log."), None
-    return render.render_import_report(stored.name, name, report), name
+    return render.render_import_report(stored.name, name, report), name if report.papers else None
 
 
 def check_model(bot: Bot, name: str) -> None:
