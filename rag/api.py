@@ -190,7 +190,7 @@ class Bot:
             if self._index_checked:
                 return
             if self._root is not self:  # another collection of the store: the user's, never the default corpus
-                self._require_papers()
+                self.require_papers()
             elif self.index.count() == 0:
                 self.ingest()
             elif (stored := self.index.default_corpus()) is not None:
@@ -201,11 +201,20 @@ class Bot:
                     self.ingest()
             self._index_checked = True
 
-    def _require_papers(self) -> None:
-        """Raise IndexError_ (one line) when this bot's collection holds no papers; it is not created."""
+    def require_papers(self) -> None:
+        """Raise IndexError_ (one line) when this bot's collection holds no papers, without creating it: asking
+        such a collection would otherwise fill it from the default corpus (a mistyped name answered from the
+        bundled papers)."""
         name = self.settings.collection
-        if not any(info.name == name and info.chunks for info in collections(self.settings)):
-            raise IndexError_(f"The collection {name!r} holds no papers yet: import a bibliography into it first.")
+        found = {info.name: info.chunks for info in collections(self.settings)}
+        if found.get(name):
+            return
+        others = ", ".join(sorted(other for other, chunks in found.items() if chunks)) or "none yet"
+        state = "holds no papers yet" if name in found else "does not exist"
+        raise IndexError_(
+            f"The collection {name!r} {state}: import papers into it with `rag ingest FILE --collection {name}` "
+            f"or the chat's Library (collections with papers: {others})."
+        )
 
     def warm_up(self) -> None:
         """Load every model, build the index if needed and prime the generator, so the first question is fast.

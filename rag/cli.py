@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--collection", help="Chroma collection to use (default: papers).")
+    common.add_argument(
+        "--collection",
+        help="Chroma collection to use (default: papers). Only `ingest` creates one; the other commands refuse "
+        "a collection that holds no papers.",
+    )
     common.add_argument("--data-dir", help="Where the index and models live (default: the user data dir).")
     common.add_argument(
         "--backend",
@@ -152,24 +156,14 @@ def _bot(args: argparse.Namespace):
 
 
 def _existing_collection(args: argparse.Namespace):
-    """Settings whose `--collection`, when given, names a collection that holds papers. A bot fills an empty
-    collection from the default corpus on first use, which is right for a fresh install's own collection but
-    not for a mistyped name: that would build a second copy of the bundled papers and answer from them."""
-    from rag import IndexError_, Settings, collections
+    """The settings, checked that a `--collection` other than the default holds papers (`Bot.require_papers`):
+    only the default collection fills itself from the bundled corpus."""
+    from rag import Bot, Settings
 
     settings = _settings(args)
-    name = getattr(args, "collection", None)
-    if name is None or name == Settings.model_fields["collection"].default:
-        return settings
-    found = {info.name: info.chunks for info in collections(settings)}
-    if found.get(name):
-        return settings
-    others = ", ".join(sorted(other for other, chunks in found.items() if chunks)) or "none yet"
-    state = "is empty" if name in found else "does not exist"
-    raise IndexError_(
-        f"The collection {name!r} {state}: import papers into it with `rag ingest FILE --collection {name}` "
-        f"(collections with papers: {others})."
-    )
+    if getattr(args, "collection", None) not in (None, Settings.model_fields["collection"].default):
+        Bot(settings).require_papers()
+    return settings
 
 
 class ProgressLine:

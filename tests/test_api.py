@@ -130,7 +130,7 @@ def test_another_collection_without_papers_is_a_one_line_error_not_a_copy_of_the
     empty = bot.for_collection("empty-one")
     with pytest.raises(IndexError_) as caught:
         empty.search("deep networks")
-    assert "'empty-one' holds no papers" in str(caught.value) and "\n" not in str(caught.value)
+    assert "'empty-one' does not exist" in str(caught.value) and "\n" not in str(caught.value)
     assert all(info.name != "empty-one" for info in collections(bot.settings))
 
 
