@@ -1,10 +1,11 @@
 """The paper catalog: every paper's record but its abstract, and name -> paper look-ups, in one small sqlite file.
 
 Retrieval needs a few whole-collection structures: the papers whose author, session or moderator a question names,
-the papers whose names (name-like title words, coined method names) it writes, a talk's session-mates, and the
-papers a filter admits. Held as `Paper` objects they cost memory in proportion to the collection in every process;
-here they are rows of a file written at ingest beside the collection (`rag.retrieve` decides what goes in), and a
-question reads only the rows its words or anchors select. Abstracts stay in the vector store, read for the few
+the papers whose names (name-like title words, coined method names) it writes, a talk's session-mates, the
+papers a filter admits, and the long forms the abstracts give the acronyms a question writes. Held as `Paper`
+objects they cost memory in proportion to the collection in every process; here they are rows of a file written
+at ingest beside the collection (`rag.retrieve` decides what goes in), and a question reads only the rows its
+words or anchors select. Abstracts stay in the vector store, read for the few
 papers a question returns.
 """
 
@@ -14,7 +15,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from rag.types import Paper
@@ -25,6 +26,7 @@ CREATE TABLE papers (id TEXT PRIMARY KEY, title TEXT, authors TEXT, sources TEXT
 CREATE TABLE keys (kind TEXT, key TEXT, paper_id TEXT, position INTEGER);
 CREATE INDEX keys_by_key ON keys (kind, key);
 CREATE INDEX papers_by_session ON papers (session);
+CREATE TABLE acronyms (short TEXT PRIMARY KEY, long TEXT);
 """
 
 
@@ -38,19 +40,25 @@ class Catalog:
     # --- building --------------------------------------------------------------------------------------------
     @classmethod
     def build(
-        cls, papers: Iterable[Paper], keys: Iterable[tuple[str, str, str, int]], path: Path | None = None
+        cls,
+        papers: Iterable[Paper],
+        keys: Iterable[tuple[str, str, str, int]],
+        path: Path | None = None,
+        long_forms: Mapping[str, str] | None = None,
     ) -> Catalog:
-        """Write papers (abstracts left out) and (kind, key, paper id, position) look-up rows; with `path`, into
-        that file, replaced whole (written beside it, then renamed over it), else in memory."""
+        """Write papers (abstracts left out), (kind, key, paper id, position) look-up rows and the collection's
+        acronym -> long form table; with `path`, into that file, replaced whole (written beside it, then
+        renamed over it), else in memory."""
+        long_forms = long_forms or {}
         if path is None:
             connection = sqlite3.connect(":memory:", check_same_thread=False)
-            _fill(connection, papers, keys)
+            _fill(connection, papers, keys, long_forms)
             return cls(connection)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         staging.unlink(missing_ok=True)
         connection = sqlite3.connect(staging)
-        _fill(connection, papers, keys)
+        _fill(connection, papers, keys, long_forms)
         connection.close()
         os.replace(staging, path)
         return cls.open(path)
@@ -96,6 +104,14 @@ class Catalog:
             rows.extend(self._rows(query, [kind, *part]))
         return sorted(rows, key=lambda row: (row[1], row[2]))
 
+    def long_forms(self, acronyms: Iterable[str]) -> dict[str, str]:
+        """The long forms the collection agrees on (`rag.text.agreed_long_forms`) of those `acronyms` it has."""
+        wanted = list(dict.fromkeys(acronyms))[:500]
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        return dict(self._rows(f"SELECT short, long FROM acronyms WHERE short IN ({marks})", wanted))
+
     def longest(self, kind: str) -> int:
         """The most words any key of `kind` has (n-grams of a query longer than this cannot match)."""
         rows = self._rows("SELECT MAX(LENGTH(TRIM(key)) - LENGTH(REPLACE(TRIM(key), ' ', '')) + 1) FROM keys "
@@ -114,7 +130,12 @@ class Catalog:
             return self._connection.execute(query, list(parameters)).fetchall()
 
 
-def _fill(connection: sqlite3.Connection, papers: Iterable[Paper], keys: Iterable[tuple[str, str, str, int]]) -> None:
+def _fill(
+    connection: sqlite3.Connection,
+    papers: Iterable[Paper],
+    keys: Iterable[tuple[str, str, str, int]],
+    long_forms: Mapping[str, str],
+) -> None:
     connection.executescript(_SCHEMA)
     connection.executemany(
         "INSERT OR REPLACE INTO papers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -127,6 +148,7 @@ def _fill(connection: sqlite3.Connection, papers: Iterable[Paper], keys: Iterabl
         ),
     )  # fmt: skip
     connection.executemany("INSERT INTO keys VALUES (?, ?, ?, ?)", keys)
+    connection.executemany("INSERT INTO acronyms VALUES (?, ?)", long_forms.items())
     connection.commit()
 
 

@@ -10,7 +10,9 @@ and the weighted sum orders them. Scores carry more than ranks: a paper far ahea
 stays ahead, where reciprocal rank fusion (`fusion="rrf"`) would flatten it to "rank 1". On a held-out
 benchmark split z-score fusion ranks better than RRF (bench/results/tuning.md). The dense query is the question
 without its interrogative frame ("Which method fuses ..." -> "fuses ..."): MiniLM compares it with abstract
-sentences, which never ask.
+sentences, which never ask. Both retrievers read the question with each acronym followed by the long form the
+collection's abstracts define for it ("GNNs" -> "GNNs (graph neural networks)", `rag.text.expand_acronyms`):
+an abstract that only spells the term out is found by a question that abbreviates it.
 
 A third, small ranking lists the papers whose authors, session or moderator the query names verbatim: that is
 what makes "which papers did Jane Doe co-author" work, which neither MiniLM nor a bag of words does
@@ -37,7 +39,16 @@ from rag.corpus import coined_names
 from rag.injection import without_instructions
 from rag.lexical import BM25Index
 from rag.settings import Settings
-from rag.text import as_words, split_prose, start_minute, tokenize
+from rag.text import (
+    acronym_definitions,
+    acronyms_in,
+    agreed_long_forms,
+    as_words,
+    expand_acronyms,
+    split_prose,
+    start_minute,
+    tokenize,
+)
 from rag.types import Chunk, Filters, Paper, Source
 
 log = logging.getLogger(__name__)
@@ -326,7 +337,7 @@ def _best(scores: np.ndarray, rows: range) -> float:
     return float(scores[rows.start : rows.stop].max()) if rows else 0.0
 
 
-DERIVED_FORMAT = 1
+DERIVED_FORMAT = 2
 """Bumped when the layout of the derived files changes, so old ones are rebuilt rather than misread."""
 
 
@@ -501,26 +512,28 @@ class Retriever:
                 return BM25Index.load(folder / "bm25", mmap=True), Catalog.open(folder / "catalog.sqlite")
             except (OSError, ValueError, KeyError, sqlite3.Error) as error:  # damaged files are rebuilt
                 log.warning("rebuilding the derived retrieval files: %s", error)
-        records, keys, extra = [], [], {}
+        records, keys, extra, definitions = [], [], {}, []
         for paper in self._every_paper():
             records.append(paper.model_copy(update={"abstract": ""}))
             keys.extend(catalog_keys(paper))
             extra[paper.id] = metadata_text(paper)
+            definitions.append(acronym_definitions(paper.abstract))
+        long_forms = agreed_long_forms(definitions)
         retrieval = self.settings.retrieval
         bm25 = BM25Index(
             self._every_chunk(), extra, k1=retrieval.bm25_k1, b=retrieval.bm25_b, stemming=retrieval.bm25_stemming
         )
         if folder is None:
-            return bm25, Catalog.build(records, keys)
+            return bm25, Catalog.build(records, keys, long_forms=long_forms)
         try:
             write_stamp(folder, None)  # the old stamp goes first: a crash mid-way leaves files that are rebuilt
             bm25.save(folder / "bm25")
-            catalog = Catalog.build(records, keys, folder / "catalog.sqlite")
+            catalog = Catalog.build(records, keys, folder / "catalog.sqlite", long_forms)
             write_stamp(folder, stamp)
             return bm25, catalog
         except OSError as error:  # a read-only data folder still answers, rebuilding per process
             log.warning("could not save the derived retrieval files in %s: %s", folder, error)
-            return bm25, Catalog.build(records, keys)
+            return bm25, Catalog.build(records, keys, long_forms=long_forms)
 
     def _every_paper(self) -> Iterable[Paper]:
         stream = getattr(self.index, "stream_papers", None)
@@ -613,8 +626,9 @@ class Retriever:
         mode = self.settings.retrieval.retrieval_mode
         n = self.settings.retrieval.candidate_chunks
         vector = None
+        content = self._expanded(query, corpus.catalog)  # names, authors and sessions are matched as written
         if mode in ("hybrid", "dense"):
-            dense_query = question_content(query) if self.settings.retrieval.dense_without_question_frame else query
+            dense_query = question_content(content) if self.settings.retrieval.dense_without_question_frame else content
             vector = self.embedder.embed_one(dense_query)
             hits = self._dense(vector, n, allowed)
             for rank, (chunk, cosine) in enumerate(hits, start=1):
@@ -625,7 +639,7 @@ class Retriever:
             found.rankings["dense"] = papers_in_rank_order([chunk.id for chunk, _ in hits], paper_of)
             found.paper_scores["dense"] = dict(found.dense_score)
         if mode in ("hybrid", "lexical"):
-            scores = corpus.bm25.scores(query)
+            scores = corpus.bm25.scores(content)
             hits = corpus.bm25.top(scores, n, allowed)
             for rank, (chunk_id, _) in enumerate(hits, start=1):
                 found.chunk_score[chunk_id] = found.chunk_score.get(chunk_id, 0.0) + self._rrf(rank, "lexical")
@@ -650,6 +664,12 @@ class Retriever:
             found.rankings["schedule"] = [pid for pid in [*titled, *neighbours] if allowed is None or pid in allowed]
         found.pick_best_chunks()
         return found
+
+    def _expanded(self, query: str, catalog: Catalog) -> str:
+        """The query with its acronyms' long forms (`expand_acronyms`), as the collection defines them."""
+        if not self.settings.retrieval.expand_acronyms:
+            return query
+        return expand_acronyms(query, catalog.long_forms(acronyms_in(query)))
 
     # --- catalog look-ups: what `MetadataMentions`, `rare_names` and `owned_papers` do, over the stored rows ---
     @staticmethod

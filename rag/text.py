@@ -1,4 +1,4 @@
-"""Text helpers, in one place: sentences, words and terms, numbers, titles and names, clock times.
+"""Text helpers, in one place: sentences, words and terms, numbers, titles and names, acronyms, clock times.
 
 Every stage that splits, tokenises, stems, normalises or reads numbers calls this module, so a fix (how
 "e.g." or "Fig. 3" split, which words are stopwords) reaches all of them. Where stages need different
@@ -14,6 +14,8 @@ behaviour it is a parameter here, named for what it changes, never a second copy
   names such as Set-10);
 * titles: `normalise_title` (the key duplicates and mentions are matched by), `as_words`, `short_name`,
   `is_coined`;
+* abbreviations: `acronym_definitions` ("graph neural networks (GNNs)"), `agreed_long_forms` over a
+  collection, `expand_acronyms` for a query;
 * clock times: `clock_times`, `slot_start`, `start_minute` (the start of a "13:05 - 13:25" slot);
 * `is_decline`: a sentence that says the sources do not answer.
 
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Literal
 
@@ -329,6 +333,101 @@ def short_name(title: str) -> str:
 def is_coined(name: str) -> bool:
     """A made-up word of at least 4 characters, recognisable by a digit or an inner capital: "XNet", "Zeta9"."""
     return len(name) >= 4 and " " not in name and bool(re.search(r"\d|.[A-Z]", name))
+
+
+# --- abbreviations ------------------------------------------------------------------------------------------
+
+_DEFINED_SHORT = re.compile(r"\(\s*([A-Za-z][A-Za-z0-9-]{1,11})\s*[);,]")
+_CLAUSE_BREAK = re.compile(r"[.;:!?()\[\]]\s|[()\[\]]")
+_ACRONYM_WORD = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9-]{1,11}(?![\w-])")
+
+
+def is_acronym(word: str) -> bool:
+    """Two or more capitals and no spaces ("GNN", "BoW", "mRNAs", "IL-6"): a word that abbreviates a phrase."""
+    return 2 <= len(word) <= 12 and " " not in word and sum(char.isupper() for char in word) >= 2
+
+
+def acronym_key(word: str) -> str:
+    """The form an acronym is looked up by: its plural "s" after a capital dropped ("GNNs" -> "GNN")."""
+    return word[:-1] if len(word) > 2 and word.endswith("s") and word[-2].isupper() else word
+
+
+def acronym_definitions(text: str) -> list[tuple[str, str]]:
+    """(acronym, long form) for each "long form (ACRONYM)" the text defines, the acronym by `acronym_key`.
+
+    The long form is found as Schwartz & Hearst (2003) find it, with no list of terms of any field: from the
+    words just before the bracket (at most min(n + 5, 2n) for an n-letter acronym, within the clause), the
+    shortest run whose letters spell the acronym in order, its first letter starting a word. Hyphens separate
+    words ("Long Short-Term Memory (LSTM)"). A long form of one word is not kept: it expands nothing."""
+    pairs = []
+    for match in _DEFINED_SHORT.finditer(text):
+        short = match.group(1)
+        if not is_acronym(short):
+            continue
+        key = acronym_key(short)
+        letters = [char for char in key if char.isalnum()]
+        clause = _CLAUSE_BREAK.split(text[: match.start()])[-1]
+        words = clause.split()[-min(len(letters) + 5, 2 * len(letters)) :]
+        long_form = _long_form(letters, " ".join(words))
+        if long_form and len(re.split(r"[\s-]+", long_form)) >= 2 and key.casefold() not in long_form.casefold():
+            pairs.append((key, long_form))
+    return pairs
+
+
+def _long_form(letters: list[str], candidate: str) -> str | None:
+    """The end of `candidate` whose letters spell `letters` in order, the first at a word start (or None)."""
+    position = len(candidate) - 1
+    for index in range(len(letters) - 1, -1, -1):
+        wanted = letters[index].casefold()
+        while position >= 0 and (
+            candidate[position].casefold() != wanted
+            or (index == 0 and position > 0 and candidate[position - 1].isalnum())
+        ):
+            position -= 1
+        if position < 0:
+            return None
+        position -= 1
+    start = candidate.rfind(" ", 0, position + 1) + 1
+    return candidate[start:].strip(" ,") or None
+
+
+def acronyms_in(text: str) -> list[str]:
+    """The acronyms a text writes, each once, by `acronym_key`, in order."""
+    return list(dict.fromkeys(acronym_key(word) for word in _ACRONYM_WORD.findall(text) if is_acronym(word)))
+
+
+def agreed_long_forms(definitions: Iterable[Iterable[tuple[str, str]]]) -> dict[str, str]:
+    """acronym -> long form (lower-case) over many texts' `acronym_definitions`, each text counted once per
+    pair: the long form more than half of the defining texts give. An acronym that texts define differently
+    ("SR": super-resolution or speech recognition) gets none, so its expansion never misleads a query."""
+    votes: dict[str, Counter[str]] = {}
+    for pairs in definitions:
+        for key, long_form in set(pairs):
+            votes.setdefault(key, Counter())[" ".join(long_form.casefold().split())] += 1
+    agreed = {}
+    for key, counts in votes.items():
+        (long_form, count), total = counts.most_common(1)[0], sum(counts.values())
+        if 2 * count > total:
+            agreed[key] = long_form
+    return agreed
+
+
+def expand_acronyms(text: str, long_forms: Mapping[str, str]) -> str:
+    """`text` with the long form of each acronym it writes after its first use ("GNNs" -> "GNNs (graph neural
+    networks)"), unless the text already spells it out: a text that abbreviates finds those that do not."""
+    written = as_words(text)
+    done: set[str] = set()
+
+    def expanded(match: re.Match[str]) -> str:
+        word = match.group(0)
+        key = acronym_key(word)
+        long_form = long_forms.get(key) if is_acronym(word) and key not in done else None
+        if long_form is None or as_words(long_form) in written:
+            return word
+        done.add(key)
+        return f"{word} ({long_form})"
+
+    return _ACRONYM_WORD.sub(expanded, text)
 
 
 # --- clock times --------------------------------------------------------------------------------------------

@@ -805,3 +805,32 @@ def test_papers_matching_more_mentioned_names_come_first(settings):
         "Which paper did Jane Roe and Wei Zhang present in Graph Learning 3?", catalog
     )
     assert found == ["b", "a", "c", "d"]  # three names, two, then one each by id
+
+
+def test_a_question_that_abbreviates_finds_the_abstract_that_spells_the_term_out(settings):
+    from rag.index import open_index
+
+    papers = [
+        Paper(id="survey", title="A Survey", abstract="Graph neural networks (GNNs) learn from graph data."),
+        Paper(id="overview", title="An Overview", abstract="We review graph neural networks (GNN) for chemistry."),
+        Paper(
+            id="deeper",
+            title="Going Deeper",
+            abstract="The accuracy of graph neural networks drops as layers are stacked; we decouple propagation.",
+        ),
+        Paper(id="vision", title="Vision", abstract="Image accuracy drops as convolution layers are stacked."),
+    ]
+    embedder = NamedBagOfWords()
+    with open_index(settings, embedder) as index:
+        index.ingest(papers)
+        question = "Why does GNN accuracy drop as layers are stacked?"
+        expanding = Retriever(index, embedder, settings)
+        assert expanding._expanded(question, expanding.corpus().catalog) == (
+            "Why does GNN (graph neural networks) accuracy drop as layers are stacked?"
+        )
+        assert expanding.search(question, k=1)[0].paper_id == "deeper"
+        literal = Retriever(index, embedder, settings.with_changes(expand_acronyms=False))
+        assert literal._expanded(question, literal.corpus().catalog) == question
+        # a fresh retriever reads the long forms back from the catalog saved beside the collection
+        assert literal.corpus().catalog.long_forms(["GNN", "XYZ"]) == {"GNN": "graph neural networks"}
+        assert literal.search(question, k=1)[0].paper_id != "deeper"

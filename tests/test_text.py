@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 
 from rag.text import (
+    acronym_definitions,
+    acronyms_in,
+    agreed_long_forms,
     as_words,
     clock_times,
     described_alternatives,
+    expand_acronyms,
     figures_in,
     is_coined,
     key_terms,
@@ -159,3 +163,43 @@ def test_question_parts_counts_the_things_asked(question, count):
 )
 def test_described_alternatives_splits_a_question_that_describes_its_papers_one_by_one(question, expected):
     assert described_alternatives(question) == expected
+
+
+def test_acronym_definitions_find_the_long_form_in_any_field():
+    assert acronym_definitions("Graph neural networks (GNNs) learn on graphs.") == [("GNN", "Graph neural networks")]
+    assert acronym_definitions("We use Long Short-Term Memory (LSTM) cells and a bag of words (BoW).") == [
+        ("LSTM", "Long Short-Term Memory"),
+        ("BoW", "bag of words"),
+    ]
+    assert acronym_definitions("Serum interleukin 6 (IL-6) rose in treated mice.") == [("IL-6", "interleukin 6")]
+    # only the words that spell it, not the clause before them
+    assert acronym_definitions("In this work, we propose a Deep Adaptive Graph Neural Network (DAGNN) to") == [
+        ("DAGNN", "Deep Adaptive Graph Neural Network")
+    ]
+
+
+def test_acronym_definitions_ignore_brackets_that_define_nothing():
+    assert acronym_definitions("Results improve (Table 2) over ResNet (He et al.) and (see Fig. 3).") == []
+    assert acronym_definitions("Smith et al. (ABC) reported it.") == []  # the letters are not there
+    assert acronym_definitions("A Transformer (TF) model.") == []  # one word expands nothing
+
+
+def test_agreed_long_forms_keep_what_most_texts_say_and_drop_ambiguous_acronyms():
+    definitions = [
+        [("GNN", "Graph neural networks")],
+        [("GNN", "graph  neural networks"), ("GNN", "graph neural networks")],  # one text counts once
+        [("GNN", "generative neural nets")],
+        [("SR", "super resolution")],
+        [("SR", "speech recognition")],
+    ]
+    assert agreed_long_forms(definitions) == {"GNN": "graph neural networks"}
+
+
+def test_expand_acronyms_adds_the_long_form_once_unless_it_is_spelled_out():
+    forms = {"GNN": "graph neural networks", "CNN": "convolutional neural networks"}
+    assert expand_acronyms("Why do GNNs fail when GNNs grow deep?", forms) == (
+        "Why do GNNs (graph neural networks) fail when GNNs grow deep?"
+    )
+    assert expand_acronyms("Graph neural networks (GNNs) vs. RNNs", forms) == "Graph neural networks (GNNs) vs. RNNs"
+    assert expand_acronyms("a CNN-based model", forms) == "a CNN-based model"  # a compound is its own name
+    assert acronyms_in("GNNs, BoW, IL-6 and CNNs; not A or Net") == ["GNN", "BoW", "IL-6", "CNN"]
