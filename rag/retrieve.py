@@ -11,7 +11,7 @@ stays ahead, where reciprocal rank fusion (`fusion="rrf"`) would flatten it to "
 benchmark split z-score fusion ranks better than RRF (bench/results/tuning.md). The dense query is the question
 without its interrogative frame ("Which method fuses ..." -> "fuses ..."): MiniLM compares it with abstract
 sentences, which never ask. Both retrievers read the question with each acronym followed by the long form the
-collection's abstracts define for it ("GNNs" -> "GNNs (graph neural networks)", `rag.text.expand_acronyms`):
+collection's abstracts define for it ("MRIs" -> "MRIs (magnetic resonance images)", `rag.text.expand_acronyms`):
 an abstract that only spells the term out is found by a question that abbreviates it.
 
 A third, small ranking lists the papers whose authors, session or moderator the query names verbatim: that is

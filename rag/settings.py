@@ -134,9 +134,9 @@ class RetrievalSettings(BaseModel):
     expand_acronyms: bool = Field(
         default=True,
         description="Search with each acronym of the question followed by the long form the collection's "
-        "abstracts define for it ('graph neural networks (GNNs)' -> 'GNNs (graph neural networks)'), so a question "
-        "that abbreviates finds abstracts that spell the term out, for both retrievers. An acronym the abstracts "
-        "define in different ways is left as it is.",
+        "abstracts define for it ('magnetic resonance imaging (MRI)' -> 'MRI (magnetic resonance imaging)'), so a "
+        "question that abbreviates finds abstracts that spell the term out, for both retrievers. An acronym the "
+        "abstracts define in different ways is left as it is.",
     )
     dense_weight: float = Field(default=1.0, ge=0, description="Weight of the dense scores (or ranking) in fusion.")
     lexical_weight: float = Field(

@@ -14,7 +14,7 @@ behaviour it is a parameter here, named for what it changes, never a second copy
   names such as Set-10);
 * titles: `normalise_title` (the key duplicates and mentions are matched by), `as_words`, `short_name`,
   `is_coined`;
-* abbreviations: `acronym_definitions` ("graph neural networks (GNNs)"), `agreed_long_forms` over a
+* abbreviations: `acronym_definitions` ("magnetic resonance imaging (MRI)"), `agreed_long_forms` over a
   collection, `expand_acronyms` for a query;
 * clock times: `clock_times`, `slot_start`, `start_minute` (the start of a "13:05 - 13:25" slot);
 * `is_decline`: a sentence that says the sources do not answer.
@@ -343,12 +343,12 @@ _ACRONYM_WORD = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9-]{1,11}(?![\w-])")
 
 
 def is_acronym(word: str) -> bool:
-    """Two or more capitals and no spaces ("GNN", "BoW", "mRNAs", "IL-6"): a word that abbreviates a phrase."""
+    """Two or more capitals and no spaces ("MRI", "BoW", "mRNAs", "IL-6"): a word that abbreviates a phrase."""
     return 2 <= len(word) <= 12 and " " not in word and sum(char.isupper() for char in word) >= 2
 
 
 def acronym_key(word: str) -> str:
-    """The form an acronym is looked up by: its plural "s" after a capital dropped ("GNNs" -> "GNN")."""
+    """The form an acronym is looked up by: its plural "s" after a capital dropped ("MRIs" -> "MRI")."""
     return word[:-1] if len(word) > 2 and word.endswith("s") and word[-2].isupper() else word
 
 
@@ -358,7 +358,7 @@ def acronym_definitions(text: str) -> list[tuple[str, str]]:
     The long form is found as Schwartz & Hearst (2003) find it, with no list of terms of any field: from the
     words just before the bracket (at most min(n + 5, 2n) for an n-letter acronym, within the clause), the
     shortest run whose letters spell the acronym in order, its first letter starting a word. Hyphens separate
-    words ("Long Short-Term Memory (LSTM)"). A long form of one word is not kept: it expands nothing."""
+    words ("Tumour Necrosis Factor-Alpha (TNFA)"). A long form of one word is not kept: it expands nothing."""
     pairs = []
     for match in _DEFINED_SHORT.finditer(text):
         short = match.group(1)
@@ -399,7 +399,7 @@ def acronyms_in(text: str) -> list[str]:
 def agreed_long_forms(definitions: Iterable[Iterable[tuple[str, str]]]) -> dict[str, str]:
     """acronym -> long form (lower-case) over many texts' `acronym_definitions`, each text counted once per
     pair: the long form more than half of the defining texts give. An acronym that texts define differently
-    ("SR": super-resolution or speech recognition) gets none, so its expansion never misleads a query."""
+    ("PA": physical activity or pulmonary artery) gets none, so its expansion never misleads a query."""
     votes: dict[str, Counter[str]] = {}
     for pairs in definitions:
         for key, long_form in set(pairs):
@@ -413,8 +413,8 @@ def agreed_long_forms(definitions: Iterable[Iterable[tuple[str, str]]]) -> dict[
 
 
 def expand_acronyms(text: str, long_forms: Mapping[str, str]) -> str:
-    """`text` with the long form of each acronym it writes after its first use ("GNNs" -> "GNNs (graph neural
-    networks)"), unless the text already spells it out: a text that abbreviates finds those that do not."""
+    """`text` with the long form of each acronym it writes after its first use ("MRIs" -> "MRIs (magnetic
+    resonance images)"), unless the text already spells it out: a text that abbreviates finds those that do not."""
     written = as_words(text)
     done: set[str] = set()
 
