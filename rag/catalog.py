@@ -5,8 +5,7 @@ the papers whose names (name-like title words, coined method names) it writes, a
 papers a filter admits, and the long forms the abstracts give the acronyms a question writes. Held as `Paper`
 objects they cost memory in proportion to the collection in every process; here they are rows of a file written
 at ingest beside the collection (`rag.retrieve` decides what goes in), and a question reads only the rows its
-words or anchors select. Abstracts stay in the vector store, read for the few
-papers a question returns.
+words or anchors select. Abstracts stay in the vector store, read for the few papers a question returns.
 """
 
 from __future__ import annotations
