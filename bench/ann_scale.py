@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -37,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.scale import rss_mb, run_context  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -128,13 +127,6 @@ def write(args: argparse.Namespace, base: np.ndarray) -> dict:
                 print(f"{first + start + len(rows):,} vectors", flush=True)
     seconds = time.perf_counter() - started
     return {"written_now": written, "write_s": round(seconds, 1), "vectors_per_s": round(written / seconds, 1)}
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 def query_texts(path: Path, count: int) -> list[str]:
@@ -258,16 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     child = subprocess.run(command, capture_output=True, text=True, check=False)
     if child.returncode != 0:
         raise SystemExit(f"measuring failed:\n{child.stderr[-3000:]}")
-    settings = Settings()
-    result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "load_avg": os.getloadavg()[0],
-        "hnsw": {
-            "ef_construction": settings.index.hnsw_ef_construction,
-            "max_neighbors": settings.index.hnsw_max_neighbors,
-            "ef_search": settings.index.hnsw_ef_search,
-        },
-        "candidate_chunks": settings.retrieval.candidate_chunks,
+    result = run_context() | {
         "how": f"{len(base):,} chunk vectors of {args.base_collection}, copies "
         + (f"mixed with another at weight {args.mix} and " if args.mix else "")
         + f"jittered by noise of norm {args.noise}",

@@ -341,6 +341,11 @@ def run(args: argparse.Namespace) -> dict:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
+    return run_context() | {"rows": rows}
+
+
+def run_context() -> dict:
+    """The machine, its load and the index's HNSW and candidate settings a scale result was measured with."""
     settings = Settings()
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
@@ -351,7 +356,6 @@ def run(args: argparse.Namespace) -> dict:
             "ef_search": settings.index.hnsw_ef_search,
         },
         "candidate_chunks": settings.retrieval.candidate_chunks,
-        "rows": rows,
     }
 
 
