@@ -65,9 +65,23 @@ def strip_invalid_citations(text: str, valid_numbers: Iterable[int]) -> str:
         kept = [number for number in _unique(_expand(match.group(2))) if number in valid]
         return f"{match.group(1)}{format_citations(kept)}" if kept else ""
 
-    cleaned = re.sub(r"([ \t]*)" + CITATION.pattern, rewrite, text, flags=re.IGNORECASE)
+    cleaned = re.sub(r"([ \t]*)" + CITATION.pattern, rewrite, unwrapped(text), flags=re.IGNORECASE)
     cleaned = re.sub(r"[ \t]{2,}", " ", cleaned)
     return re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned).strip()
+
+
+def unwrapped(text: str) -> str:
+    """`text` with markers taken out of an extra pair of brackets or parentheses: "[[1]]", "[[1], [2]]" and
+    "([1])" become "[1]" and "[1][2]"; a lone "[" left open before a marker goes. Rewriting the markers alone
+    would leave the wrapper behind as "[]", "[,]" or "()" in the answer."""
+    text = _WRAPPED.sub(lambda match: "".join(marker[0] for marker in _CITATIONS.finditer(match[0])), text)
+    return _OPEN_BEFORE_MARKER.sub("", text)
+
+
+_CITATIONS = re.compile(CITATION.pattern, re.IGNORECASE)
+_MARKER_SEQUENCE = rf"{CITATION.pattern}(?:\s*[,;]?\s*{CITATION.pattern})*"
+_WRAPPED = re.compile(rf"\[\s*{_MARKER_SEQUENCE}\s*\]|\(\s*{_MARKER_SEQUENCE}\s*\)", re.IGNORECASE)
+_OPEN_BEFORE_MARKER = re.compile(rf"\[\s*(?={CITATION.pattern}(?!\s*\]))", re.IGNORECASE)
 
 
 def remove_citations(text: str) -> str:

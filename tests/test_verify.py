@@ -76,6 +76,13 @@ def test_parse_citations(text, expected):
         ("A [0] and b [3], c.", [1, 2, 3], "A and b [3], c."),
         ("Line one [5].\nLine two [1].", [1], "Line one.\nLine two [1]."),
         ("Nothing to strip.", [1], "Nothing to strip."),
+        # markers wrapped in an extra bracket pair or parentheses leave no "[]", "[,]" or "()" behind
+        ("ViLT is fast [[1]].", [1], "ViLT is fast [1]."),
+        ("ViLT is fast [[1], [2]].", [1, 2], "ViLT is fast [1][2]."),
+        ("ViLT ([2]) is fast.", [1, 2], "ViLT [2] is fast."),
+        ("ViLT is fast [[9]].", [1], "ViLT is fast."),
+        ("ViLT is fast [ [1].", [1], "ViLT is fast [1]."),  # a bracket opened and never closed
+        ("An index a[i] is read [1].", [1], "An index a[i] is read [1]."),
     ],
 )
 def test_strip_invalid_citations(text, valid, expected):
