@@ -39,6 +39,10 @@ _SUBJECT_MARKERS = re.compile(
 """Markers that open a sentence and are followed by its verb: "[1] proposes ...", "[1] Converts ...",
 "[1] and [2] both use ...". Before a capitalised word that is not a paper verb ("[2] XNet is ..."), a marker
 belongs to the sentence before it."""
+_CAPITALISED_VERBS = "|".join(verb.capitalize() for verb in _PAPER_VERBS.split())
+_NAMED_THEN_VERB = re.compile(rf"(”\s*(?:{ONE_MARKER})+\s+)((?:{_CAPITALISED_VERBS})\b)")
+"""A subject marker named by its title and followed by its verb written as a list item's first word ("“XNet” [1]
+Converts ..."): the verb goes lower-case, since the title now opens the sentence."""
 _ITEM_OPENING = re.compile(rf"^\s*{ONE_MARKER}\s+(?=[A-Z])")
 """The marker opening an item of a "[n] ..." list answer, before the item's first (capitalised) word, whatever
 that word is: "[1] Prompts ...", "[3] Filters ...". Without the title, such an item says what some paper does,
@@ -87,6 +91,7 @@ def name_cited_papers(text: str, sources: Sequence[Source]) -> str:
     # a marker that is a sentence's subject is always named: once markers move to the sentence's end, a name
     # written elsewhere ("... called XNet") leaves the sentence without one ("develops ... called XNet [1].")
     text = _SUBJECT_MARKERS.sub(lambda match: match.group(1) + named(match, 2, subject=True), text)
+    text = _NAMED_THEN_VERB.sub(lambda match: match.group(1) + match.group(2).lower(), text)
     text = _DETERMINER_MARKERS.sub(lambda match: named(match, 1), text)
     text = _OBJECT_MARKERS.sub(lambda match: f"{match.group(1)} {named(match, 2)}", text)
     text = "\n".join(name_generic_subjects(line, titles) for line in text.split("\n"))

@@ -416,7 +416,7 @@ FPN = "“Feature Pyramid Networks for Object Detection”"
         ("The model presented after SNR is [2].", f"The model presented after SNR is {VILT} [2]."),
         ("It is proposed by [3].", f"It is proposed by {FPN} [3]."),
         ("[2] and [3] are fast.", f"{VILT} [2] and {FPN} [3] are fast."),
-        ("[3] Builds pyramids.", f"{FPN} [3] Builds pyramids."),
+        ("[3] Builds pyramids.", f"{FPN} [3] builds pyramids."),  # the title opens the sentence now
         ("This paper builds pyramids [3].", f"{FPN} builds pyramids [3]."),
         ("[3] This manuscript argues pyramids help.", f"{FPN} [3] argues pyramids help."),
         ("Yes, there is work showing pyramids help [3].", f"Yes, there is work ({FPN}) showing pyramids help [3]."),
