@@ -41,7 +41,14 @@ import numpy as np
 
 from rag.choice import PaperChoice
 from rag.claims import format_passage, passage_sentences
-from rag.context import asks_for_several, asks_quantity, build_messages, select_passages
+from rag.context import (
+    asks_for_paper,
+    asks_for_several,
+    asks_metadata,
+    asks_quantity,
+    build_messages,
+    select_passages,
+)
 from rag.embeddings import SentenceVectors
 from rag.evidence import Evidence, build_evidence
 from rag.generate import GenerationRequest
@@ -335,55 +342,98 @@ class Answerer:
     def judged(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
     ) -> list[SentenceCheck]:
-        """The model's cited sentences (the first `judge_max_sentences`), each judged against the abstract it
-        cites first: its sentences most like the claim. Similarity let these sentences through because they
-        reuse the source's words; the judge reads what they claim. A contradicted sentence is dropped, and when
-        it repeated the question's own assumption, a sentence saying what the source states instead takes its
-        place (`premise_correction`)."""
+        """The model's cited sentences (the first `judge_max_sentences`, and `judge_after_drop` more in place of
+        any removed), each judged against the abstract it cites first: its sentences most like the claim.
+        Similarity let these sentences through because they reuse the source's words; the judge reads what they
+        claim. A contradicted sentence is dropped, and when it repeated the question's own assumption, a
+        sentence saying what the source states instead takes its place (`premise_correction`). A sentence the
+        abstract does not address is dropped when `unaddressed_goes` says so."""
         if not self.settings.answer.judge_answers or not getattr(self.judge, "detects_contradiction", False):
             return checks
         by_number = {source.number: source for source in shown}
-        targets = [
+        candidates = [
             index
             for index, check in enumerate(checks)
             if check.supported and not check.dropped and not check.composed and check.citations[0] in by_number
-        ][: self.settings.answer.judge_max_sentences]
-        if not targets:
-            return checks
+        ]
+        budget = self.settings.answer.judge_max_sentences
+        judged = list(checks)
+        corrections: dict[int, SentenceCheck] = {}
+        extra = self.settings.answer.judge_after_drop
+        while candidates and budget > 0:
+            batch, candidates = candidates[:budget], candidates[budget:]
+            removed = 0
+            for index, (check, correction) in zip(
+                batch, self.judge_batch(question, batch, checks, by_number, evidence), strict=True
+            ):
+                judged[index] = check
+                removed += check.dropped
+                if correction is not None:
+                    corrections[index] = correction
+            budget = min(removed, extra)
+            extra -= budget
+        for index in sorted(corrections, reverse=True):
+            correction = corrections[index]
+            if not any(c.composed and c.text == correction.text for c in judged):
+                judged.insert(index + 1, correction)
+        return judged
+
+    def judge_batch(
+        self,
+        question: str,
+        targets: Sequence[int],
+        checks: Sequence[SentenceCheck],
+        by_number: dict[int, Source],
+        evidence: dict[int, Evidence],
+    ) -> list[tuple[SentenceCheck, SentenceCheck | None]]:
+        """The sentences at `targets` with the judge's verdicts, each with the sentence that corrects the
+        question's premise when the judge found the sentence contradicted (else None)."""
         claims = [remove_citations(checks[index].text) for index in targets]
         vectors = np.asarray(self.embedder.embed(claims), dtype=np.float32)
-        shown_sentences = []
-        for index, claim, vector in zip(targets, claims, vectors, strict=True):
-            number = checks[index].citations[0]
-            count = self.settings.answer.judge_answer_passage_sentences
-            shown_sentences.append(passage_sentences(claim, vector, evidence[number], count, self._lexical_weight))
+        count = self.settings.answer.judge_answer_passage_sentences
+        shown_sentences = [
+            passage_sentences(claim, vector, evidence[checks[index].citations[0]], count, self._lexical_weight)
+            for index, claim, vector in zip(targets, claims, vectors, strict=True)
+        ]
         pairs = [
             (claim, format_passage(by_number[checks[index].citations[0]].title, sentences))
             for claim, index, sentences in zip(claims, targets, shown_sentences, strict=True)
         ]
-        judged = list(checks)
         judgements = self.judge.judge_many(pairs)
         if self.settings.answer.judge_answer_unbiased_contradiction:
             judgements = [answer_verdict(judgement) for judgement in judgements]
+        results = []
         verdicts = zip(targets, claims, vectors, judgements, shown_sentences, strict=True)
         for index, claim, vector, judgement, sentences in verdicts:
             check = checks[index]
-            unaddressed = judgement.verdict == "not_addressed" and self.settings.answer.drop_unaddressed_figures
-            if unaddressed and misplaced_figure(claim, evidence[check.citations[0]]):
-                judged[index] = check.model_copy(update={"verdict": "not_addressed", "dropped": True})
+            if judgement.verdict == "not_addressed":
+                goes = self.unaddressed_goes(question, claim, evidence[check.citations[0]])
+                results.append((check.model_copy(update={"verdict": "not_addressed", "dropped": goes}), None))
                 continue
             if judgement.verdict != "contradicted":
-                judged[index] = check.model_copy(update={"verdict": judgement.verdict})
+                results.append((check.model_copy(update={"verdict": judgement.verdict}), None))
                 continue
-            judged[index] = check.model_copy(update={"verdict": "contradicted", "dropped": True, "supported": False})
+            removed = check.model_copy(update={"verdict": "contradicted", "dropped": True, "supported": False})
             source = by_number[check.citations[0]]
             correction = premise_correction(question, check, sentences, source)
             if correction is not None:
                 deciding = self.contradicting_sentence(claim, vector, sentences, source, evidence[source.number])
                 correction = premise_correction(question, check, [deciding], source)
-            if correction is not None and not any(c.composed and c.text == correction.text for c in judged):
-                judged.insert(index + 1, correction)
-        return judged
+            results.append((removed, correction))
+        return results
+
+    def unaddressed_goes(self, question: str, claim: str, evidence: Evidence) -> bool:
+        """Whether a sentence the judge finds its cited abstract silent on is removed: when it states a figure
+        the paper's record does not hold (`misplaced_figure`), and, with `drop_unaddressed_claims`, whenever the
+        question does not ask which paper or papers fit a description (see that setting), nor about people,
+        sessions or times: a paper's record is checked field by field (`with_records`), and the judge reads
+        a time or a room against sentences that do not read as claims."""
+        answer = self.settings.answer
+        if answer.drop_unaddressed_figures and misplaced_figure(claim, evidence):
+            return True
+        if not answer.drop_unaddressed_claims:
+            return False
+        return not (asks_for_paper(question) or asks_for_several(question) or asks_metadata(question))
 
     def with_premise_checked(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

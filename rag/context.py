@@ -32,10 +32,13 @@ _ASKS_METADATA = re.compile(
 
 
 _ASKS_AUTHORS = re.compile(r"\b(?:who|whom|whose|authors?|wrote|written|co-?authors?|co-?wrote)\b", re.IGNORECASE)
+# "How many ...", "what accuracy ...", a measure asked by its acronym ("What XYZ does the model reach?").
 _ASKS_QUANTITY = re.compile(
     r"\bhow (?:many|much|fast|big|large|long|deep|compact|small|high|low|well)\b"
     r"|\b(?:what|which) (?:[\w-]+ ){0,3}(?:accuracy|error|score|rate|speed-?up|factor|range|size|percentage|number|"
-    r"count|AP|mAP|FID|BLEU|F1)\b"
+    r"count)\b"
+    r"|\b(?:what|which)\s+(?:[\w-]+\s+){0,2}(?-i:(?:[a-z]?[A-Z]{2,}|[A-Z]\d)[\w@-]*)\s+"
+    r"(?:does|do|did|is|was|are|were|score|value)\b"
     r"|\bby (?:what|how)\b",
     re.IGNORECASE,
 )
@@ -51,15 +54,40 @@ _ASKS_FOR_PAPER = re.compile(
     r"technique|framework|system|algorithm|loss|module|benchmark|dataset)\b(?!s)"
     r"|\b(?:is|was) there (?:a|an|any|some)\s+(?:[\w-]+\s+){0,2}(?:paper|work|study|article|method|model)\b"
     r"|\bwhat(?:'s| is| was)\s+(?:it|that|this|the \w+)\s+(?:[\w-]+\s+){0,3}(?:called|named)\b"
-    r"|\b(?:looking for|remember|recall)\b[^?]{0,40}\b(?:paper|work|study|method|model)\b",
+    r"|\b(?:looking for|remember|recall)\b[^?]{0,40}\b(?:paper|work|study|method|model)\b"
+    r"|\b(?:is|was) there\s+(?:(?:a|an|any|some)\s+)?(?:[\w-]+\s+){0,3}?"
+    r"(?:that|which|where|on|about|in|of|with|here|showing|proposing|for)\b"
+    r"|\bwhat(?:'s|s| is| was)\s+(?:that|the name of)\b",
     re.IGNORECASE,
 )
+_ASKS_WHICH_DOES = re.compile(
+    r"^\W*(?:which|what)\s+(?:(?!{aux}\b)[\w-]+\s+){{1,3}}?(?!{aux}\b)[a-z]+(?:es|s|ed)\s+(?!{aux}\b)".format(
+        aux="(?:do|does|did|is|are|was|were|has|have|had|can|could|would|should|will|may|might)"
+    ),
+    re.IGNORECASE,
+)
+"""A question whose "which X" is the subject of a verb ("Which parser turns a shape into ...?", "What
+objective weights each pair ...?"): it describes something by what it does and asks which it is, whatever
+noun it uses for it."""
+
+
+_ASKS_ABOUT_ITS_OBJECT = re.compile(
+    r"\b(?:which|what)\s[^,;.]{0,80}?\b(?:do|does|did)\s+"
+    r"(?:they|it|we|its|their|the|this|that|these|those|(?-i:[A-Z][\w-]*))\b",
+    re.IGNORECASE,
+)
+"""A "which X" phrase that is the object of another subject's verb ("which backbone do they build on?",
+"what model does the paper fine-tune?"): the question is about something a paper uses, not which paper it is."""
 
 
 def asks_for_paper(question: str) -> bool:
     """True when the question describes one paper and asks which it is ("Which model predicts ...?", "Is there
-    a paper that ...?", "What is that architecture called?"): naming the paper is the answer."""
-    return bool(_ASKS_FOR_PAPER.search(question)) and not asks_for_several(question)
+    a paper that ...?", "What is that architecture called?"): naming the paper is the answer. A "which model
+    do they use?" question asks what a paper it describes uses, so naming that paper would not answer it."""
+    found = _ASKS_FOR_PAPER.search(question) or _ASKS_WHICH_DOES.search(question)
+    if not found or asks_for_several(question):
+        return False
+    return not _ASKS_ABOUT_ITS_OBJECT.match(question, found.start())
 
 
 def asks_metadata(question: str) -> bool:

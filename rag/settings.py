@@ -366,6 +366,23 @@ class AnswerSettings(BaseModel):
         "not address it and the figure is not in the paper's record (title, authors, schedule): the number was "
         "read off another subject, or another paper, than the sentence gives it to.",
     )
+    drop_unaddressed_claims: bool = Field(
+        default=True,
+        description="Remove a judged sentence whose cited abstract the judge finds silent on it, unless the "
+        "question asks which paper (or papers) fit a description: there the sentence naming a paper restates "
+        "the question's paraphrase, which the judge often cannot match to the abstract's wording, and the paper "
+        "choice is checked on the description instead (`identify_paper_tries`). Elsewhere such a sentence is a "
+        "claim the model added (a made-up expansion, a complexity, a training detail), and an answer to an "
+        "unanswerable question is made of them.",
+    )
+    judge_after_drop: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="When a judged sentence is removed, how many more of the answer's next cited sentences are "
+        "judged in its place: a sentence that elaborates a removed one ('This is because ...') is no better "
+        "backed, and judging it costs time only when something was removed.",
+    )
     judge_max_sentences: int = Field(
         default=1,
         ge=0,

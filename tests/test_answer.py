@@ -186,6 +186,8 @@ def test_word_budget_and_per_paper_cap(ordered, tmp_path, word_embedder, words, 
         ("Which recent methods distil GNNs into MLPs?", False, False, True),
         ("Is there more than one paper that prompts a language model for class names?", False, False, True),
         ("Which method compares two encoders?", False, False, False),
+        ("What PSNR does the model achieve at 4x?", False, True, False),  # a measure asked by its acronym
+        ("Who moderated the session in which Flowformer was presented?", True, False, False),
     ],
 )
 def test_question_shapes(question, authors, quantity, several):

@@ -373,19 +373,49 @@ def test_a_stated_premise_the_source_supports_changes_nothing(papers, tmp_path, 
 
 
 @pytest.mark.parametrize(
-    ("sentence", "kept"),
+    ("sentence", "drop_claims", "kept"),
     [
-        ("Feature pyramids detect objects at 5 scales on a GPU [3].", False),  # the 5 counts frames, not scales
-        ("Feature pyramids detect objects at different scales on a GPU [3].", True),  # no figure: kept
+        ("Feature pyramids detect objects at 5 scales on a GPU [3].", False, False),  # 5 counts frames, not scales
+        ("Feature pyramids detect objects at different scales on a GPU [3].", False, True),  # no figure: kept
+        ("Feature pyramids detect objects at different scales on a GPU [3].", True, False),  # unaddressed: goes
     ],
 )
-def test_an_unaddressed_sentence_goes_only_when_it_states_a_figure(sentence, kept, papers, tmp_path, word_embedder):
+def test_an_unaddressed_sentence_goes(sentence, drop_claims, kept, papers, tmp_path, word_embedder):
     judge = ScriptedJudge(bad="", verdict="not_addressed")
-    answerer = Answerer(FakeGenerator(sentence), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    settings = Settings(data_dir=tmp_path, drop_unaddressed_claims=drop_claims)
+    answerer = Answerer(FakeGenerator(sentence), word_embedder, settings, judge=judge)
     _, answer = run(answerer, "At how many scales do feature pyramids detect objects?", FakeRetriever(papers))
     assert judge.seen and answer.sentences[0].verdict == "not_addressed"
     assert answer.sentences[0].dropped is not kept
     assert answer.declined is not kept
+
+
+def test_an_unaddressed_naming_sentence_stays_when_the_question_asks_which_paper(papers, tmp_path, word_embedder):
+    """A "which paper" answer restates the question's paraphrase, which the judge often cannot match to the
+    abstract: the paper choice is checked on the description instead, and the sentence stays."""
+    judge = ScriptedJudge(bad="", verdict="not_addressed")
+    sentence = "Feature Pyramid Networks detect objects at different scales [3]."
+    answerer = Answerer(FakeGenerator(sentence), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    _, answer = run(answerer, "Which method detects objects at different scales?", FakeRetriever(papers))
+    assert judge.seen and answer.sentences[0].verdict == "not_addressed"
+    assert not answer.sentences[0].dropped and not answer.declined
+
+
+def test_the_next_sentence_is_judged_when_one_is_removed(papers, tmp_path, word_embedder):
+    """A sentence that elaborates a removed one is judged in its place, and the answer with nothing backed left
+    is declined; with nothing removed, only the first sentence is judged."""
+    judge = ScriptedJudge(bad="", verdict="not_addressed")
+    text = (
+        "Feature pyramids detect objects at different scales [3]. "
+        "A top-down architecture with lateral connections builds semantic feature maps at all scales [3]."
+    )
+    answerer = Answerer(FakeGenerator(text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
+    _, answer = run(answerer, "How do feature pyramids work?", FakeRetriever(papers))
+    assert len(judge.seen) == 2 and answer.declined
+    answerer = Answerer(FakeGenerator(text), word_embedder, Settings(data_dir=tmp_path, judge_after_drop=0), judge=judge)
+    judge.seen.clear()
+    _, answer = run(answerer, "How do feature pyramids work?", FakeRetriever(papers))
+    assert len(judge.seen) == 1 and not answer.declined
 
 
 def test_a_figure_from_the_papers_record_stays_when_unaddressed(papers, tmp_path, word_embedder):
@@ -720,6 +750,15 @@ def test_a_named_paper_whose_abstract_does_not_address_the_answer_gives_way_to_o
         ("Which papers study graph depth?", False),
         ("How many parameters does XNet have?", False),
         ("What accuracy does the model reach?", False),
+        ("For the paper that unifies tasks as text generation, which language model backbone do they build on?", False),
+        ("What model does the paper fine-tune?", False),
+        ("Which benchmark datasets (A-100? B-200?) does XNet report results on?", False),
+        ("Which method does best on long graphs?", True),
+        ("Which neural parser turns a shape into a program of boolean steps?", True),
+        ("is there a book in here that treats networks like a physicist would?", True),
+        ("Is there work showing that detectors train from single points?", True),
+        ("Which datasets were used for the evaluation?", False),
+        ("What learning rate schedules does XNet use?", False),
     ],
 )
 def test_questions_that_ask_which_paper(question, asks):
