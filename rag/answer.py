@@ -55,6 +55,7 @@ from rag.generate import GenerationRequest
 from rag.injection import without_instructions
 from rag.judge import answer_verdict
 from rag.markers import parse_citations, remove_citations
+from rag.parts import kept_sentences, part_messages, unanswered_parts
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
 from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
 from rag.records import complete_from_records, with_method_names
@@ -286,6 +287,7 @@ class Answerer:
         checks = self.judged(question, shown, evidence, checks)
         checks = self.with_premise_checked(question, shown, evidence, checks)
         clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
+        checks = self.with_parts_answered(question, shown, evidence, checks)
         checks = self.with_quotes(question, shown, evidence, checks)
         checks = self.choice.identified(question, shown, evidence, checks, retrieved=sources)
         checks = self.choice.completed(question, shown, evidence, checks, retrieved=sources)
@@ -434,6 +436,44 @@ class Answerer:
         if not answer.drop_unaddressed_claims:
             return False
         return not (asks_for_paper(question) or asks_for_several(question) or asks_metadata(question))
+
+    def with_parts_answered(
+        self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
+    ) -> list[SentenceCheck]:
+        """The answer with the first part of a several-part question that it left unanswered
+        (`rag.parts.unanswered_parts`) asked again alone, over the paper the answer cites first and its
+        sentences most like the part; the reply is verified and judged like the answer's own sentences and
+        added when it stands. Questions about several papers or about people and times are left out: their
+        parts are papers, completed by `rag.choice`, or record fields, completed by `rag.records`."""
+        limit = self.settings.answer.answer_missing_parts
+        if not limit or not has_supported_claim(checks) or asks_for_several(question) or asks_metadata(question):
+            return checks
+        by_number = {source.number: source for source in shown}
+        cited = (check.citations[0] for check in checks if not check.dropped and check.citations)
+        lead = next((number for number in cited if number in by_number), None)
+        if lead is None:
+            return checks
+        source = by_number[lead]
+        missing = unanswered_parts(question, kept_sentences(checks), key_terms(source.title))[:limit]
+        for part in missing:
+            vector = self.question_vector(part)
+            count = self.settings.answer.judge_passage_sentences
+            passage = passage_sentences(part, vector, evidence[lead], count, self._lexical_weight)
+            request = GenerationRequest(
+                messages=part_messages(question, part, source, passage),
+                sources=[source],
+                question=part,
+                max_tokens=self.settings.generation.part_max_tokens,
+                stop=[*ANSWER_STOPS, "\n"],
+            )
+            raw = _ANSWER_LABEL.sub("", "".join(self.generator.stream(request))).strip()
+            if not raw or is_decline(raw):
+                continue
+            _, added = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=question)
+            added = self.judged(question, shown, evidence, added)
+            known = {check.text for check in checks if not check.dropped}
+            checks = [*checks, *(c for c in added if c.supported and not c.dropped and c.text not in known)]
+        return checks
 
     def with_premise_checked(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

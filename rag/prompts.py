@@ -62,6 +62,15 @@ PARTS_PROMPT = (
 did it reach?"): the 1.5B model answered the part its best sentence spoke to and left the other out, so the
 number of things asked is said in so many words."""
 
+PART_PROMPT = (
+    "Source:\n{source}\n\n"
+    "Question: {question}\n\n"
+    "Answer only this part of the question, in one sentence from the source, citing [{number}]: {part}"
+)
+"""The user turn that asks one part of a several-part question the answer left out (`rag.parts`): one source,
+the whole question so that "they" and "it" keep their meaning, then the part alone, so the model's one sentence
+is about that part and not a repeat of what the answer already said."""
+
 SEVERAL_PAPERS_PROMPT = (
     "Sources:\n{sources}\n\n"
     "Question: {question}\n\n"

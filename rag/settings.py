@@ -240,6 +240,13 @@ class GenerationSettings(BaseModel):
     condense_max_tokens: int = Field(
         default=48, ge=8, description="Token cap for rewriting a follow-up into a standalone question."
     )
+    part_max_tokens: int = Field(
+        default=60,
+        ge=8,
+        le=400,
+        description="Token cap for the one-sentence reply to a question part the answer left out "
+        "(answer_missing_parts).",
+    )
 
 
 class AnswerSettings(BaseModel):
@@ -365,6 +372,15 @@ class AnswerSettings(BaseModel):
         description="Remove a judged sentence that states a figure when the judge finds its cited abstract does "
         "not address it and the figure is not in the paper's record (title, authors, schedule): the number was "
         "read off another subject, or another paper, than the sentence gives it to.",
+    )
+    answer_missing_parts: int = Field(
+        default=1,
+        ge=0,
+        le=4,
+        description="How many parts of a several-part question ('how many X, and how much Y?') that no kept "
+        "answer sentence speaks to are asked again, one by one, over the answer's paper (rag.parts). The small "
+        "model often answers one part and stops; each part asked costs a short prompt and a judgement (~4-6 s "
+        "on a 2-core CPU), spent only when a part is missing. 0: off.",
     )
     drop_unaddressed_claims: bool = Field(
         default=True,

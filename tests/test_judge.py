@@ -412,7 +412,8 @@ def test_the_next_sentence_is_judged_when_one_is_removed(papers, tmp_path, word_
     answerer = Answerer(FakeGenerator(text), word_embedder, Settings(data_dir=tmp_path), judge=judge)
     _, answer = run(answerer, "How do feature pyramids work?", FakeRetriever(papers))
     assert len(judge.seen) == 2 and answer.declined
-    answerer = Answerer(FakeGenerator(text), word_embedder, Settings(data_dir=tmp_path, judge_after_drop=0), judge=judge)
+    settings = Settings(data_dir=tmp_path, judge_after_drop=0)
+    answerer = Answerer(FakeGenerator(text), word_embedder, settings, judge=judge)
     judge.seen.clear()
     _, answer = run(answerer, "How do feature pyramids work?", FakeRetriever(papers))
     assert len(judge.seen) == 1 and not answer.declined

@@ -1,0 +1,56 @@
+"""Question parts the answer left unanswered, each answered on its own.
+
+A question that asks two things ("Up to how many X can it train, and how much performance do they keep?") is
+told so (`PARTS_PROMPT`), yet the 1.5B model often answers the part its best sentence speaks to and stops. A
+part no kept sentence speaks to (`unanswered_parts`) is asked again, alone, over the answer's own paper and
+that paper's sentences most like the part (`PART_PROMPT`): a short prompt whose only job is that part. Its
+sentence goes through the same verification and judge as the answer's, so nothing unchecked is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rag.context import asks_quantity, states_quantity
+from rag.prompts import PART_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
+from rag.text import key_terms, question_parts
+from rag.types import SentenceCheck, Source
+
+
+def part_terms(parts: Sequence[str], known: set[str]) -> list[set[str]]:
+    """Each part's own key terms: those no other part shares (the subject they all name) and not in `known`
+    (the answer's paper's title: an answer names its paper whichever part it answers)."""
+    terms = [key_terms(part) - known for part in parts]
+    return [own - set().union(*(other for j, other in enumerate(terms) if j != i)) for i, own in enumerate(terms)]
+
+
+def unanswered_parts(question: str, sentences: Sequence[str], known: set[str] = frozenset()) -> list[str]:
+    """The parts of a several-part `question` (`question_parts`) that none of the answer's `sentences` speaks
+    to: no sentence holds one of the part's own terms (`part_terms`), or, for a "how many / how much" part,
+    none that does also states a quantity. [] for a one-part question, or when nothing was answered."""
+    parts = question_parts(question)
+    if len(parts) < 2 or not sentences:
+        return []
+    held = [key_terms(sentence) for sentence in sentences]
+    missing = []
+    for part, own in zip(parts, part_terms(parts, set(known)), strict=True):
+        if not own:
+            continue
+        counting = asks_quantity(part)
+        speaking = [sentence for sentence, terms in zip(sentences, held, strict=True) if own & terms]
+        if not speaking or (counting and not any(states_quantity(sentence) for sentence in speaking)):
+            missing.append(part)
+    return missing
+
+
+def part_messages(question: str, part: str, source: Source, passage: Sequence[str]) -> list[dict[str, str]]:
+    """The prompt for one unanswered part: the system rules (a cached prefix), the answer's paper with its
+    `passage` sentences, the whole question for context, and the part to answer."""
+    formatted = SOURCE_TEMPLATE.format(number=source.number, title=source.title, authors="", passage=" ".join(passage))
+    user = PART_PROMPT.format(source=formatted, question=question, part=part, number=source.number)
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def kept_sentences(checks: Sequence[SentenceCheck]) -> list[str]:
+    """The text of the sentences an answer keeps."""
+    return [check.text for check in checks if not check.dropped]

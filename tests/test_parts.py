@@ -1,0 +1,75 @@
+"""A several-part question's unanswered part is found and asked again alone (`rag.parts`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer import Answerer
+from rag.parts import part_terms, unanswered_parts
+from rag.settings import Settings
+from rag.text import key_terms
+from tests.test_answer import FakeGenerator, FakeRetriever, run
+from tests.test_judge import ScriptedJudge
+
+
+@pytest.mark.parametrize(
+    ("question", "sentences", "missing"),
+    [
+        (  # the second part asks about something no sentence names
+            "Up to how many sub-models can XNet train at once, and how much of the performance do they keep?",
+            ["XNet can train up to 160 sub-models at once [1]."],
+            ["how much of the performance do they keep"],
+        ),
+        (  # the first part is left out; terms both parts share ("learning") do not answer either
+            "Which simple model beat the complex continual learning methods, and by how much accuracy after "
+            "learning 600 classes?",
+            ["It raised accuracy by 22% after learning 600 classes [1]."],
+            ["Which simple model beat the complex continual learning methods"],
+        ),
+        (  # both parts answered
+            "What AP does the detector get on the test split, and how many parameters does it use?",
+            ["The detector gets 55.1 AP on the test split with 77M parameters [1]."],
+            [],
+        ),
+        (  # a counting part is answered only by a sentence that states a quantity
+            "What does XNet replace, and how many parameters does it save?",
+            ["XNet replaces the decoder and saves parameters [1]."],
+            ["how many parameters does it save"],
+        ),
+        ("What does XNet replace?", ["XNet replaces the decoder [1]."], []),  # one part
+        ("What does XNet replace, and why?", [], []),  # nothing answered: nothing to complete
+    ],
+)
+def test_unanswered_parts(question, sentences, missing):
+    assert unanswered_parts(question, sentences) == missing
+
+
+def test_title_words_answer_no_part():
+    """An answer names its paper whichever part it answers, so the paper's title words are no part's own."""
+    parts = ["what does the pyramid network build", "how fast does the pyramid network run"]
+    assert part_terms(parts, key_terms("Feature Pyramid Networks")) == [{"build"}, {"fast", "run"}]
+
+
+QUESTION = "What do feature pyramids detect, and how fast does FPN run on a GPU?"
+REPLIES = ("Feature pyramids detect objects at different scales [1].", "FPN runs at 5 FPS on a GPU [1].")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_missing_part_is_asked_alone_and_added(enabled, papers, tmp_path, word_embedder):
+    generator = FakeGenerator(*REPLIES)
+    settings = Settings(data_dir=tmp_path, answer_missing_parts=int(enabled), answer_sources=1)
+    answerer = Answerer(generator, word_embedder, settings, judge=ScriptedJudge(bad="never said"))
+    _, answer = run(answerer, QUESTION, FakeRetriever([papers[2]]))
+    assert ("5 FPS" in answer.text) is enabled
+    assert len(generator.requests) == 1 + enabled
+    if enabled:
+        prompt = generator.requests[1].messages[-1]["content"]
+        assert "how fast does FPN run on a GPU" in prompt and "FPN runs at 5 FPS" in prompt
+
+
+def test_a_part_reply_the_judge_rejects_is_not_added(papers, tmp_path, word_embedder):
+    generator = FakeGenerator(*REPLIES)
+    settings = Settings(data_dir=tmp_path, answer_sources=1)
+    answerer = Answerer(generator, word_embedder, settings, judge=ScriptedJudge(bad="FPS"))
+    _, answer = run(answerer, QUESTION, FakeRetriever([papers[2]]))
+    assert "5 FPS" not in answer.text and not answer.declined
