@@ -22,7 +22,9 @@ _INJECTION = re.compile(
     r"|\b(?:reply|respond|answer) only\b|\bend your (?:reply|answer|response)\b"
     r"|\b(?:note|message|instructions?) (?:to|for) the (?:assistant|model|ai|bot)\b"
     r"|\bnew policy\b|\b(?:hidden|secret) instructions?\b"
-    r"|\byou are now\b|\bsystem prompt\b|\bnew instructions?\b|\bas an ai\b",
+    r"|\byou are now\b|\bsystem prompt\b|\bnew instructions?\b|\bas an ai\b"
+    r"|\b(?:start|begin|open|prefix)\s+your\s+(?:answer|reply|response|output)\s+with\b"
+    r"|\b(?:system|admin|developer)\s+override\b|\b(?:developer|admin|jailbreak)\s+mode\b",
     re.IGNORECASE,
 )
 _MARKUP = re.compile(
