@@ -55,7 +55,7 @@ from rag.generate import GenerationRequest
 from rag.injection import without_instructions
 from rag.judge import answer_verdict
 from rag.markers import parse_citations, remove_citations
-from rag.parts import kept_sentences, part_messages, unanswered_parts
+from rag.parts import kept_sentences, part_messages, unanswered_parts, without_echo
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
 from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
 from rag.records import complete_from_records, with_method_names
@@ -466,7 +466,7 @@ class Answerer:
                 max_tokens=self.settings.generation.part_max_tokens,
                 stop=[*ANSWER_STOPS, "\n"],
             )
-            raw = _ANSWER_LABEL.sub("", "".join(self.generator.stream(request))).strip()
+            raw = without_echo(_ANSWER_LABEL.sub("", "".join(self.generator.stream(request))).strip(), part)
             if not raw or is_decline(raw):
                 continue
             _, added = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=question)

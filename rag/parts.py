@@ -51,6 +51,25 @@ def part_messages(question: str, part: str, source: Source, passage: Sequence[st
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
+def without_echo(reply: str, part: str) -> str:
+    """`reply` without a leading restatement of the `part` it answers ("In the X paper, which model beat Y, a
+    prototypical network ..." -> "A prototypical network ..."): the small model often opens by copying the
+    question. Only a copy of the part's start, of at least `_ECHO_WORDS` words and half the part, is cut, with
+    the comma after it."""
+    words = reply.split()
+    asked = [word.strip(",.?:;").lower() for word in part.split()]
+    same = 0
+    while same < min(len(words), len(asked)) and words[same].strip(",.?:;").lower() == asked[same]:
+        same += 1
+    if same < max(_ECHO_WORDS, len(asked) // 2) or same == len(words):
+        return reply
+    rest = " ".join(words[same:]).lstrip(",:; ")
+    return rest[:1].upper() + rest[1:] if rest else reply
+
+
+_ECHO_WORDS = 4
+
+
 def kept_sentences(checks: Sequence[SentenceCheck]) -> list[str]:
     """The text of the sentences an answer keeps."""
     return [check.text for check in checks if not check.dropped]

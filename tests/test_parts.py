@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.answer import Answerer
-from rag.parts import part_terms, unanswered_parts
+from rag.parts import part_terms, unanswered_parts, without_echo
 from rag.settings import Settings
 from rag.text import key_terms
 from tests.test_answer import FakeGenerator, FakeRetriever, run
@@ -73,3 +73,21 @@ def test_a_part_reply_the_judge_rejects_is_not_added(papers, tmp_path, word_embe
     answerer = Answerer(generator, word_embedder, settings, judge=ScriptedJudge(bad="FPS"))
     _, answer = run(answerer, QUESTION, FakeRetriever([papers[2]]))
     assert "5 FPS" not in answer.text and not answer.declined
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (
+            "In the X paper, which simple model beat the complex methods, a prototypical network did [1].",
+            "A prototypical network did [1].",
+        ),
+        (
+            "A prototypical network beat the complex methods [1].",
+            "A prototypical network beat the complex methods [1].",
+        ),
+        ("In the X paper, a prototypical network did [1].", "In the X paper, a prototypical network did [1]."),
+    ],
+)
+def test_a_reply_that_opens_by_copying_its_part_loses_the_copy(reply, expected):
+    assert without_echo(reply, "In the X paper, which simple model beat the complex methods") == expected
