@@ -287,7 +287,7 @@ class Answerer:
         checks = self.judged(question, shown, evidence, checks)
         checks = self.with_premise_checked(question, shown, evidence, checks)
         clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
-        checks = self.with_parts_answered(question, shown, evidence, checks)
+        checks = self.with_parts_answered(question, shown, evidence, checks, asked=answer.question)
         checks = self.with_quotes(question, shown, evidence, checks)
         checks = self.choice.identified(question, shown, evidence, checks, retrieved=sources)
         checks = self.choice.completed(question, shown, evidence, checks, retrieved=sources)
@@ -438,13 +438,20 @@ class Answerer:
         return not (asks_for_paper(question) or asks_for_several(question) or asks_metadata(question))
 
     def with_parts_answered(
-        self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]
+        self,
+        question: str,
+        shown: Sequence[Source],
+        evidence: dict[int, Evidence],
+        checks: list[SentenceCheck],
+        asked: str = "",
     ) -> list[SentenceCheck]:
         """The answer with the first part of a several-part question that it left unanswered
         (`rag.parts.unanswered_parts`) asked again alone, over the paper the answer cites first and its
         sentences most like the part; the reply is verified and judged like the answer's own sentences and
         added when it stands. Questions about several papers or about people and times are left out: their
-        parts are papers, completed by `rag.choice`, or record fields, completed by `rag.records`."""
+        parts are papers, completed by `rag.choice`, or record fields, completed by `rag.records`. The parts
+        are those of the question as `asked`: a follow-up's rewrite into one standalone question often merges
+        them, while the prompt gives the standalone `question` so that "they" keeps its meaning."""
         limit = self.settings.answer.answer_missing_parts
         if not limit or not has_supported_claim(checks) or asks_for_several(question) or asks_metadata(question):
             return checks
@@ -454,7 +461,7 @@ class Answerer:
         if lead is None:
             return checks
         source = by_number[lead]
-        missing = unanswered_parts(question, kept_sentences(checks), key_terms(source.title))[:limit]
+        missing = unanswered_parts(asked or question, kept_sentences(checks), key_terms(source.title))[:limit]
         for part in missing:
             vector = self.question_vector(part)
             count = self.settings.answer.judge_passage_sentences

@@ -91,3 +91,18 @@ def test_a_part_reply_the_judge_rejects_is_not_added(papers, tmp_path, word_embe
 )
 def test_a_reply_that_opens_by_copying_its_part_loses_the_copy(reply, expected):
     assert without_echo(reply, "In the X paper, which simple model beat the complex methods") == expected
+
+
+def test_a_follow_up_is_split_into_parts_as_asked_not_as_rewritten(papers, tmp_path, word_embedder):
+    """The rewrite of a follow-up into one standalone question may merge its parts; the parts are read from the
+    question as asked, and the part prompt carries the standalone question for context."""
+    rewrite = "What do Feature Pyramid Networks detect, including their GPU speed?"
+    generator = FakeGenerator(rewrite, *REPLIES)
+    settings = Settings(data_dir=tmp_path, answer_sources=1)
+    answerer = Answerer(generator, word_embedder, settings, judge=ScriptedJudge(bad="never said"))
+    history = [("Which paper builds feature pyramids?", "Feature Pyramid Networks build them [1].")]
+    question = "what do they detect, and how fast do they run on a GPU?"
+    _, answer = run(answerer, question, FakeRetriever([papers[2]]), history=history)
+    assert answer.standalone_question == rewrite and "5 FPS" in answer.text
+    prompt = generator.requests[-1].messages[-1]["content"]
+    assert rewrite in prompt and "how fast do they run on a GPU" in prompt
