@@ -180,3 +180,19 @@ def test_known_item_questions_paraphrase_rather_than_quote_the_title(question):
     title_words = _content_words(question["gold_titles"][0])
     overlap = len(words & title_words) / max(len(words), 1)
     assert overlap <= MAX_KNOWN_ITEM_TITLE_OVERLAP, (question["id"], sorted(words & title_words))
+
+
+FRESH_PATH = QUESTIONS_PATH.with_name("questions_fresh.jsonl")
+
+
+def test_the_fresh_set_is_well_formed(papers_by_title):
+    """The 60 questions written in session 21 from the corpus alone (eval/QUESTIONS.md): every gold title is a
+    corpus title, ids are unique, a conversation scores its last turn, and an unanswerable question needs
+    nothing."""
+    fresh = [json.loads(line) for line in FRESH_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(fresh) == 60 and len({question["id"] for question in fresh}) == 60
+    for question in fresh:
+        assert all(title in papers_by_title for title in question["gold_titles"]), question["id"]
+        assert not question.get("turns") or question["turns"][-1] == question["question"], question["id"]
+        if question["type"] == "unanswerable":
+            assert not question["gold_titles"] and not question["must_include"], question["id"]
