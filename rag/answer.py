@@ -55,7 +55,7 @@ from rag.generate import GenerationRequest
 from rag.injection import without_instructions
 from rag.judge import answer_verdict
 from rag.markers import parse_citations, remove_citations
-from rag.parts import kept_sentences, part_messages, unanswered_parts, without_echo
+from rag.parts import kept_sentences, part_messages, superseded, unanswered_parts, without_echo
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
 from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
 from rag.records import complete_from_records, with_method_names
@@ -479,7 +479,8 @@ class Answerer:
             _, added = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=question)
             added = self.judged(question, shown, evidence, added)
             known = {check.text for check in checks if not check.dropped}
-            checks = [*checks, *(c for c in added if c.supported and not c.dropped and c.text not in known)]
+            added = [check for check in added if check.supported and not check.dropped and check.text not in known]
+            checks = [*superseded(checks, [check.text for check in added]), *added]
         return checks
 
     def with_premise_checked(

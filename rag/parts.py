@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag.context import asks_quantity, states_quantity
+from rag.markers import remove_citations
 from rag.prompts import PART_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
 from rag.text import key_terms, question_parts
 from rag.types import SentenceCheck, Source
@@ -68,6 +69,26 @@ def without_echo(reply: str, part: str) -> str:
 
 
 _ECHO_WORDS = 4
+
+
+def superseded(checks: Sequence[SentenceCheck], replies: Sequence[str]) -> list[SentenceCheck]:
+    """`checks` with a kept sentence dropped when a part's reply starts with the whole of it ("XNet trains 160
+    sub-models" and the reply "XNet trains 160 sub-models, keeping 96% of the performance"): the reply says it
+    again and more, so it stands in its place."""
+
+    def words(text: str) -> list[str]:
+        return remove_citations(text).lower().rstrip(" .").replace(",", " ").split()
+
+    starts = [words(reply) for reply in replies]
+
+    def repeated(check: SentenceCheck) -> bool:
+        said = words(check.text)
+        return len(said) >= _ECHO_WORDS and any(start[: len(said)] == said for start in starts)
+
+    return [
+        check.model_copy(update={"dropped": True}) if not check.dropped and repeated(check) else check
+        for check in checks
+    ]
 
 
 def kept_sentences(checks: Sequence[SentenceCheck]) -> list[str]:

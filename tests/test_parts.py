@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from rag.answer import Answerer
-from rag.parts import part_terms, unanswered_parts, without_echo
+from rag.parts import part_terms, superseded, unanswered_parts, without_echo
 from rag.settings import Settings
 from rag.text import key_terms
+from rag.types import SentenceCheck
 from tests.test_answer import FakeGenerator, FakeRetriever, run
 from tests.test_judge import ScriptedJudge
 
@@ -106,3 +107,11 @@ def test_a_follow_up_is_split_into_parts_as_asked_not_as_rewritten(papers, tmp_p
     assert answer.standalone_question == rewrite and "5 FPS" in answer.text
     prompt = generator.requests[-1].messages[-1]["content"]
     assert rewrite in prompt and "how fast do they run on a GPU" in prompt
+
+
+def test_a_reply_that_repeats_a_kept_sentence_and_adds_to_it_stands_in_its_place():
+    kept = SentenceCheck(text="XNet can train up to 160 sub-models at once [1].", citations=[1], supported=True)
+    other = SentenceCheck(text="XNet is fast [1].", citations=[1], supported=True)
+    reply = "XNet can train up to 160 sub-models at once, keeping 96% of the performance [1]."
+    assert [check.dropped for check in superseded([kept, other], [reply])] == [True, False]
+    assert [check.dropped for check in superseded([kept, other], ["XNet keeps 96% of it [1]."])] == [False, False]
