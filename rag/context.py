@@ -72,12 +72,13 @@ noun it uses for it."""
 
 
 _ASKS_ABOUT_ITS_OBJECT = re.compile(
-    r"\b(?:which|what)\s[^,;.]{0,80}?\b(?:do|does|did)\s+"
+    r"\b(?:which|what)\s(?:(?!\b(?:paper|work|study|article|talk|publication)s?\b)[^,;.]){0,80}?\b(?:do|does|did)\s+"
     r"(?:they|it|we|its|their|the|this|that|these|those|(?-i:[A-Z][\w-]*))\b",
     re.IGNORECASE,
 )
 """A "which X" phrase that is the object of another subject's verb ("which backbone do they build on?",
-"what model does the paper fine-tune?"): the question is about something a paper uses, not which paper it is."""
+"what model does the paper fine-tune?"): the question is about something a paper uses, not which paper it is.
+When the thing asked is itself a paper ("Which paper did X co-author?"), it asks which paper it is."""
 
 
 def asks_for_paper(question: str) -> bool:

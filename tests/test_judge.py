@@ -753,6 +753,7 @@ def test_a_named_paper_whose_abstract_does_not_address_the_answer_gives_way_to_o
         ("What accuracy does the model reach?", False),
         ("For the paper that unifies tasks as text generation, which language model backbone do they build on?", False),
         ("What model does the paper fine-tune?", False),
+        ("Which paper in the collection did Ann Lee co-author?", True),
         ("Which benchmark datasets (A-100? B-200?) does XNet report results on?", False),
         ("Which method does best on long graphs?", True),
         ("Which neural parser turns a shape into a program of boolean steps?", True),
