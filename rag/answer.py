@@ -1,7 +1,7 @@
 """The answer stage: follow-up rewriting (`rag.rewrite`) -> retrieval -> relevance gate -> prompt
 (`rag.context`) -> streamed generation -> citation verification (`rag.verify`) and the judge (`rag.judge`) ->
-quotes (`rag.quotes`), the papers a "which paper(s)" answer names (`rag.choice`) and records (`rag.records`)
--> `Answer`.
+the question parts the answer left out, asked again alone (`rag.parts`) -> quotes (`rag.quotes`), the papers a
+"which paper(s)" answer names (`rag.choice`) and records (`rag.records`) -> `Answer`.
 
 Rules it keeps, whatever the model or the texts say:
 
