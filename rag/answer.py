@@ -55,7 +55,17 @@ from rag.generate import GenerationRequest
 from rag.injection import without_instructions
 from rag.judge import answer_verdict
 from rag.markers import parse_citations, remove_citations
-from rag.parts import kept_sentences, part_messages, superseded, unanswered_parts, without_echo
+from rag.parts import (
+    compared_paper_messages,
+    compared_papers,
+    crossed_comparisons,
+    kept_sentences,
+    part_messages,
+    superseded,
+    unanswered_parts,
+    uncovered_papers,
+    without_echo,
+)
 from rag.prompts import CONDENSE_PROMPT, DECLINE_TEXT, SYSTEM_PROMPT
 from rag.quotes import best_sentences, expand_bare_titles, figure_quote, quoted_numbers
 from rag.records import complete_from_records, with_method_names
@@ -287,6 +297,7 @@ class Answerer:
         checks = self.judged(question, shown, evidence, checks)
         checks = self.with_premise_checked(question, shown, evidence, checks)
         clock.timings["judge"] = time.perf_counter() - judging  # a part of "verify"
+        checks = self.with_compared_papers(question, shown, evidence, checks, retrieved=sources)
         checks = self.with_parts_answered(question, shown, evidence, checks, asked=answer.question)
         checks = self.with_quotes(question, shown, evidence, checks)
         checks = self.choice.identified(question, shown, evidence, checks, retrieved=sources)
@@ -398,8 +409,8 @@ class Answerer:
             for index, claim, vector in zip(targets, claims, vectors, strict=True)
         ]
         pairs = [
-            (claim, format_passage(by_number[checks[index].citations[0]].title, sentences))
-            for claim, index, sentences in zip(claims, targets, shown_sentences, strict=True)
+            (claim, self.judged_passage(claim, vector, checks[index].citations, sentences, by_number, evidence))
+            for claim, vector, index, sentences in zip(claims, vectors, targets, shown_sentences, strict=True)
         ]
         judgements = self.judge.judge_many(pairs)
         if self.settings.answer.judge_answer_unbiased_contradiction:
@@ -423,6 +434,26 @@ class Answerer:
                 correction = premise_correction(question, check, [deciding], source)
             results.append((removed, correction))
         return results
+
+    def judged_passage(
+        self,
+        claim: str,
+        vector: np.ndarray,
+        cited: Sequence[int],
+        sentences: Sequence[str],
+        by_number: dict[int, Source],
+        evidence: dict[int, Evidence],
+    ) -> str:
+        """What an answer sentence is judged against: its first cited paper's title and `sentences`, and, for a
+        sentence citing two papers ("XNet does A, while YNet does B [1][2]"), the second paper's sentences most
+        like it as well: judged against one abstract, the half about the other paper reads as contradicted."""
+        passage = format_passage(by_number[cited[0]].title, sentences)
+        second = next((number for number in cited[1:] if number in by_number and number != cited[0]), None)
+        if second is None:
+            return passage
+        count = self.settings.answer.judge_answer_passage_sentences
+        more = passage_sentences(claim, vector, evidence[second], count, self._lexical_weight)
+        return f"{passage}\n\n{format_passage(by_number[second].title, more)}"
 
     def unaddressed_goes(self, question: str, claim: str, evidence: Evidence) -> bool:
         """Whether a sentence the judge finds its cited abstract silent on is removed: when it states a figure
@@ -463,25 +494,80 @@ class Answerer:
         source = by_number[lead]
         missing = unanswered_parts(asked or question, kept_sentences(checks), key_terms(source.title))[:limit]
         for part in missing:
-            vector = self.question_vector(part)
-            count = self.settings.answer.judge_passage_sentences
-            passage = passage_sentences(part, vector, evidence[lead], count, self._lexical_weight)
-            request = GenerationRequest(
-                messages=part_messages(question, part, source, passage),
-                sources=[source],
-                question=part,
-                max_tokens=self.settings.generation.part_max_tokens,
-                stop=[*ANSWER_STOPS, "\n"],
-            )
-            raw = without_echo(_ANSWER_LABEL.sub("", "".join(self.generator.stream(request))).strip(), part)
-            if not raw or is_decline(raw):
-                continue
-            _, added = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=question)
-            added = self.judged(question, shown, evidence, added)
+            passage = self.passage_for(part, evidence[lead])
+            messages = part_messages(question, part, source, passage)
+            added = self.asked_alone(question, part, messages, source, shown, evidence)
             known = {check.text for check in checks if not check.dropped}
-            added = [check for check in added if check.supported and not check.dropped and check.text not in known]
+            added = [check for check in added if check.text not in known]
             checks = [*superseded(checks, [check.text for check in added]), *added]
         return checks
+
+    def with_compared_papers(
+        self,
+        question: str,
+        shown: Sequence[Source],
+        evidence: dict[int, Evidence],
+        checks: list[SentenceCheck],
+        retrieved: Sequence[Source] = (),
+    ) -> list[SentenceCheck]:
+        """For a question that compares papers by name (`rag.parts.compared_papers`): a sentence that names one
+        of them but cites another goes, and each compared paper no kept sentence cites is asked about alone,
+        over its own abstract's sentences most like the question, its reply verified and judged like the
+        answer's. A compared paper the lean prompt left out (`weak_source_margin`) is asked about too: the
+        question names it. A declined answer is no longer declined once a paper's reply stands. Up to
+        `answer_compared_papers` papers are asked."""
+        limit = self.settings.answer.answer_compared_papers
+        compared = compared_papers(question, evidence) if limit and not asks_metadata(question) else {}
+        if not compared:
+            return checks
+        by_number = {source.number: source for source in [*retrieved, *shown]}
+        if not set(compared) <= set(by_number):
+            return checks
+        shown = [*shown, *(by_number[n] for n in compared if n not in {source.number for source in shown})]
+        checks = crossed_comparisons(checks, compared)
+        for number in uncovered_papers(checks, compared)[:limit]:
+            passage = self.passage_for(question, evidence[number])
+            messages = compared_paper_messages(question, compared[number], by_number[number], passage)
+            replies = self.asked_alone(question, question, messages, by_number[number], shown, evidence)
+            added = [check for check in replies if number in check.citations]
+            if added:
+                checks = [
+                    *(c.model_copy(update={"dropped": True}) if is_decline(c.text) else c for c in checks),
+                    *added,
+                ]
+        return checks
+
+    def passage_for(self, asked: str, evidence: Evidence) -> list[str]:
+        """The paper's `judge_passage_sentences` sentences most like what is `asked`, for a one-source prompt."""
+        vector = self.question_vector(asked)
+        count = self.settings.answer.judge_passage_sentences
+        return passage_sentences(asked, vector, evidence, count, self._lexical_weight)
+
+    def asked_alone(
+        self,
+        question: str,
+        asked: str,
+        messages: list[dict[str, str]],
+        source: Source,
+        shown: Sequence[Source],
+        evidence: dict[int, Evidence],
+    ) -> list[SentenceCheck]:
+        """The supported, kept sentences of the model's one-sentence reply to `messages` about one `source` (a
+        part of the question, or one compared paper), verified against all the `shown` sources and judged like
+        the answer's own; [] when it declines."""
+        request = GenerationRequest(
+            messages=messages,
+            sources=[source],
+            question=asked,
+            max_tokens=self.settings.generation.part_max_tokens,
+            stop=[*ANSWER_STOPS, "\n"],
+        )
+        raw = without_echo(_ANSWER_LABEL.sub("", "".join(self.generator.stream(request))).strip(), asked)
+        if not raw or is_decline(raw):
+            return []
+        _, added = verify_answer(raw, shown, self.embedder, self.settings, evidence=evidence, question=question)
+        added = self.judged(question, shown, evidence, added)
+        return [check for check in added if check.supported and not check.dropped]
 
     def with_premise_checked(
         self, question: str, shown: Sequence[Source], evidence: dict[int, Evidence], checks: list[SentenceCheck]

@@ -5,16 +5,26 @@ told so (`PARTS_PROMPT`), yet the 1.5B model often answers the part its best sen
 part no kept sentence speaks to (`unanswered_parts`) is asked again, alone, over the answer's own paper and
 that paper's sentences most like the part (`PART_PROMPT`): a short prompt whose only job is that part. Its
 sentence goes through the same verification and judge as the answer's, so nothing unchecked is added.
+
+A question that compares papers by name ("How do XNet and YNet differ in ...?") has one part per paper
+(`compared_papers`): the model tends to describe the first and give the second the same words, or to cite one
+paper for both. A sentence that names one compared paper but cites another is dropped (`crossed_comparisons`),
+and each compared paper no kept sentence speaks for is asked about alone, over its own abstract
+(`COMPARED_PAPER_PROMPT`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
+from rag.attribution import named_papers
 from rag.context import asks_quantity, states_quantity
+from rag.corpus import coined_names
+from rag.evidence import Evidence
 from rag.markers import remove_citations
-from rag.prompts import PART_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
-from rag.text import key_terms, question_parts
+from rag.prompts import COMPARED_PAPER_PROMPT, PART_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
+from rag.text import is_coined, key_terms, question_parts, short_name
 from rag.types import SentenceCheck, Source
 
 
@@ -94,3 +104,86 @@ def superseded(checks: Sequence[SentenceCheck], replies: Sequence[str]) -> list[
 def kept_sentences(checks: Sequence[SentenceCheck]) -> list[str]:
     """The text of the sentences an answer keeps."""
     return [check.text for check in checks if not check.dropped]
+
+
+# --- papers compared by name ----------------------------------------------------------------------------------
+
+
+def paper_mentions(text: str, evidence: Mapping[int, Evidence]) -> list[tuple[int, int, int]]:
+    """Where `text` names a source: (start, end, number), in text order. A name is one `named_papers` accepts
+    (a quoted or long title, a coined word), a name the abstract gives its method (`coined_names`, "we propose
+    X with Y (X-Y)" included), or the short name before a title's colon written with the title's own capitals
+    ("Zeta: Fast ..." named "Zeta", not "zeta"): a capitalised name in a question is a proper noun, while
+    "zeta" may be an ordinary word."""
+    found = []
+    for number, item in evidence.items():
+        title = item.sentences[0] if item.sentences else ""
+        names = [*named_papers(text, {number: item}).values()]
+        names += [name for name in coined_names(" ".join(item.sentences[item.abstract_start :])) if is_coined(name)]
+        short = short_name(title)
+        if short != title and short[:1].isupper():
+            names.append(short)
+        for name in dict.fromkeys(names):
+            match = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, flags=0 if name == short else re.I)
+            if match:
+                found.append((match.start(), match.end(), number))
+                break
+    return sorted(found)
+
+
+_JOINED = re.compile(r"\s*(?:,\s*(?:and|or)?|and|or|&|/|vs\.?|versus)\s*", re.IGNORECASE)
+"""What joins the names of compared papers: "XNet and YNet", "XNet vs YNet", "XNet, YNet or ZNet"."""
+
+
+def compared_papers(question: str, evidence: Mapping[int, Evidence]) -> dict[int, str]:
+    """The papers `question` compares by name, {number: name as written}, in the question's order: two or
+    more named papers whose names are joined by "and", "or", "vs", "versus", "&" or a comma. {} otherwise: a
+    paper named apart from another ("how does XNet's cost compare with YNet-B?") is a baseline the first
+    paper's abstract speaks of, not a paper to describe on its own."""
+    mentions = paper_mentions(question, evidence)
+    best: list[tuple[int, int, int]] = []
+    run: list[tuple[int, int, int]] = []
+    for mention in mentions:
+        joined = run and mention[2] != run[-1][2] and _JOINED.fullmatch(question[run[-1][1] : mention[0]])
+        run = [*run, mention] if joined else [mention]
+        if len({number for *_, number in run}) > len({number for *_, number in best}):
+            best = run
+    numbers = {number for *_, number in best}
+    if len(numbers) < 2:
+        return {}
+    return {number: question[start:end] for start, end, number in best}
+
+
+def crossed_comparisons(checks: Sequence[SentenceCheck], compared: Mapping[int, str]) -> list[SentenceCheck]:
+    """`checks` with a kept sentence dropped when it names one compared paper and cites only others ("YNet
+    uses X [1]" where [1] is XNet's abstract): what it says of YNet was read off XNet."""
+    lowered = {number: name.lower() for number, name in compared.items()}
+
+    def crossed(check: SentenceCheck) -> bool:
+        text = remove_citations(check.text).lower()
+        named = {
+            number for number, name in lowered.items() if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+        }
+        cited = set(check.citations) & set(compared)
+        return bool(named and cited and not (named & cited))
+
+    return [
+        check.model_copy(update={"dropped": True})
+        if not check.dropped and not check.composed and crossed(check)
+        else check
+        for check in checks
+    ]
+
+
+def uncovered_papers(checks: Sequence[SentenceCheck], compared: Mapping[int, str]) -> list[int]:
+    """The compared papers, in the question's order, that no kept supported sentence cites."""
+    cited = {number for check in checks if check.supported and not check.dropped for number in check.citations}
+    return [number for number in compared if number not in cited]
+
+
+def compared_paper_messages(question: str, name: str, source: Source, passage: Sequence[str]) -> list[dict[str, str]]:
+    """The prompt that asks `question` of one compared paper alone: the system rules, the paper with its
+    `passage` sentences, the question, and the name of the paper to answer for."""
+    formatted = SOURCE_TEMPLATE.format(number=source.number, title=source.title, authors="", passage=" ".join(passage))
+    user = COMPARED_PAPER_PROMPT.format(source=formatted, question=question, name=name, number=source.number)
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]

@@ -71,6 +71,14 @@ PART_PROMPT = (
 the whole question so that "they" and "it" keep their meaning, then the part alone, so the model's one sentence
 is about that part and not a repeat of what the answer already said."""
 
+COMPARED_PAPER_PROMPT = (
+    "Source:\n{source}\n\n"
+    "Question: {question}\n\n"
+    "Answer the question for {name} only, in one sentence from the source, citing [{number}]."
+)
+"""The user turn that asks a question comparing papers by name about one of them (`rag.parts`): one source,
+the whole question so that the asked aspect keeps its meaning, then the one paper to speak for."""
+
 SEVERAL_PAPERS_PROMPT = (
     "Sources:\n{sources}\n\n"
     "Question: {question}\n\n"

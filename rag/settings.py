@@ -382,6 +382,15 @@ class AnswerSettings(BaseModel):
         "model often answers one part and stops; each part asked costs a short prompt and a judgement (~4-6 s "
         "on a 2-core CPU), spent only when a part is missing. 0: off.",
     )
+    answer_compared_papers: int = Field(
+        default=3,
+        ge=0,
+        le=6,
+        description="For a question that compares papers by name ('How do XNet and YNet differ?'), how many of "
+        "the compared papers that no answer sentence cites are asked about one at a time, each over its own "
+        "abstract (rag.parts): the model tends to describe one and give the other the same words. 0 turns it "
+        "off; each asked paper costs one short generation (~5 s on a 2-core CPU).",
+    )
     drop_unaddressed_claims: bool = Field(
         default=True,
         description="Remove a judged sentence whose cited abstract the judge finds silent on it, unless the "

@@ -904,3 +904,20 @@ def test_a_description_goes_to_the_paper_the_judge_finds_supporting_it_most(pape
         "Another paper that fits: “Adding Gradient Noise Improves Learning for Very Deep Networks” [3]." in answer.text
     )
     assert "Feature Pyramid" not in answer.text
+
+
+def test_a_sentence_citing_two_papers_is_judged_against_both(papers, tmp_path, word_embedder):
+    """ "XNet does A, while YNet does B [1][2]": against the first abstract alone, the half about the second
+    paper cannot be read; both papers' sentences are in the judged passage."""
+    answerer = Answerer(FakeGenerator(), word_embedder, Settings(data_dir=tmp_path), judge=ScriptedJudge(bad="x"))
+    sources = FakeRetriever(papers[1:3]).search("q")
+    evidence = build_evidence(sources, word_embedder)
+    by_number = {source.number: source for source in sources}
+    claim = "ViLT processes visual inputs without convolution, while FPN builds feature maps at all scales."
+    vector = np.asarray(word_embedder.embed([claim])[0], dtype=np.float32)
+    first = ["We present ViLT, a minimal model that processes visual inputs without convolution."]
+    both = answerer.judged_passage(claim, vector, [1, 2], first, by_number, evidence)
+    assert both.startswith("ViLT: Vision-and-Language") and "\n\nFeature Pyramid Networks" in both
+    assert "builds high-level semantic feature maps" in both
+    alone = answerer.judged_passage(claim, vector, [1], first, by_number, evidence)
+    assert "Feature Pyramid" not in alone

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rag.answer import Answerer
-from rag.parts import part_terms, superseded, unanswered_parts, without_echo
+from rag.evidence import Evidence
+from rag.parts import (
+    compared_papers,
+    crossed_comparisons,
+    part_terms,
+    superseded,
+    unanswered_parts,
+    uncovered_papers,
+    without_echo,
+)
+from rag.prompts import DECLINE_TEXT
 from rag.settings import Settings
 from rag.text import key_terms
-from rag.types import SentenceCheck
+from rag.types import Paper, SentenceCheck
 from tests.test_answer import FakeGenerator, FakeRetriever, run
 from tests.test_judge import ScriptedJudge
 
@@ -115,3 +126,89 @@ def test_a_reply_that_repeats_a_kept_sentence_and_adds_to_it_stands_in_its_place
     reply = "XNet can train up to 160 sub-models at once, keeping 96% of the performance [1]."
     assert [check.dropped for check in superseded([kept, other], [reply])] == [True, False]
     assert [check.dropped for check in superseded([kept, other], ["XNet keeps 96% of it [1]."])] == [False, False]
+
+
+# --- papers compared by name ----------------------------------------------------------------------------------
+
+
+def _evidence(*titles: str, names: tuple[str, ...] = ()) -> dict[int, Evidence]:
+    return {
+        number: Evidence(number, [title], np.zeros((1, 2)), set(), set(), names=names if number == 1 else ())
+        for number, title in enumerate(titles, start=1)
+    }
+
+
+TITLES = ("XNet: Sparse Routing for Detection", "Zeta: Dense Caching for Parsing", "Other Work on Parsing")
+
+
+@pytest.mark.parametrize(
+    ("question", "compared"),
+    [
+        ("How do XNet and Zeta differ in what they cache?", {1: "XNet", 2: "Zeta"}),
+        ("XNet vs. Zeta: which routes sparsely?", {1: "XNet", 2: "Zeta"}),
+        ("Zeta, XNet: how does each go about it?", {2: "Zeta", 1: "XNet"}),
+        ("How does XNet's cost compare with Zeta?", {}),  # a baseline named apart, not a compared pair
+        ("How do XNet and zeta differ?", {}),  # "zeta" in lower case may be an ordinary word
+        ("What does XNet route?", {}),
+    ],
+)
+def test_compared_papers_are_names_joined_in_the_question(question, compared):
+    found = compared_papers(question, _evidence(*TITLES))
+    assert found == compared and list(found) == list(compared)
+
+
+def test_a_name_the_abstract_coins_counts_as_the_papers_name():
+    evidence = _evidence("Sparse Routing for Detection", "Zeta: Dense Caching for Parsing", names=("RouteNet-S",))
+    assert compared_papers("RouteNet-S and Zeta both cache; how?", evidence) == {1: "RouteNet-S", 2: "Zeta"}
+
+
+def test_a_sentence_naming_one_compared_paper_but_citing_the_other_goes():
+    compared = {1: "XNet", 2: "Zeta"}
+    checks = [
+        SentenceCheck(text="XNet routes sparsely [1].", citations=[1], supported=True),
+        SentenceCheck(text="Zeta also routes sparsely [1].", citations=[1], supported=True),
+        SentenceCheck(text="XNet and Zeta differ in routing [1].", citations=[1], supported=True),
+        SentenceCheck(text="Sparse routing is cheap [1].", citations=[1], supported=True),
+    ]
+    kept = crossed_comparisons(checks, compared)
+    assert [check.dropped for check in kept] == [False, True, False, False]
+    assert uncovered_papers(kept, compared) == [2]
+
+
+COMPARED_PAPERS = [
+    Paper(
+        id="x", title="XNet: Sparse Routing for Detection", abstract="XNet routes detections sparsely through experts."
+    ),
+    Paper(id="z", title="Zeta: Dense Caching for Parsing", abstract="Zeta caches parse states densely in memory."),
+]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_each_compared_paper_gets_its_own_sentence(enabled, tmp_path, word_embedder):
+    """The answer gives both papers' methods to XNet's abstract; Zeta's crossed sentence goes and Zeta is asked
+    about alone, over its own abstract."""
+    generator = FakeGenerator(
+        "XNet routes detections sparsely [1]. Zeta also routes detections sparsely [1].",
+        "Zeta caches parse states densely [2].",
+    )
+    settings = Settings(data_dir=tmp_path, answer_compared_papers=3 if enabled else 0, answer_sources=2)
+    answerer = Answerer(generator, word_embedder, settings, judge=ScriptedJudge(bad="never said"))
+    _, answer = run(answerer, "How do XNet and Zeta differ in what they do?", FakeRetriever(COMPARED_PAPERS))
+    assert "XNet routes detections sparsely [1]" in answer.text
+    assert ("Zeta caches parse states densely [2]" in answer.text) is enabled
+    assert ("Zeta also routes" in answer.text) is not enabled
+    if enabled:
+        prompt = generator.requests[1].messages[-1]["content"]
+        assert "for Zeta only" in prompt and "Zeta caches parse states densely in memory" in prompt
+        assert "XNet routes" not in prompt
+
+
+def test_a_declined_comparison_is_answered_paper_by_paper(tmp_path, word_embedder):
+    generator = FakeGenerator(
+        DECLINE_TEXT, "XNet routes detections sparsely [1].", "Zeta caches parse states densely [2]."
+    )
+    settings = Settings(data_dir=tmp_path, answer_sources=2)
+    answerer = Answerer(generator, word_embedder, settings, judge=ScriptedJudge(bad="never said"))
+    _, answer = run(answerer, "XNet vs Zeta: how do they work?", FakeRetriever(COMPARED_PAPERS))
+    assert not answer.declined
+    assert answer.text == "XNet routes detections sparsely [1]. Zeta caches parse states densely [2]."
