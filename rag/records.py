@@ -47,7 +47,7 @@ _ASKS = {
     SESSION: re.compile(r"\b(?:which|what) session\b"),
     TIME: re.compile(
         r"\bwhen (?:\w+ )?(?:was|were|is|are|did)\b[^?]*\b(?:present|schedul|held|given|talk)"
-        r"|\bwhat time\b|\b(?:which|what) (?:day|date|time|slot)\b"
+        r"|\bwhat time\b|\b(?:which|what) (?:day|date|time|slot)\b|\bwhen (?:is|was|are|were)\b[^?]{0,40}\bon\s*\?"
     ),
 }
 
@@ -115,6 +115,19 @@ def names_paper(question: str, paper: Paper) -> bool:
     return any(len(name.strip()) >= 4 and name in words for name in names)
 
 
+def names_author(question: str, paper: Paper) -> bool:
+    """True when the question names one of the paper's authors: the whole name, or the surname as a capitalised
+    word ("Schmidhuber co-wrote one of the talks ..."). A surname shorter than 4 letters is too often a word."""
+    words = as_words(question, fold_accents=True)
+    for author in paper.authors:
+        if len(as_words(author).strip()) >= 4 and as_words(author) in words:
+            return True
+        surname = author.split()[-1] if author.split() else ""
+        if len(surname) >= 4 and surname[:1].isupper() and re.search(rf"(?<!\w){re.escape(surname)}(?!\w)", question):
+            return True
+    return False
+
+
 def gives_slot(question: str, paper: Paper) -> bool:
     """True when the question gives the clock time the paper's slot starts at ("the 13:05 - 13:25 slot")."""
     start = slot_start(paper.time_slot)
@@ -124,14 +137,17 @@ def gives_slot(question: str, paper: Paper) -> bool:
 def subjects(question: str, sources: Sequence[Source], cited: Sequence[int], limit: int) -> list[Source]:
     """The papers an answer to `question` is about (see the module docstring), at most `limit`. A paper the
     question names counts only when its record holds a field the question asks for: a question asking when
-    "the paper about inverting XNet's output" was presented names XNet as its topic, not as its subject."""
+    "the paper about inverting XNet's output" was presented names XNet as its topic, not as its subject. Then
+    the papers by an author the question names ("X co-wrote one of the talks; when is it on?"), then those the
+    answer cites."""
     by_slot = [source for source in sources if gives_slot(question, source.paper)]
     in_place = [source for source in by_slot if _names_place(question, source.paper)]
     named = [source for source in sources if names_paper(question, source.paper)]
     if asked := asked_fields(question):  # "the paper about inverting XNet's output ...": XNet's paper is a topic
         named = [source for source in named if _values(source.paper, asked)]
+    by_author = [source for source in sources if names_author(question, source.paper)] if asked_fields(question) else []
     by_number = {source.number: source for source in sources}
-    chosen = in_place or by_slot or named or [by_number[number] for number in cited if number in by_number]
+    chosen = in_place or by_slot or named or by_author or [by_number[number] for number in cited if number in by_number]
     return list({source.number: source for source in chosen}.values())[:limit]
 
 

@@ -16,6 +16,7 @@ from rag.records import (
     complete_from_records,
     contradicted_fields,
     gives_slot,
+    names_author,
     names_paper,
     record_checks,
     subjects,
@@ -40,6 +41,8 @@ def sources_of(papers: list[Paper]) -> list[Source]:
         ("When exactly was the ViLT talk scheduled?", {TIME}),
         ("At what time was ViLT presented, and in which session?", {TIME, SESSION}),
         ("Which paper did Massimiliano Pontil co-author, and when was it presented?", {TIME}),
+        ("XNet is one of the talks. When is it on?", {TIME}),
+        ("When was the paper on graph nets published?", set()),
         ("Which researchers are behind XNet?", {AUTHORS}),
         ("Whose names open and close the author list of the XNet paper?", {AUTHORS}),
         ("Who is behind the XNet measure?", {AUTHORS}),
@@ -241,3 +244,16 @@ def test_a_named_paper_without_the_asked_field_is_a_topic_not_the_subject(papers
     assert [s.number for s in subjects(when, sources, cited=[2], limit=2)] == [2]
     who = "Who wrote “ViLT: Vision-and-Language Transformer Without Convolution or Region Supervision”?"
     assert [s.number for s in subjects(who, sources, cited=[3], limit=2)] == [2]
+
+
+def test_a_paper_by_an_author_the_question_names_is_the_subject(papers):
+    """ "Yuan co-wrote one of the talks: when is it on?" is about that author's paper, whichever papers the answer
+    cites; a surname in lower case, or too short to be more than a word, names no one."""
+    sources = sources_of(papers)  # [1] is by Tongtong Yuan and Weihong Deng; [2] by Wonjae Kim and others
+    assert names_author("Yuan co-wrote one of the talks. When is it on?", papers[0])
+    assert names_author("When did weihong deng present?", papers[0])  # a whole name, in any case
+    assert not names_author("What does the yuan exchange rate do?", papers[0])
+    assert not names_author("Kim co-wrote a talk. When is it on?", papers[1])  # 3 letters: too often a word
+    when = "Yuan co-wrote one of the talks. When is it on?"
+    assert [s.number for s in subjects(when, sources, cited=[3, 2], limit=1)] == [1]
+    assert [s.number for s in subjects("What did Yuan propose?", sources, cited=[3], limit=1)] == [3]  # no field asked
