@@ -102,6 +102,15 @@ _PROPOSED_NAME = re.compile(
 )
 """A one-word name right after "we propose" ("we propose XNet that ..."): a word with an inner capital or a
 digit, which no ordinary word has; "-based" or "-like" words describe, they do not name."""
+_INTRODUCED_NAME = re.compile(
+    r"\b(?:We|This paper|This work)\s+(?:(?:also|then|therefore|thus|hence|further|first|here|now)\s+)?"
+    r"(?:propose|introduce|present|devise|develop|design)s?\s+(?:an?\s+|the\s+)?"
+    r"([A-Z][a-z]*[A-Z0-9][A-Za-z0-9+-]*)(?=\s*[,:;(]|\s+(?:that|which)\b)"
+)
+"""The same at a sentence's start, after an adverb, or after "devise", "develop" or "design" ("We therefore
+devise XNet, a ..."), where the name must be set off from what follows (a comma, a colon, a bracket, "that",
+"which"): "We also present ImageNet samples" uses an established name as a modifier, "We first introduce
+KGs used in ..." an established acronym."""
 _CAPITALISED_NAME = r"[A-Z][\w-]*(?:\s+(?:(?:of|for|and|in|with)\s+)?[A-Z][\w-]*)*"
 _COINED_PHRASE = re.compile(rf"\b(?:{_NAMING_VERBS})\s+(?:an?\s+|the\s+)?({_CAPITALISED_NAME})")
 _CODE_REPOSITORY = re.compile(r"github\.com/[\w.-]+/([A-Za-z][A-Za-z0-9]*)(?![\w-])")
@@ -121,7 +130,8 @@ def coined_names(abstract: str, strict: bool = False) -> list[str]:
     names = [match.group(1) for match in acronyms.finditer(abstract)]
     if not strict:
         names += [match.group(1) for match in _COINED_MIXED_CASE.finditer(abstract)]
-        names += [name for name in _PROPOSED_NAME.findall(abstract) if not re.search(r"-[a-z]+$", name)]
+        proposed = [*_PROPOSED_NAME.findall(abstract), *_INTRODUCED_NAME.findall(abstract)]
+        names += [name for name in proposed if not re.search(r"-[a-z]+$", name)]
     names += [match.group(1) for match in _COINED_PHRASE.finditer(abstract)]
     names += [name for name in _CODE_REPOSITORY.findall(abstract) if re.search(r".[A-Z]|\d", name)]
     return [name for name in dict.fromkeys(names) if len(name) >= 3]

@@ -337,8 +337,9 @@ def _best(scores: np.ndarray, rows: range) -> float:
     return float(scores[rows.start : rows.stop].max()) if rows else 0.0
 
 
-DERIVED_FORMAT = 2
-"""Bumped when the layout of the derived files changes, so old ones are rebuilt rather than misread."""
+DERIVED_FORMAT = 3
+"""Bumped when the layout of the derived files changes, or what goes into them (which names an abstract coins,
+`name_terms`), so old ones are rebuilt rather than misread."""
 
 
 def read_stamp(folder: Path) -> dict | None:

@@ -162,6 +162,20 @@ def test_a_name_the_abstract_coins_counts_as_the_papers_name():
     assert compared_papers("RouteNet-S and Zeta both cache; how?", evidence) == {1: "RouteNet-S", 2: "Zeta"}
 
 
+def test_a_name_the_abstract_introduces_after_propose_counts_too():
+    """ "We propose X with Y (X-Y)" coins X-Y, though the strict names (after "called") leave it out."""
+    coining = Evidence(
+        1,
+        ["Better Keys for Transformers", "We propose Transformer with Mixed Keys (Transformer-MK)."],
+        np.zeros((2, 2)),
+        set(),
+        set(),
+        abstract_start=1,
+    )
+    evidence = {1: coining, 2: _evidence(*TITLES)[2]}
+    assert compared_papers("Transformer-MK and Zeta both cache; how?", evidence) == {1: "Transformer-MK", 2: "Zeta"}
+
+
 def test_a_sentence_naming_one_compared_paper_but_citing_the_other_goes():
     compared = {1: "XNet", 2: "Zeta"}
     checks = [

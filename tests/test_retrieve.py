@@ -606,6 +606,11 @@ def test_a_named_paper_is_relevant_whatever_its_dense_score(fake_retriever, sett
         ("We learn a model referred to as Sparse Sub-Networks (SparseNet).", ["SparseNet", "Sparse Sub-Networks"]),
         ("We propose GNN-based solvers for scheduling.", []),  # describes, does not name
         ("We propose Gaussian processes for it.", []),  # an ordinary capitalised word
+        ("Existing work fails. We therefore devise ZetaCLR, a contrastive method.", ["ZetaCLR"]),
+        ("We then introduce PyZeta, a library that ...", ["PyZeta"]),
+        ("This paper presents Z3D: a family of models.", ["Z3D"]),
+        ("We also present ImageNet samples of high quality.", []),  # an established name used as a modifier
+        ("We first introduce KGs used in few-shot learning.", []),  # an established acronym, not set off
         (
             "Therefore, we propose an image pyramid-based segmentation framework, Inverse Saliency Pyramid "
             "Reconstruction Network (InSPyReNet), for HR prediction.",
