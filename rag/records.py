@@ -231,6 +231,22 @@ def without_contradictions(checks: Sequence[SentenceCheck], sources: Sequence[So
     return [check.model_copy(update={"dropped": True}) if _misstates(check, by_number) else check for check in checks]
 
 
+def by_named_author(question: str, checks: Sequence[SentenceCheck], sources: Sequence[Source]) -> list[SentenceCheck]:
+    """`checks` without the model's sentences about other papers when a record question names an author of a
+    retrieved paper ("X co-wrote one of the talks: which is it, and when is it on?"): the question asks about
+    that author's papers, and a sentence citing none of them, whatever it says of another paper, answers
+    nothing asked."""
+    theirs = {source.number for source in sources if names_author(question, source.paper)}
+    if not theirs or not asked_fields(question):
+        return list(checks)
+    return [
+        check.model_copy(update={"dropped": True})
+        if not check.dropped and not check.composed and check.citations and not theirs & set(check.citations)
+        else check
+        for check in checks
+    ]
+
+
 def _misstates(check: SentenceCheck, by_number: dict[int, Source]) -> bool:
     cited = [by_number[number].paper for number in check.citations if number in by_number]
     return bool(cited) and not check.dropped and all(contradicted_fields(check.text, paper) for paper in cited)
@@ -306,6 +322,7 @@ def complete_from_records(
     contradicted, or as a figure its abstract does not address), those it cited: a sentence that gives a talk the
     wrong date is wrong about that talk, and its record holds the right one."""
     checks = without_contradictions(checks, sources)
+    checks = by_named_author(question, checks, sources)
     adjacent = adjacent_talk(question, sources)
     if adjacent:
         checks = without_wrong_order(checks, adjacent)

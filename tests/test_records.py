@@ -13,6 +13,7 @@ from rag.records import (
     TIME,
     adjacent_talk,
     asked_fields,
+    by_named_author,
     complete_from_records,
     contradicted_fields,
     gives_slot,
@@ -257,3 +258,13 @@ def test_a_paper_by_an_author_the_question_names_is_the_subject(papers):
     when = "Yuan co-wrote one of the talks. When is it on?"
     assert [s.number for s in subjects(when, sources, cited=[3, 2], limit=1)] == [1]
     assert [s.number for s in subjects("What did Yuan propose?", sources, cited=[3], limit=1)] == [3]  # no field asked
+
+
+def test_a_record_question_naming_an_author_keeps_only_sentences_about_their_papers(papers):
+    sources = sources_of(papers)  # [1] is by Tongtong Yuan and Weihong Deng
+    theirs = SentenceCheck(text="A robust SNR distance metric is proposed [1].", citations=[1], supported=True)
+    other = SentenceCheck(text="ViLT drops convolution [2].", citations=[2], supported=True)
+    question = "Yuan co-wrote one of the talks. Which is it, and when is it on?"
+    assert [c.dropped for c in by_named_author(question, [theirs, other], sources)] == [False, True]
+    topical = "Which papers build on Yuan's distance metric?"  # no record field asked: other papers may answer
+    assert [c.dropped for c in by_named_author(topical, [theirs, other], sources)] == [False, False]
