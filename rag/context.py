@@ -19,7 +19,7 @@ import numpy as np
 from rag.evidence import Evidence
 from rag.prompts import ANSWER_PROMPT, PARTS_PROMPT, SEVERAL_PAPERS_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
 from rag.settings import Settings
-from rag.text import FUNCTION_WORDS, figures_in, key_terms, numbers_in, question_parts
+from rag.text import FUNCTION_WORDS, figures_in, key_terms, question_parts, states_quantity
 from rag.types import Source
 
 # --- what the question asks for ----------------------------------------------------------------------------
@@ -104,16 +104,6 @@ def asks_authors(question: str) -> bool:
 def asks_quantity(question: str) -> bool:
     """True for "how many / how much faster / what accuracy / by what factor" questions, answered by numbers."""
     return bool(_ASKS_QUANTITY.search(question))
-
-
-_QUANTITY_WORDS = re.compile(
-    r"\b(?:times|fold|twice|double|half|dozens?|tens|hundreds|thousands|millions|billions)\b", re.IGNORECASE
-)
-
-
-def states_quantity(sentence: str) -> bool:
-    """True for a sentence with a number, in digits or words ("up to tens of times faster")."""
-    return bool(numbers_in(sentence) or _QUANTITY_WORDS.search(sentence))
 
 
 _QUANTITY = re.compile(

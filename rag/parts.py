@@ -19,12 +19,12 @@ import re
 from collections.abc import Mapping, Sequence
 
 from rag.attribution import named_papers
-from rag.context import asks_quantity, states_quantity
+from rag.context import asks_quantity
 from rag.corpus import coined_names
 from rag.evidence import Evidence
 from rag.markers import remove_citations
 from rag.prompts import COMPARED_PAPER_PROMPT, PART_PROMPT, SOURCE_TEMPLATE, SYSTEM_PROMPT
-from rag.text import is_coined, key_terms, question_parts, short_name
+from rag.text import is_coined, key_terms, question_parts, short_name, states_quantity
 from rag.types import SentenceCheck, Source
 
 

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.attribution import named_papers
-from rag.context import asks_quantity, holds_figure, scored_sentences, states_quantity
+from rag.context import asks_quantity, holds_figure, scored_sentences
 from rag.evidence import Evidence
 from rag.markers import remove_citations, with_citations
 from rag.settings import Settings
-from rag.text import figures_in, is_decline, key_terms, short_name
+from rag.text import figures_in, is_decline, key_terms, short_name, states_quantity
 from rag.types import SentenceCheck, Source
 
 _CONTRIBUTION = re.compile(

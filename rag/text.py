@@ -290,6 +290,16 @@ def numbers_in(text: str) -> set[str]:
     return sizes | {_normalise_number(value) for value in _NUMBER.findall(text)}
 
 
+_QUANTITY_WORDS = re.compile(
+    r"\b(?:times|fold|twice|double|half|dozens?|tens|hundreds|thousands|millions|billions)\b", re.IGNORECASE
+)
+
+
+def states_quantity(sentence: str) -> bool:
+    """True for a sentence with a number, in digits or words ("up to tens of times faster")."""
+    return bool(numbers_in(sentence) or _QUANTITY_WORDS.search(sentence))
+
+
 def _normalise_number(value: str) -> str:
     return value.rstrip("0").rstrip(".") if "." in value else value.lstrip("0") or "0"
 

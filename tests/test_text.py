@@ -25,6 +25,7 @@ from rag.text import (
     split_prose,
     split_sentences,
     start_minute,
+    states_quantity,
 )
 
 
@@ -203,3 +204,16 @@ def test_expand_acronyms_adds_the_long_form_once_unless_it_is_spelled_out():
     assert expand_acronyms("Graph neural networks (GNNs) vs. RNNs", forms) == "Graph neural networks (GNNs) vs. RNNs"
     assert expand_acronyms("a CNN-based model", forms) == "a CNN-based model"  # a compound is its own name
     assert acronyms_in("GNNs, BoW, IL-6 and CNNs; not A or Net") == ["GNN", "BoW", "IL-6", "CNN"]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "states"),
+    [
+        ("XNet trains 160 sub-models at once [1].", True),
+        ("It is up to tens of times faster [2].", True),
+        ("It halves the memory; twice as fast.", True),
+        ("XNet replaces the decoder [1].", False),
+    ],
+)
+def test_states_quantity_reads_numbers_in_digits_or_words(sentence, states):
+    assert states_quantity(sentence) is states
