@@ -288,6 +288,20 @@ def format_history(history: History, turns: int) -> str:
     return "\n".join(lines)
 
 
+_QUESTION_START = re.compile(
+    r"^\W*(?:and\s+|so\s+|but\s+)?(?:what|which|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|"
+    r"can|could|should|would|will|has|have|had|tell|list|name|describe|explain|give|compare|summari[sz]e|show|find)\b",
+    re.IGNORECASE,
+)
+
+
+def reads_as_question(text: str) -> bool:
+    """True for a question or a request: it ends with "?" or opens with a question word or an imperative
+    ("Which ...", "Does ...", "List ..."). The rewrite model sometimes restates the previous answer as a
+    statement ("XNet boosts Y to 80%."), and answering that statement answers nothing asked."""
+    return text.rstrip().endswith("?") or bool(_QUESTION_START.match(text))
+
+
 def clean_rewrite(completion: str, question: str, history: History = (), in_view: Sequence[Paper] = ()) -> str | None:
     """The rewritten question from the model's completion, or None when it is unusable. Given the `history`,
     a rewrite that drops the previous turn's subject (`keeps_subject`) gets it appended."""
@@ -296,6 +310,9 @@ def clean_rewrite(completion: str, question: str, history: History = (), in_view
     line = line.strip().strip("\"'`").strip()
     if not line or is_decline(line) or len(line) > 3 * len(question) + 200:
         return None
+    if not reads_as_question(line) and reads_as_question(question):  # it restated an answer instead
+        subject = subject_of(history, in_view) if history else None
+        return f"{question} (about {subject})" if subject else None
     if history and not keeps_subject(line, question, history, in_view):
         subject = subject_of(history, in_view)
         return f"{line} (about {subject})" if subject else line

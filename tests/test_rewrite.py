@@ -17,6 +17,7 @@ from rag.rewrite import (
     keeps_subject,
     papers_in_view,
     papers_named_in,
+    reads_as_question,
 )
 from rag.settings import Settings
 from rag.types import Answer, Citation, Filters, Paper, Source
@@ -183,6 +184,35 @@ def test_a_model_rewrite_that_drops_the_subject_gets_it_appended(by_id):
     assert keeps_subject("How fast are pyramid nets?", "How fast is it?", history, [short_title])
     terms = clean_rewrite("How fast is the model?", "How fast is it?", history)  # no paper known: the terms
     assert terms.startswith("How fast is the model? (about ") and "supervision" in terms
+
+
+def test_a_model_rewrite_that_restates_the_answer_is_replaced_by_the_question_and_its_subject(by_id):
+    """The rewrite model sometimes copies the previous answer as a statement; answering it answers nothing
+    asked, so the follow-up itself is kept, with the paper it is about."""
+    history = [("What is ViLT, the transformer without region supervision?", "ViLT [1] is a minimal model.")]
+    statement = "ViLT is a minimal vision-and-language model without convolution."
+    assert (
+        clean_rewrite(statement, "and how fast is it?", history, [by_id["vilt"]]) == "and how fast is it? (about ViLT)"
+    )
+    assert (
+        clean_rewrite("List ViLT's speed-ups", "and its speed-ups?", history, [by_id["vilt"]])
+        == "List ViLT's speed-ups"
+    )
+    assert clean_rewrite(statement, "Its speed, please.", history, [by_id["vilt"]]) == statement  # not asked as one
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("How fast is ViLT?", True),
+        ("and what does it do for ResNet-18", True),
+        ("Describe its speed", True),
+        ("ViLT boosts accuracy to 80%.", False),
+        ("The collection covers it.", False),
+    ],
+)
+def test_reads_as_question(text, question):
+    assert reads_as_question(text) is question
 
 
 # --- the answer stage ---------------------------------------------------------------------------------------
