@@ -118,7 +118,7 @@ def names_paper(question: str, paper: Paper) -> bool:
 def names_author(question: str, paper: Paper) -> bool:
     """True when the question names one of the paper's authors: the whole name, or the surname as a capitalised
     word ("Schmidhuber co-wrote one of the talks ..."). A surname shorter than 4 letters is too often a word."""
-    words = as_words(question, fold_accents=True)
+    words = as_words(question)
     for author in paper.authors:
         if len(as_words(author).strip()) >= 4 and as_words(author) in words:
             return True
@@ -145,7 +145,7 @@ def subjects(question: str, sources: Sequence[Source], cited: Sequence[int], lim
     named = [source for source in sources if names_paper(question, source.paper)]
     if asked := asked_fields(question):  # "the paper about inverting XNet's output ...": XNet's paper is a topic
         named = [source for source in named if _values(source.paper, asked)]
-    by_author = [source for source in sources if names_author(question, source.paper)] if asked_fields(question) else []
+    by_author = [source for source in sources if names_author(question, source.paper)] if asked else []
     by_number = {source.number: source for source in sources}
     chosen = in_place or by_slot or named or by_author or [by_number[number] for number in cited if number in by_number]
     return list({source.number: source for source in chosen}.values())[:limit]
