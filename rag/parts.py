@@ -57,8 +57,13 @@ def unanswered_parts(question: str, sentences: Sequence[str], known: set[str] = 
 def part_messages(question: str, part: str, source: Source, passage: Sequence[str]) -> list[dict[str, str]]:
     """The prompt for one unanswered part: the system rules (a cached prefix), the answer's paper with its
     `passage` sentences, the whole question for context, and the part to answer."""
+    return _one_source_messages(PART_PROMPT, source, passage, question=question, part=part)
+
+
+def _one_source_messages(template: str, source: Source, passage: Sequence[str], **fields: str) -> list[dict[str, str]]:
+    """The system rules, then `template` filled with one source (its `passage` sentences) and `fields`."""
     formatted = SOURCE_TEMPLATE.format(number=source.number, title=source.title, authors="", passage=" ".join(passage))
-    user = PART_PROMPT.format(source=formatted, question=question, part=part, number=source.number)
+    user = template.format(source=formatted, number=source.number, **fields)
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
@@ -124,11 +129,16 @@ def paper_mentions(text: str, evidence: Mapping[int, Evidence]) -> list[tuple[in
         if short != title and short[:1].isupper():
             names.append(short)
         for name in dict.fromkeys(names):
-            match = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, flags=0 if name == short else re.I)
+            match = _find_name(name, text, ignore_case=name != short)
             if match:
                 found.append((match.start(), match.end(), number))
                 break
     return sorted(found)
+
+
+def _find_name(name: str, text: str, ignore_case: bool = False) -> re.Match[str] | None:
+    """`name` in `text` as a whole name: not inside a longer word or hyphenated compound ("XNet" not in "XNet-2")."""
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, flags=re.IGNORECASE if ignore_case else 0)
 
 
 _JOINED = re.compile(r"\s*(?:,\s*(?:and|or)?|and|or|&|/|vs\.?|versus)\s*", re.IGNORECASE)
@@ -157,13 +167,10 @@ def compared_papers(question: str, evidence: Mapping[int, Evidence]) -> dict[int
 def crossed_comparisons(checks: Sequence[SentenceCheck], compared: Mapping[int, str]) -> list[SentenceCheck]:
     """`checks` with a kept sentence dropped when it names one compared paper and cites only others ("YNet
     uses X [1]" where [1] is XNet's abstract): what it says of YNet was read off XNet."""
-    lowered = {number: name.lower() for number, name in compared.items()}
 
     def crossed(check: SentenceCheck) -> bool:
-        text = remove_citations(check.text).lower()
-        named = {
-            number for number, name in lowered.items() if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
-        }
+        text = remove_citations(check.text)
+        named = {number for number, name in compared.items() if _find_name(name, text, ignore_case=True)}
         cited = set(check.citations) & set(compared)
         return bool(named and cited and not (named & cited))
 
@@ -184,6 +191,4 @@ def uncovered_papers(checks: Sequence[SentenceCheck], compared: Mapping[int, str
 def compared_paper_messages(question: str, name: str, source: Source, passage: Sequence[str]) -> list[dict[str, str]]:
     """The prompt that asks `question` of one compared paper alone: the system rules, the paper with its
     `passage` sentences, the question, and the name of the paper to answer for."""
-    formatted = SOURCE_TEMPLATE.format(number=source.number, title=source.title, authors="", passage=" ".join(passage))
-    user = COMPARED_PAPER_PROMPT.format(source=formatted, question=question, name=name, number=source.number)
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return _one_source_messages(COMPARED_PAPER_PROMPT, source, passage, question=question, name=name)
